@@ -1,0 +1,183 @@
+"""The task API: a ``gymnasium.Env`` that is also a distribution over tasks.
+
+Every task distribution in metarl (and any a user writes) subclasses :class:`TaskEnv`::
+
+    env = gymnasium.make("MetaRL/Navigation2D-v0")
+    tasks = env.unwrapped.sample_tasks(40)     # drawn from env.np_random: seeded, reproducible
+    env.unwrapped.set_task(tasks[0])
+    env.unwrapped.get_task()
+
+A task is a small frozen dataclass (subclass of :class:`Task`) naming its parameters; it validates
+itself on construction and converts to and from JSON with :func:`task_to_dict` / :func:`task_from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Base class of task values. Subclasses are frozen dataclasses and validate in ``__post_init__``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the fields (arrays become nested lists)."""
+        return task_to_dict(self)
+
+
+TaskT = TypeVar("TaskT", bound=Task)
+
+_TASK_TYPES: dict[str, type[Task]] = {}
+
+
+def register_task_type(cls: type[TaskT]) -> type[TaskT]:
+    """Class decorator: make a task type reloadable from JSON by its class name."""
+    _TASK_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    """``{"type": ClassName, field: value, ...}`` with only JSON types."""
+    out: dict[str, Any] = {"type": type(task).__name__}
+    for f in dataclasses.fields(task):
+        out[f.name] = _jsonable(getattr(task, f.name))
+    return out
+
+
+def task_from_dict(data: dict[str, Any]) -> Task:
+    """Rebuild a task written by :func:`task_to_dict` (its type must be registered)."""
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in _TASK_TYPES:
+        raise ValueError(f"unknown task type {name!r}; known types: {sorted(_TASK_TYPES)}")
+    return _TASK_TYPES[name](**data)
+
+
+# --- validation helpers: each raises a ValueError that names the field -------------------------
+
+
+def check_real(field: str, value: Any) -> float:
+    """``value`` as a finite float, else ValueError naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"task field '{field}' must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"task field '{field}' must be finite, got {value}")
+    return value
+
+
+def check_range(field: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float within ``[low, high]``, else ValueError naming ``field`` and the range."""
+    value = check_real(field, value)
+    if not low <= value <= high:
+        raise ValueError(
+            f"task field '{field}' = {value} is outside the distribution's support [{low}, {high}]"
+        )
+    return value
+
+
+def check_array(
+    field: str, value: Any, shape: Sequence[int] | None = None, low: float = -math.inf, high: float = math.inf
+) -> np.ndarray:
+    """``value`` as a finite float64 array (of ``shape``) within ``[low, high]``, else ValueError."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"task field '{field}' must be an array of numbers, got {value!r}") from exc
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"task field '{field}' must have shape {tuple(shape)}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"task field '{field}' must be finite, got non-finite entries")
+    if arr.size and (arr.min() < low or arr.max() > high):
+        raise ValueError(
+            f"task field '{field}' has entries outside the distribution's support [{low}, {high}]"
+        )
+    arr.setflags(write=False)
+    return arr
+
+
+class TaskEnv(gym.Env, Generic[TaskT]):
+    """A Gymnasium env over a distribution of tasks.
+
+    Subclasses set ``task_type`` and implement :meth:`_sample_task` (one task from ``self.np_random``)
+    and may override :meth:`validate_task` to check support that depends on constructor arguments,
+    :meth:`_on_task_set` to react to a new task, and :meth:`make_batched` to provide a fast batched
+    engine. Episodes are truncated by the env itself after ``horizon`` steps.
+    """
+
+    task_type: ClassVar[type[Task]]
+    horizon: int
+
+    def __init__(self, horizon: int) -> None:
+        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        self.horizon = int(horizon)
+        self._task: TaskT | None = None
+        self._elapsed_steps = 0
+
+    def _start_episode(self) -> None:
+        """Reset the step counter; call from ``reset``."""
+        self._elapsed_steps = 0
+
+    def _count_step(self) -> bool:
+        """Advance the step counter; returns ``truncated`` (the horizon is reached)."""
+        self._elapsed_steps += 1
+        return self._elapsed_steps >= self.horizon
+
+    # --- the task API -------------------------------------------------------------------------
+    def sample_tasks(self, n: int) -> list[TaskT]:
+        """Draw ``n`` tasks from the distribution using ``self.np_random`` (seed it with ``reset(seed=...)``)."""
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"number of tasks must be a non-negative integer, got {n!r}")
+        return [self._sample_task(self.np_random) for _ in range(int(n))]
+
+    def set_task(self, task: TaskT) -> None:
+        """Switch the env to ``task`` (takes effect at the next ``reset``)."""
+        self.validate_task(task)
+        self._task = task
+        self._on_task_set(task)
+
+    def get_task(self) -> TaskT:
+        """The current task (a default one is drawn on first use if none was set)."""
+        if self._task is None:
+            self.set_task(self._sample_task(self.np_random))
+        assert self._task is not None
+        return self._task
+
+    def validate_task(self, task: Any) -> None:
+        """Raise ``ValueError`` if ``task`` is not a task of this distribution."""
+        if not isinstance(task, self.task_type):
+            raise ValueError(
+                f"{type(self).__name__} expects a {self.task_type.__name__}, got {type(task).__name__}: {task!r}"
+            )
+
+    # --- hooks for subclasses -----------------------------------------------------------------
+    def _sample_task(self, rng: np.random.Generator) -> TaskT:
+        raise NotImplementedError
+
+    def _on_task_set(self, task: TaskT) -> None:
+        """Called after a valid task is set."""
+
+    def task_features(self, task: TaskT) -> np.ndarray | None:
+        """The task as a feature vector for an oracle policy that is told the task, or ``None``."""
+        return None
+
+    def make_batched(self, tasks: Sequence[TaskT], episodes_per_task: int, seed: int | None):
+        """A fast batched engine for these tasks, or ``None`` to use the generic fallback."""
+        return None

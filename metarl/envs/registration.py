@@ -1,0 +1,31 @@
+"""Registers every metarl task distribution with Gymnasium (runs on ``import metarl``)."""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+
+# id -> (entry point, kwargs). Envs truncate themselves at `horizon`, so no TimeLimit is added.
+ENV_SPECS: dict[str, tuple[str, dict]] = {
+    "MetaRL/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", {}),
+}
+
+
+def register_envs() -> None:
+    """Register all ids in :data:`ENV_SPECS` (idempotent)."""
+    for env_id, (entry_point, kwargs) in ENV_SPECS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=False)
+
+
+def registered_ids() -> list[str]:
+    """All metarl env ids, sorted."""
+    return sorted(ENV_SPECS)
+
+
+def unknown_env_message(env_id: str) -> str:
+    """A one-line error for an unknown id with the closest known ids."""
+    close = difflib.get_close_matches(env_id, registered_ids() + list(gym.registry), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"unknown env id {env_id!r}.{hint} Run `metarl envs` to list the task distributions."
