@@ -9,6 +9,20 @@ import gymnasium as gym
 # id -> (entry point, kwargs). Envs truncate themselves at `horizon`, so no TimeLimit is added.
 ENV_SPECS: dict[str, tuple[str, dict]] = {
     "MetaRL/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", {}),
+    "MetaRL/Bandit-K5-v0": ("metarl.envs.bandit:BernoulliBanditEnv", {"num_arms": 5}),
+    "MetaRL/Bandit-K10-v0": ("metarl.envs.bandit:BernoulliBanditEnv", {"num_arms": 10}),
+    "MetaRL/Bandit-K50-v0": ("metarl.envs.bandit:BernoulliBanditEnv", {"num_arms": 50}),
+    "MetaRL/TabularMDP-v0": ("metarl.envs.tabular_mdp:TabularMDPEnv", {}),
+    # MuJoCo locomotion (extra `metarl[mujoco]`); the modules import mujoco only when an env is made.
+    "MetaRL/HalfCheetahVel-v0": ("metarl.envs.mujoco.half_cheetah:HalfCheetahVelEnv", {}),
+    "MetaRL/HalfCheetahDir-v0": ("metarl.envs.mujoco.half_cheetah:HalfCheetahDirEnv", {}),
+    "MetaRL/AntVel-v0": ("metarl.envs.mujoco.ant:AntVelEnv", {}),
+    "MetaRL/AntDir-v0": ("metarl.envs.mujoco.ant:AntDirEnv", {}),
+    "MetaRL/AntDir2D-v0": ("metarl.envs.mujoco.ant:AntDir2DEnv", {}),
+    "MetaRL/AntGoal-v0": ("metarl.envs.mujoco.ant:AntGoalEnv", {}),
+    "MetaRL/HumanoidDir-v0": ("metarl.envs.mujoco.humanoid:HumanoidDirEnv", {}),
+    "MetaRL/HopperRandParams-v0": ("metarl.envs.mujoco.rand_params:HopperRandParamsEnv", {}),
+    "MetaRL/Walker2dRandParams-v0": ("metarl.envs.mujoco.rand_params:Walker2dRandParamsEnv", {}),
 }
 
 
