@@ -1,0 +1,49 @@
+"""Episodic few-shot batches: N-way K-shot Q-query tasks with labels 0..N-1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """A batch of few-shot tasks.
+
+    Shapes (``tasks`` = meta-batch size, ``N`` = ways, ``K`` = shots, ``Q`` = queries per class):
+    ``support_x`` (tasks, N*K, C, H, W) float32 in [0, 1] (or (tasks, K, 1) for regression),
+    ``support_y`` (tasks, N*K) int64 labels in 0..N-1 (float targets for regression),
+    ``query_x`` (tasks, N*Q, ...), ``query_y`` (tasks, N*Q).
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    ways: int
+    shots: int
+    queries: int
+
+    @property
+    def num_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+    def task(self, i: int) -> EpisodeBatch:
+        """The ``i``-th task as a batch of one."""
+        sl = slice(i, i + 1)
+        return EpisodeBatch(
+            self.support_x[sl], self.support_y[sl], self.query_x[sl], self.query_y[sl], self.ways, self.shots, self.queries
+        )
+
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        """The same batch on ``device``."""
+        return EpisodeBatch(
+            self.support_x.to(device),
+            self.support_y.to(device),
+            self.query_x.to(device),
+            self.query_y.to(device),
+            self.ways,
+            self.shots,
+            self.queries,
+        )
