@@ -1,0 +1,136 @@
+"""Batched MuJoCo engine: ``num_tasks x episodes_per_task`` ``MjData`` copies stepped by a thread pool.
+
+``mujoco.mj_step`` releases the GIL, so threads that each step a slice of the copies run the physics on
+all cores; what stays in Python per copy is setting ``ctrl`` and copying a few arrays out of ``MjData``.
+Observations, rewards and terminations are then computed for all copies at once by the env's own
+vectorised hooks (:class:`metarl.envs.mujoco.locomotion.LocomotionTaskEnv`), and reset noise comes from
+per-copy generators seeded like ``env.reset(seed=...)``, so the engine reproduces the single env.
+
+We use our own pool rather than ``mujoco.rollout``: rollout runs open-loop control sequences from a
+given state, while here a policy chooses every action from the last observation, Ant and Humanoid need
+``cfrc_ext`` (``mj_rnePostConstraint``) after each step, and keeping each copy's ``MjData`` alive keeps
+the solver's warm start exactly as in the single env. It also works on every mujoco >= 3.3.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium.utils import seeding
+
+from metarl.envs.base import Task
+from metarl.envs.batched import BatchedEnv
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class MujocoBatchedEnv(BatchedEnv):
+    """Steps every copy of a MuJoCo task distribution in one call (see the module docstring).
+
+    Args:
+        env: a single env of the distribution (a ``LocomotionTaskEnv``); it supplies the models,
+            spaces and the vectorised observation / reward / termination; it is not stepped.
+        tasks: one task per row of the batch.
+        episodes_per_task: copies per task.
+        seed: base seed; copy ``(i, j)`` is reset like ``env.reset(seed=seed + i * episodes_per_task + j)``.
+        num_threads: worker threads (default: the number of usable cores).
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        tasks: Sequence[Task],
+        episodes_per_task: int,
+        seed: int | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        super().__init__(tasks, episodes_per_task, env.observation_space, env.action_space, env.horizon, seed)
+        for task in self.tasks:
+            env.validate_task(task)
+        self._env = env
+        task_models = [env.model_for_task(task) for task in self.tasks]
+        self._models = [task_models[k // self.episodes_per_task] for k in range(self.num_copies)]
+        self._datas = [mujoco.MjData(model) for model in self._models]
+        task_params = [env.reward_params(task) for task in self.tasks]
+        self._params = np.repeat(np.stack(task_params), self.episodes_per_task, axis=0)
+        self._frame_skip = int(env.frame_skip)
+        self._post_constraint = bool(env.uses_contact_forces)
+        self._state = {
+            name: np.zeros((self.num_copies,) + np.shape(getattr(self._datas[0], name)))
+            for name in env.gathered_fields
+        }
+        self._position = np.zeros((self.num_copies,) + env.position(env.gather()).shape[1:])
+        self._rngs: list[np.random.Generator | None] = [None] * self.num_copies
+        self.num_threads = max(1, min(int(num_threads or available_cores()), self.num_copies))
+        self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
+
+    # --- per-copy work (runs in the pool; mj_* calls release the GIL) ------------------------------
+    def _gather(self, k: int) -> None:
+        data = self._datas[k]
+        for name, buffer in self._state.items():
+            buffer[k] = getattr(data, name)
+
+    def _advance(self, indices: np.ndarray, ctrl: np.ndarray) -> None:
+        frame_skip, post_constraint = self._frame_skip, self._post_constraint
+        for k in indices:
+            model, data = self._models[k], self._datas[k]
+            data.ctrl[:] = ctrl[k]
+            mujoco.mj_step(model, data, nstep=frame_skip)
+            if post_constraint:
+                mujoco.mj_rnePostConstraint(model, data)
+            self._gather(k)
+
+    def _run(self, indices: np.ndarray, ctrl: np.ndarray) -> None:
+        if self._pool is None or len(indices) < 2:
+            self._advance(indices, ctrl)
+            return
+        chunks = np.array_split(indices, min(self.num_threads, len(indices)))
+        for future in [self._pool.submit(self._advance, chunk, ctrl) for chunk in chunks]:
+            future.result()
+
+    # --- BatchedEnv hooks ------------------------------------------------------------------------
+    def _reset(self, seeds: list[int | None]) -> np.ndarray:
+        env = self._env
+        for k, seed in enumerate(seeds):
+            if seed is not None or self._rngs[k] is None:
+                self._rngs[k], _ = seeding.np_random(seed)
+            model, data = self._models[k], self._datas[k]
+            mujoco.mj_resetData(model, data)
+            data.qpos[:], data.qvel[:] = env.initial_state(self._rngs[k])
+            mujoco.mj_forward(model, data)
+            self._gather(k)
+        self._position = np.array(env.position(self._state))
+        return self._shape(env.observe(self._state))
+
+    def _step(self, actions: np.ndarray, active: np.ndarray):
+        env = self._env
+        flat_actions = actions.reshape((self.num_copies, -1)).astype(np.float64)
+        self._run(np.flatnonzero(active.reshape(-1)), env.to_ctrl(flat_actions))
+        obs, reward, terminated, self._position, info = env.outcome(
+            self._position, self._state, flat_actions, self._params
+        )
+        return (
+            self._shape(obs),
+            self._shape(reward),
+            self._shape(terminated),
+            {name: self._shape(value) for name, value in info.items()},
+        )
+
+    def _shape(self, array: np.ndarray) -> np.ndarray:
+        return array.reshape(self.batch_shape + array.shape[1:])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
