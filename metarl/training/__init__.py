@@ -1,0 +1,59 @@
+"""Run infrastructure shared by the meta-RL agents and the few-shot learners.
+
+Configs (dataclass + YAML + ``key=value`` overrides), run directories, atomic checkpoints with RNG states,
+TensorBoard + ``metrics.jsonl`` logging, a progress bar, confidence intervals and the adaptation-curve plot.
+Imports only the standard library, numpy, torch, yaml, tqdm, matplotlib and tensorboard.
+"""
+
+from metarl.training.checkpoint import (
+    capture_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+    save_checkpoint,
+)
+from metarl.training.config import (
+    config_from_dict,
+    config_help,
+    config_to_dict,
+    load_config,
+    parse_overrides,
+    save_config,
+)
+from metarl.training.io import (
+    atomic_open,
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    write_json_atomic,
+)
+from metarl.training.logger import ProgressBar, RunLogger, read_metrics
+from metarl.training.plots import plot_adaptation_curves
+from metarl.training.run_dir import RunDir
+from metarl.training.stats import format_ci, mean_ci
+
+__all__ = [
+    "ProgressBar",
+    "RunDir",
+    "RunLogger",
+    "atomic_open",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "capture_rng_states",
+    "config_from_dict",
+    "config_help",
+    "config_to_dict",
+    "format_ci",
+    "load_checkpoint",
+    "load_config",
+    "mean_ci",
+    "parse_overrides",
+    "plot_adaptation_curves",
+    "read_json",
+    "read_metrics",
+    "restore_rng_states",
+    "save_checkpoint",
+    "save_config",
+    "write_json_atomic",
+]
