@@ -1,0 +1,189 @@
+"""Bernoulli multi-armed bandits (Duan et al. 2016, "RL^2"; Wang et al. 2016, "Learning to reinforcement learn")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+
+from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
+from metarl.envs.batched import BatchedEnv
+
+
+@register_task_type
+@dataclass(frozen=True)
+class BanditTask(Task):
+    """The success probability of every arm, ``probabilities[i]`` in ``[0, 1]``."""
+
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        values = self.probabilities
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
+            raise ValueError(
+                f"task field 'probabilities' must be a sequence of numbers in [0, 1], got "
+                f"{type(values).__name__} {values!r}"
+            )
+        if np.ndim(values) != 1 or len(values) == 0:
+            raise ValueError(
+                f"task field 'probabilities' must be a non-empty flat sequence, got shape {np.shape(values)}"
+            )
+        checked = tuple(check_range(f"probabilities[{i}]", p, 0.0, 1.0) for i, p in enumerate(values))
+        object.__setattr__(self, "probabilities", checked)
+
+    @property
+    def num_arms(self) -> int:
+        return len(self.probabilities)
+
+
+def _validate_action(action: Any, num_arms: int) -> int:
+    if (
+        isinstance(action, bool)
+        or np.ndim(action) != 0
+        or not np.issubdtype(np.asarray(action).dtype, np.integer)
+    ):
+        raise ValueError(f"action must be an integer arm index in [0, {num_arms}), got {action!r}")
+    arm = int(action)
+    if not 0 <= arm < num_arms:
+        raise ValueError(f"action must be an integer arm index in [0, {num_arms}), got {arm}")
+    return arm
+
+
+class BernoulliBanditEnv(TaskEnv[BanditTask]):
+    """A K-armed bandit whose arms pay 1 with unknown probabilities.
+
+    Task distribution: K arm probabilities p_i ~ U[0, 1] i.i.d. (``BanditTask``).
+    Action: the arm to pull, ``Discrete(num_arms)``.
+    Reward: 1 with probability ``p_a``, else 0 (Bernoulli(p_a)).
+    Observation: a constant ``[0.0]`` (float32, in ``Box(0, 1, (1,))``): a bandit has no state, so a policy
+    learns from its rewards only (MAML uses a stateless policy; RL^2 feeds back the previous
+    action and reward through a recurrent policy).
+    Termination: never; truncation after ``horizon`` pulls (default 10).
+    Randomness: at ``reset`` the episode's ``horizon`` uniform numbers ``u_t`` are drawn from
+    ``np_random`` in one block and pull ``t`` pays ``u_t < p_a``. The batched engine draws the same block
+    from a generator seeded like each copy, so it reproduces the single env exactly.
+    Source: Duan et al., "RL^2: Fast Reinforcement Learning via Slow Reinforcement Learning", 2016
+    (K = 5, 10, 50); Wang et al., "Learning to reinforcement learn", 2016; MAML-style evaluation as in
+    pytorch-maml-rl's ``BernoulliBandit``.
+
+    | argument | default | meaning |
+    |---|---|---|
+    | num_arms | (required) | K, the number of arms (ids ``MetaRL/Bandit-K5/K10/K50-v0``) |
+    | horizon | 10 | pulls per episode before truncation |
+
+    Version history: v0, first release.
+    """
+
+    metadata = {"render_modes": []}
+    task_type = BanditTask
+
+    def __init__(self, num_arms: int, horizon: int = 10) -> None:
+        if isinstance(num_arms, bool) or not isinstance(num_arms, int | np.integer) or num_arms < 1:
+            raise ValueError(f"num_arms must be a positive integer, got {num_arms!r}")
+        super().__init__(horizon)
+        self.num_arms = int(num_arms)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(self.num_arms)
+        self._probabilities = np.zeros(self.num_arms)
+        self._uniforms = np.zeros(0)
+
+    def _sample_task(self, rng: np.random.Generator) -> BanditTask:
+        return BanditTask(probabilities=tuple(float(p) for p in rng.uniform(0.0, 1.0, size=self.num_arms)))
+
+    def validate_task(self, task: Any) -> None:
+        super().validate_task(task)
+        if task.num_arms != self.num_arms:
+            raise ValueError(
+                f"task field 'probabilities' has {task.num_arms} entries but this env has "
+                f"num_arms={self.num_arms}; sample tasks from an env with the same num_arms"
+            )
+
+    def _on_task_set(self, task: BanditTask) -> None:
+        self._probabilities = np.asarray(task.probabilities)
+
+    def task_features(self, task: BanditTask) -> np.ndarray:
+        return np.asarray(task.probabilities, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        task = self.get_task()
+        self._start_episode()
+        self._uniforms = self.np_random.random(self.horizon)
+        return np.zeros(1, dtype=np.float32), {"task": task}
+
+    def step(self, action):
+        arm = _validate_action(action, self.num_arms)
+        if self._elapsed_steps >= self._uniforms.size:  # stepping past truncation: keep drawing
+            self._uniforms = np.concatenate([self._uniforms, self.np_random.random(self.horizon)])
+        reward = float(self._uniforms[self._elapsed_steps] < self._probabilities[arm])
+        truncated = self._count_step()
+        return np.zeros(1, dtype=np.float32), reward, False, truncated, {}
+
+    def make_batched(self, tasks: Sequence[BanditTask], episodes_per_task: int, seed: int | None):
+        return BatchedBernoulliBandit(tasks, episodes_per_task, self.num_arms, self.horizon, seed)
+
+
+class CopyGenerators:
+    """One ``numpy.random.Generator`` per batched copy, seeded exactly like the single env's ``np_random``.
+
+    A copy reset with a seed gets ``gymnasium.utils.seeding.np_random(seed)`` (what ``env.reset(seed=seed)``
+    does); a copy reset with ``None`` continues its own stream (or gets fresh entropy on its first reset).
+    """
+
+    def __init__(self, num_copies: int) -> None:
+        self.generators: list[np.random.Generator | None] = [None] * num_copies
+
+    def reseed(self, seeds: Sequence[int | None]) -> list[np.random.Generator]:
+        """Apply one round of per-copy seeds; returns the generators in row-major copy order."""
+        for k, seed in enumerate(seeds):
+            if seed is not None or self.generators[k] is None:
+                self.generators[k] = seeding.np_random(seed)[0]
+        return self.generators  # type: ignore[return-value]
+
+
+class BatchedBernoulliBandit(BatchedEnv):
+    """Numpy engine for :class:`BernoulliBanditEnv`: each copy draws its episode's uniforms from its own
+    generator at reset; every pull of every copy is then one vectorised comparison."""
+
+    def __init__(
+        self,
+        tasks: Sequence[BanditTask],
+        episodes_per_task: int,
+        num_arms: int,
+        horizon: int,
+        seed: int | None = None,
+    ) -> None:
+        single = BernoulliBanditEnv(num_arms, horizon)
+        for task in tasks:
+            single.validate_task(task)
+        super().__init__(
+            tasks, episodes_per_task, single.observation_space, single.action_space, horizon, seed
+        )
+        self.num_arms = int(num_arms)
+        # (tasks, 1, arms): broadcast over the episodes of a task
+        self._probabilities = np.array([t.probabilities for t in self.tasks])[:, None, :]
+        self._generators = CopyGenerators(self.num_copies)
+        self._uniforms = np.zeros(self.batch_shape + (self.horizon,))
+
+    def _reset(self, seeds):
+        generators = self._generators.reseed(seeds)
+        self._uniforms = np.stack([g.random(self.horizon) for g in generators]).reshape(
+            self.batch_shape + (self.horizon,)
+        )
+        return np.zeros(self.batch_shape + (1,), dtype=np.float32)
+
+    def _step(self, actions, active):
+        arms = np.asarray(actions)
+        if not np.issubdtype(arms.dtype, np.integer):
+            raise ValueError(f"actions must be integer arm indices, got dtype {arms.dtype}")
+        if np.any(active & ((arms < 0) | (arms >= self.num_arms))):
+            raise ValueError(f"actions must be arm indices in [0, {self.num_arms}), got {arms[active]}")
+        arms = np.clip(arms, 0, self.num_arms - 1)  # frozen copies may carry any value
+        probability = np.take_along_axis(self._probabilities, arms[..., None], axis=-1)[..., 0]
+        reward = (self._uniforms[..., self.elapsed_steps] < probability).astype(np.float64)
+        obs = np.zeros(self.batch_shape + (1,), dtype=np.float32)
+        return obs, reward, np.zeros(self.batch_shape, dtype=bool), {}
