@@ -138,12 +138,14 @@ def restore_rng_states(state: Mapping[str, Any], generators: Generators | None =
     Raises:
         ValueError: a named generator has no saved state, or its saved kind differs.
     """
-    try:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])  # noqa: NPY002
-        torch.set_rng_state(state["torch"])
-    except KeyError as exc:
-        raise ValueError(f"RNG state lacks {exc}: it was not made by capture_rng_states") from None
+    missing = [key for key in ("python", "numpy", "torch") if key not in state]
+    if missing:
+        raise ValueError(
+            f"RNG state lacks {', '.join(map(repr, missing))}: it was not made by capture_rng_states"
+        )
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
     if "torch_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["torch_cuda"])
     saved = state.get("generators", {})

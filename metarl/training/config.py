@@ -20,7 +20,6 @@ import dataclasses
 import difflib
 import enum
 import os
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +27,15 @@ from typing import Any, TypeVar
 
 import yaml
 
+from metarl.training.config_types import (
+    Mismatch,
+    coerce_value,
+    describe_type,
+    field_types,
+    init_fields,
+    is_dataclass_type,
+    type_name,
+)
 from metarl.training.io import atomic_write_text
 
 __all__ = [
@@ -41,173 +49,13 @@ __all__ = [
 
 T = TypeVar("T")
 
-_NONE_TYPE = type(None)
-
-
-class _Mismatch(Exception):
-    """Internal: a value does not fit an annotation (turned into a user-facing message by the caller)."""
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # unresolvable forward references: fall back to the raw annotations
-        return {f.name: f.type for f in dataclasses.fields(cls)}
-
-
-def _init_fields(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls) if f.init}
-
-
-def _describe(tp: Any) -> str:
-    """A phrase for error messages: 'a float', 'a list of integers', "one of 'sgd', 'adam'"."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is bool:
-        return "a boolean (true/false)"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a float"
-    if tp is str:
-        return "a string"
-    if tp is Path or (isinstance(tp, type) and issubclass(tp, os.PathLike)):
-        return "a path"
-    if tp is Any:
-        return "any value"
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return "one of " + ", ".join(repr(m.value) for m in tp)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_describe(a) for a in args if a is not _NONE_TYPE]
-        text = " or ".join(parts)
-        return text + " or null" if _NONE_TYPE in args else text
-    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            return f"a list of {len(args)} items (" + ", ".join(_describe(a) for a in args) + ")"
-        inner = _describe(args[0]) if args else "values"
-        return "a list of " + _plural(inner)
-    if origin in (dict, Mapping):
-        return "a mapping" + (f" of {_plural(_describe(args[1]))}" if len(args) == 2 else "")
-    if _is_dataclass_type(tp):
-        return f"a mapping (section {tp.__name__})"
-    return f"a {getattr(tp, '__name__', str(tp))}"
-
-
-def _plural(phrase: str) -> str:
-    for article in ("an ", "a "):
-        if phrase.startswith(article):
-            noun = phrase[len(article) :]
-            head, _, tail = noun.partition(" ")
-            return head + "s" + (" " + tail if tail else "")
-    return phrase
-
-
-def _type_name(tp: Any) -> str:
-    """A compact rendering of an annotation for help text: ``tuple[int, ...]``, ``float | None``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Literal:
-        return "{" + ",".join(str(a) for a in args) + "}"
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join("None" if a is _NONE_TYPE else _type_name(a) for a in args)
-    if origin is not None:
-        inner = ", ".join("..." if a is Ellipsis else _type_name(a) for a in args)
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, raw: str | None) -> Any:
-    """Convert ``value`` to annotation ``tp`` or raise ``_Mismatch``. ``raw`` is the override text, if any."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any or tp is object:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and _NONE_TYPE in args:
-            return None
-        for option in args:
-            if option is _NONE_TYPE:
-                continue
-            try:
-                return _coerce(value, option, raw)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if value is None:
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # PyYAML (YAML 1.1) reads 1e-3 as a string; accept any text Python reads as a float.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise _Mismatch from None
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if raw is not None:  # an override such as name=2024 or tag=yes: keep what was typed
-            return raw
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise _Mismatch
-    if tp is Path or (isinstance(tp, type) and issubclass(tp, os.PathLike)):
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value)
-        raise _Mismatch
-    if origin is typing.Literal:
-        for choice in args:
-            if value == choice and type(value) is type(choice):
-                return choice
-        raise _Mismatch
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, tp):
-            return value
-        for member in tp:
-            if value in (member.value, member.name):
-                return member
-        raise _Mismatch
-    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                raise _Mismatch
-            return tuple(_coerce(v, a, None) for v, a in zip(value, args, strict=True))
-        items = [_coerce(v, args[0], None) if args else v for v in value]
-        container = origin if origin in (tuple, set, frozenset) else list
-        return container(items)
-    if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise _Mismatch
-        key_tp, val_tp = args if len(args) == 2 else (Any, Any)
-        return {_coerce(k, key_tp, None): _coerce(v, val_tp, None) for k, v in value.items()}
-    if isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        raise _Mismatch
-    return value  # an annotation we cannot check (e.g. a TypeVar): accept as is
-
 
 def _suggest(name: str, valid: Iterable[str], prefix: str = "") -> str:
-    valid = sorted(f"{prefix}{v}" for v in valid)
-    name = f"{prefix}{name}"
+    # Match bare names: a shared "section." prefix would make every key of the section look similar.
+    valid = sorted(valid)
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"{hint} Valid keys: {', '.join(valid)}"
+    hint = f"; did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else ""
+    return f"{hint} Valid keys: {', '.join(prefix + v for v in valid)}"
 
 
 def _source_of(dotted: str, sources: Mapping[str, str], default: str) -> str:
@@ -233,7 +81,7 @@ def _build(
         where = _source_of(prefix.rstrip("."), sources, default_source)
         name = f"config section '{prefix.rstrip('.')}'" if prefix else "the config"
         raise ValueError(f"{name} must be a mapping of key: value, got {data!r} (from {where})")
-    fields, hints = _init_fields(cls), _field_types(cls)
+    fields, hints = init_fields(cls), field_types(cls)
     updates: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -243,7 +91,7 @@ def _build(
                 f"unknown config key '{dotted}' (from {where}){_suggest(str(key), fields, prefix)}"
             )
         tp = hints.get(key, Any)
-        if _is_dataclass_type(tp):
+        if is_dataclass_type(tp):
             current = getattr(base, key) if base is not None else _default_of(fields[key])
             if isinstance(value, tp):
                 updates[key] = value
@@ -252,11 +100,11 @@ def _build(
             updates[key] = _build(tp, nested_base, value, sources, raws, default_source, dotted + ".")
             continue
         try:
-            updates[key] = _coerce(value, tp, raws.get(dotted))
-        except _Mismatch:
+            updates[key] = coerce_value(value, tp, raws.get(dotted))
+        except Mismatch:
             shown = raws.get(dotted, value)
             raise ValueError(
-                f"config key '{dotted}' must be {_describe(tp)}, got {shown!r} (from {where})"
+                f"config key '{dotted}' must be {describe_type(tp)}, got {shown!r} (from {where})"
                 + _literal_hint(value, tp)
             ) from None
     if base is not None:
@@ -375,7 +223,7 @@ def load_config(
         FileNotFoundError: ``path`` does not exist.
         ValueError: invalid YAML, an unknown key, a value of the wrong type, or a range check in ``__post_init__``.
     """
-    if not _is_dataclass_type(cls):
+    if not is_dataclass_type(cls):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
     data: dict[str, Any] = _read_yaml(path) if path is not None else {}
     default_source = f"file {path}" if path is not None else "defaults"
@@ -421,11 +269,11 @@ def save_config(cfg: Any, path: str | os.PathLike[str]) -> Path:
 def config_help(cls: type, prefix: str = "") -> str:
     """One line per key: ``name (type, default value): help``, nested sections as ``section.key``."""
     lines: list[str] = []
-    hints = _field_types(cls)
-    for name, f in _init_fields(cls).items():
+    hints = field_types(cls)
+    for name, f in init_fields(cls).items():
         tp = hints.get(name, Any)
         default = _default_of(f)
-        if _is_dataclass_type(tp):
+        if is_dataclass_type(tp):
             help_text = f.metadata.get("help", "")
             lines.append(f"  {prefix}{name}: section{' - ' + help_text if help_text else ''}")
             lines.append(config_help(tp, f"{prefix}{name}."))
@@ -435,5 +283,5 @@ def config_help(cls: type, prefix: str = "") -> str:
         else:
             shown = f"default {yaml.safe_dump(_plain(default), default_flow_style=True).strip().removesuffix('...').strip()}"
         help_text = f.metadata.get("help", "")
-        lines.append(f"  {prefix}{name} ({_type_name(tp)}, {shown}){': ' + help_text if help_text else ''}")
+        lines.append(f"  {prefix}{name} ({type_name(tp)}, {shown}){': ' + help_text if help_text else ''}")
     return "\n".join(lines)

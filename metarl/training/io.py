@@ -26,6 +26,24 @@ __all__ = [
 ]
 
 
+def _current_umask() -> int:
+    # os.umask can only be read by setting it, which races with threads creating files (TensorBoard's writer,
+    # thread pools); Linux exposes it read-only in /proc, so prefer that.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _fsync_directory(directory: Path) -> None:
     # Makes the rename itself durable after a power loss; not supported everywhere (e.g. Windows), hence best effort.
     try:
@@ -74,10 +92,12 @@ def atomic_open(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates files readable only by the owner; give the result the usual umask-based permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # mkstemp creates files readable only by the owner; keep an existing file's mode, else the umask default.
+        try:
+            mode_bits = target.stat().st_mode & 0o777
+        except OSError:
+            mode_bits = 0o666 & ~_UMASK
+        os.chmod(tmp, mode_bits)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -137,8 +157,10 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ValueError: the file is not valid JSON.
     """
     target = Path(path)
-    if not target.is_file():
+    if not target.exists():
         raise FileNotFoundError(f"JSON file {target} not found")
+    if not target.is_file():
+        raise ValueError(f"{target} is a directory, not a JSON file")
     try:
         return json.loads(target.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

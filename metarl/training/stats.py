@@ -17,24 +17,29 @@ def mean_ci(values: Iterable[float], z: float = 1.96) -> tuple[float, float]:
     (mean +- 1.96 sigma / sqrt(600) over 600 test episodes) and by the meta-RL evaluation over held-out tasks.
 
     Args:
-        values: The per-task (or per-episode) results; any finite numbers.
-        z: Normal quantile of the interval.
+        values: The per-task (or per-episode) results.
+        z: Normal quantile of the interval (> 0).
 
     Returns:
         ``(mean, half_width)``. With a single value the spread is unknown and the half-width is ``nan``
-        (``format_ci`` prints it as ``± n/a``), rather than a misleading ``0``.
+        (``format_ci`` prints it as ``± n/a``), rather than a misleading ``0``. Any NaN or infinite value
+        gives ``(nan, nan)``, so a diverged method shows up as ``nan`` in the results instead of
+        aborting a whole evaluation.
 
     Raises:
-        ValueError: no values, or a value is NaN or infinite.
+        ValueError: no values, or ``z`` is not a positive finite number.
     """
-    array = np.asarray(
-        list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64
-    ).ravel()
+    if hasattr(values, "detach"):  # a torch tensor
+        values = values.detach().cpu().numpy()
+    if not isinstance(values, np.ndarray):
+        values = list(values)
+    array = np.asarray(values, dtype=np.float64).ravel()
     if array.size == 0:
         raise ValueError("mean_ci needs at least one value, got none")
+    if not (math.isfinite(z) and z > 0):
+        raise ValueError(f"z must be a positive number (1.96 for a 95% interval), got {z}")
     if not np.all(np.isfinite(array)):
-        bad = array[~np.isfinite(array)][0]
-        raise ValueError(f"mean_ci got a non-finite value ({bad}); check the evaluation for diverged runs")
+        return math.nan, math.nan
     mean = float(array.mean())
     if array.size == 1:
         return mean, math.nan
