@@ -1,0 +1,106 @@
+"""The decoded-image cache: uint8 arrays written once (atomically) and reloaded instead of decoding images again.
+
+An entry is ``<name>.npy`` (the images, memory-mappable) plus ``<name>.json`` (metadata such as class offsets and
+names). The ``.npy`` is written first and the ``.json`` last, each through a temp file and ``os.replace``, so a
+reader that finds the ``.json`` always finds a complete ``.npy``; an interrupted write leaves no usable entry.
+Names carry a fingerprint of the source files and the decoding options, so a changed source gets a new entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CACHE_FORMAT = 1
+CACHE_ENV_VAR = "METARL_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$METARL_CACHE`` if set, else ``~/.cache/metarl``."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "metarl"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    """``cache_dir`` as a ``Path``, or the default when ``None``."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(parts: Iterable[Any]) -> str:
+    """A short stable hash of ``parts`` (strings, numbers) for cache names."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_entry(cache_dir: Path, name: str, images: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write ``images`` and ``meta`` (JSON-serialisable) as cache entry ``name``, atomically."""
+    npy_path, json_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
+    _atomic_write(npy_path, lambda handle: np.save(handle, np.ascontiguousarray(images), allow_pickle=False))
+    record = {"format": CACHE_FORMAT, "shape": list(images.shape), "dtype": str(images.dtype), "meta": meta}
+    _atomic_write(json_path, lambda handle: handle.write(json.dumps(record).encode()))
+
+
+def load_entry(cache_dir: Path, name: str, mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Cache entry ``name`` as ``(images, meta)``, or ``None`` when absent, from another format, or damaged."""
+    npy_path, json_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
+    if not json_path.is_file() or not npy_path.is_file():
+        return None
+    try:
+        record = json.loads(json_path.read_text())
+        if record.get("format") != CACHE_FORMAT:
+            return None
+        images = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if list(images.shape) != record["shape"] or str(images.dtype) != record["dtype"]:
+            raise ValueError(f"array {images.shape} {images.dtype} does not match its record")
+    except (OSError, ValueError, KeyError) as err:
+        warnings.warn(f"ignoring damaged cache entry {npy_path} ({err}); decoding again", stacklevel=3)
+        return None
+    return images, record["meta"]
+
+
+def cached(
+    cache_dir: Path, name: str, build: Callable[[], tuple[np.ndarray, dict[str, Any]]], mmap: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Load entry ``name`` or ``build()`` it, save it and return it."""
+    entry = load_entry(cache_dir, name, mmap=mmap)
+    if entry is not None:
+        return entry
+    images, meta = build()
+    save_entry(cache_dir, name, images, meta)
+    if mmap:
+        reloaded = load_entry(cache_dir, name, mmap=True)
+        if reloaded is not None:
+            return reloaded
+    return images, meta

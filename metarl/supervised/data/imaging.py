@@ -1,0 +1,75 @@
+"""Decoding one image file into a resized uint8 array (done once per file, when a cache entry is built)."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+RESAMPLE_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def check_resample(resample: str) -> str:
+    """``resample`` if it names a filter in :data:`RESAMPLE_FILTERS`, else a ValueError listing them."""
+    if resample not in RESAMPLE_FILTERS:
+        raise ValueError(f"unknown resample filter {resample!r}; choose one of {sorted(RESAMPLE_FILTERS)}")
+    return resample
+
+
+def check_image_size(image_size: int) -> int:
+    """``image_size`` as a positive int, else a ValueError."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer (e.g. 28 or 84), got {image_size!r}")
+    return int(image_size)
+
+
+def decode_image(
+    source: bytes | str | os.PathLike,
+    image_size: int | None,
+    mode: str = "L",
+    resample: str = "lanczos",
+    what: str = "image",
+) -> np.ndarray:
+    """Decode an image file (bytes or path), convert it to ``mode`` and resize it to a square ``image_size``.
+
+    The image is converted to ``mode`` ("L" grayscale or "RGB") *before* resizing, so a 1-bit image is resampled
+    as grayscale with ``resample`` (Pillow would otherwise force nearest-neighbour on 1-bit images).
+
+    Returns:
+        ``(H, W)`` uint8 for mode "L", ``(H, W, 3)`` for "RGB"; unresized when ``image_size`` is None.
+
+    Raises:
+        ValueError: if the data is not a readable image; ``what`` names it in the message.
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            image = image.convert(mode)
+            if image_size is not None and image.size != (image_size, image_size):
+                image = image.resize((image_size, image_size), RESAMPLE_FILTERS[resample])
+            return np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot decode {what}: {err}; replace the file with a valid image") from err
+
+
+def open_zip(path: str | os.PathLike, fix: str) -> zipfile.ZipFile:
+    """Open a zip archive for reading; a missing or damaged file raises an error that ends with ``fix``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if ``path`` is not a readable zip archive.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found; {fix}")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path} is not a readable zip archive ({err}); {fix}") from err
