@@ -6,6 +6,20 @@ either the previous checkpoint or the new one, never a truncated file. ``capture
 ``restore_rng_states`` cover the global generators (Python ``random``, numpy's legacy global state, torch) plus
 any explicit ``numpy.random.Generator`` / ``torch.Generator`` the run passes down, so that a resumed run draws
 the same numbers an uninterrupted one would have drawn.
+
+The resume recipe (``tests/training/test_training_kill_resume.py`` runs it with a SIGKILL in the middle)::
+
+    # every iteration: log first, then checkpoint what the next iteration needs
+    logger.log(iteration, scalars)
+    logger.flush()
+    save_checkpoint(run.checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                          "iteration": iteration, "rng": capture_rng_states(generators)})
+    # on resume: rebuild model, optimizer and generators as for a new run, then
+    state = load_checkpoint(run.checkpoint_path, required_keys=("model", "optimizer", "iteration", "rng"))
+    model.load_state_dict(state["model"]); optimizer.load_state_dict(state["optimizer"])
+    restore_rng_states(state["rng"], generators)
+    logger = RunLogger(run, resume_step=state["iteration"])   # drops lines logged after the checkpoint
+    for iteration in range(state["iteration"] + 1, total): ...
 """
 
 from __future__ import annotations
