@@ -171,7 +171,7 @@ def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str,
                 child = node[part] = {}
             node = child
         node[parts[-1]] = value
-        sources[key] = f"--set {item}"
+        sources[key] = f"override {item}"
         raws[key] = text
     return nested, sources, raws
 

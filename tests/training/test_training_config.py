@@ -107,7 +107,7 @@ def test_yaml_scientific_notation_reads_as_float(tmp_path):
 def test_wrong_type_from_override_names_key_and_source():
     with pytest.raises(ValueError) as info:
         load_config(TrainConfig, overrides=["inner_lr=abc"])
-    assert str(info.value) == "config key 'inner_lr' must be a float, got 'abc' (from --set inner_lr=abc)"
+    assert str(info.value) == "config key 'inner_lr' must be a float, got 'abc' (from override inner_lr=abc)"
 
 
 def test_wrong_type_from_file_names_the_file(tmp_path):
@@ -130,7 +130,7 @@ def test_wrong_type_from_file_names_the_file(tmp_path):
         ("max_kl=big", "config key 'max_kl' must be a float or null"),
         (
             "policy.activation=rleu",
-            "one of 'tanh', 'relu', got 'rleu' (from --set policy.activation=rleu); did you mean 'relu'?",
+            "one of 'tanh', 'relu', got 'rleu' (from override policy.activation=rleu); did you mean 'relu'?",
         ),
         ("schedule=cosine", "config key 'schedule' must be one of 'constant', 'linear'"),
         ("policy=3", "config section 'policy' must be a mapping"),
@@ -223,4 +223,4 @@ def test_config_help_lists_fields_defaults_and_help():
 def test_parse_overrides_nests_and_records_sources():
     nested, sources, raws = parse_overrides(["a.b=1", "a.c=[1, 2]", "d=x"])
     assert nested == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
-    assert sources["a.b"] == "--set a.b=1" and raws["a.c"] == "[1, 2]"
+    assert sources["a.b"] == "override a.b=1" and raws["a.c"] == "[1, 2]"
