@@ -1,4 +1,7 @@
-"""MuJoCo task distributions (check_env over every id is in test_envs_check_env.py): Gymnasium v5 fidelity, task validation, JSON, termination, hidden physics."""
+"""MuJoCo task distributions: Gymnasium v5 fidelity, task validation, JSON, termination, hidden physics.
+
+(check_env over every registered id lives in test_envs_check_env.py.)
+"""
 
 from __future__ import annotations
 
