@@ -102,6 +102,16 @@ def _build(
         try:
             updates[key] = coerce_value(value, tp, raws.get(dotted))
         except Mismatch:
+            if (
+                isinstance(value, Mapping)
+                and dotted not in raws
+                and any(k.startswith(dotted + ".") for k in raws)
+            ):
+                inner = next(k for k in raws if k.startswith(dotted + "."))
+                raise ValueError(
+                    f"unknown config key '{inner}' (from {sources[inner]}): '{dotted}' is "
+                    f"{describe_type(tp)}, not a section"
+                ) from None
             shown = raws.get(dotted, value)
             raise ValueError(
                 f"config key '{dotted}' must be {describe_type(tp)}, got {shown!r} (from {where})"
@@ -188,8 +198,12 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     target = Path(path)
-    if not target.is_file():
+    if not target.exists():
         raise FileNotFoundError(f"config file {target} not found")
+    if not target.is_file():
+        raise ValueError(
+            f"config file {target} is a directory: pass a YAML file, e.g. configs/maml-trpo/navigation2d.yaml"
+        )
     try:
         data = yaml.safe_load(target.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -248,8 +262,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
         return {_plain(k): _plain(v) for k, v in value.items()}
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy / torch scalars
-        return value.item()
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy / torch scalars and arrays
+        return value.tolist()
     return value
 
 

@@ -161,6 +161,14 @@ def test_unknown_nested_key_from_file(tmp_path):
         load_config(TrainConfig, path)
 
 
+def test_dotted_override_into_a_scalar_key():
+    with pytest.raises(ValueError) as info:
+        load_config(TrainConfig, overrides=["inner_lr.value=0.1"])
+    assert str(info.value) == (
+        "unknown config key 'inner_lr.value' (from override inner_lr.value=0.1): 'inner_lr' is a float, not a section"
+    )
+
+
 def test_post_init_range_error_propagates():
     with pytest.raises(ValueError, match=r"inner_lr must be > 0, got -1.0: pass a positive step size"):
         load_config(TrainConfig, overrides=["inner_lr=-1"])
@@ -178,6 +186,8 @@ def test_malformed_override_and_file_errors(tmp_path):
     with pytest.raises(ValueError, match="must hold a mapping"):
         load_config(TrainConfig, _write(tmp_path, "- 1\n- 2\n"))
     assert load_config(TrainConfig, _write(tmp_path, "")) == TrainConfig()
+    with pytest.raises(ValueError, match="is a directory: pass a YAML file"):
+        load_config(TrainConfig, tmp_path)
 
 
 def test_required_field_without_default():
