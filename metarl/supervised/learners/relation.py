@@ -1,0 +1,124 @@
+"""Relation Network (Sung, Yang, Zhang, Xiang, Torr & Hospedales, CVPR 2018).
+
+Instead of a fixed distance, a learned relation module scores each (query, class) pair: the query's feature map
+is concatenated along the channels with the class's feature map (the sum of its support feature maps when there
+are several shots), and two conv blocks plus a two-layer MLP map it to a relation score in [0, 1]. Training
+regresses the scores onto one-hot targets with the mean squared error.
+
+The relation module needs the encoder's spatial feature MAP, not a flat embedding: the encoder must expose a
+``feature_map(x) -> (B, C, h, w)`` method (for Sung's Omniglot encoder, 64x5x5 from 28x28 images) or return
+such a map from its forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metarl.supervised.data.episodes import EpisodeBatch
+from metarl.supervised.learners.base import FewShotLearner
+from metarl.supervised.learners.protonet import encode_tasks
+
+
+def spatial_features(encoder: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The encoder's feature-map function: its ``feature_map`` method when it has one, else its forward."""
+    feature_map = getattr(encoder, "feature_map", None)
+    return feature_map if callable(feature_map) else encoder
+
+
+class RelationModule(nn.Module):
+    """``g_phi``: two conv blocks (64 filters, 3x3, batch norm, ReLU, 2x2 max-pool) then FC-hidden-ReLU-FC-sigmoid.
+
+    Args:
+        feature_shape: ``(C, h, w)`` of one encoder feature map; the module's input has ``2*C`` channels.
+        channels: filters of the two conv blocks.
+        hidden: width of the hidden fully connected layer (8 in the paper).
+    """
+
+    def __init__(self, feature_shape: tuple[int, int, int], channels: int = 64, hidden: int = 8):
+        super().__init__()
+        in_channels, height, width = feature_shape
+        blocks: list[nn.Module] = []
+        c = 2 * in_channels
+        for _ in range(2):
+            # ceil_mode keeps a 1x1 map from Sung's 5x5 Omniglot features (5 -> 3 -> 2 -> 1).
+            blocks += [
+                nn.Conv2d(c, channels, 3, padding=1),
+                nn.BatchNorm2d(channels, track_running_stats=False),
+                nn.ReLU(),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
+            c = channels
+        self.convs = nn.Sequential(*blocks)
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(2, 2 * in_channels, height, width)).flatten(1).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        """Relation scores in [0, 1], shape ``(B,)``, of concatenated feature maps ``(B, 2C, h, w)``."""
+        return torch.sigmoid(self.head(self.convs(pairs).flatten(1))).squeeze(-1)
+
+
+class RelationNetwork(FewShotLearner):
+    """Relation Network: learned relation scores between query and class feature maps, trained with MSE.
+
+    Args:
+        encoder: embedding network exposing ``feature_map(x)`` (or whose forward returns a feature map).
+        feature_shape: ``(C, h, w)`` of the encoder's feature map for the data's image size.
+        relation_channels: filters of the relation module's conv blocks.
+        relation_hidden: width of its hidden fully connected layer.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_shape: tuple[int, int, int],
+        relation_channels: int = 64,
+        relation_hidden: int = 8,
+    ):
+        super().__init__()
+        if len(feature_shape) != 3 or min(feature_shape) < 1:
+            raise ValueError(f"feature_shape must be (channels, height, width), got {feature_shape!r}")
+        self.encoder = encoder
+        self.feature_shape = tuple(feature_shape)
+        self.relation = RelationModule(self.feature_shape, relation_channels, relation_hidden)
+
+    def relation_scores(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Relation scores ``(tasks, N*Q, ways)`` in [0, 1] between every query and every class."""
+        support, query = encode_tasks(spatial_features(self.encoder), batch)
+        if tuple(support.shape[2:]) != self.feature_shape:
+            raise ValueError(
+                f"the encoder's feature maps are {tuple(support.shape[2:])} but the relation module was built for "
+                f"{self.feature_shape}; set feature_shape to the encoder's output for this image size"
+            )
+        ways = batch.ways
+        one_hot = F.one_hot(batch.support_y, ways).to(support.dtype)
+        # Sum (not mean) of the support maps of each class, as in the paper's K-shot setting.
+        class_maps = torch.einsum("tsw,tsd->twd", one_hot, support.flatten(2)).reshape(
+            support.shape[0], ways, *self.feature_shape
+        )
+        tasks, n_query = query.shape[:2]
+        pairs = torch.cat(
+            [
+                class_maps.unsqueeze(1).expand(tasks, n_query, *class_maps.shape[1:]),
+                query.unsqueeze(2).expand(tasks, n_query, ways, *query.shape[2:]),
+            ],
+            dim=3,
+        )  # (tasks, N*Q, ways, 2C, h, w)
+        # One relation-module pass per task keeps its batch-norm statistics within the episode.
+        scores = [self.relation(pairs[t].flatten(0, 1)).view(n_query, ways) for t in range(tasks)]
+        return torch.stack(scores)
+
+    def predict(self, batch: EpisodeBatch) -> torch.Tensor:
+        """The relation scores themselves: the highest score is the predicted class."""
+        return self.relation_scores(batch)
+
+    def meta_loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        scores = self.relation_scores(batch)
+        targets = F.one_hot(batch.query_y, batch.ways).to(scores.dtype)
+        loss = F.mse_loss(scores, targets)
+        accuracy = (scores.argmax(-1) == batch.query_y).float().mean()
+        return loss, {"accuracy": float(accuracy)}
