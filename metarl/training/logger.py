@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -33,8 +35,6 @@ def read_metrics(path: Any) -> list[dict[str, Any]]:
     Returns:
         The logged records in file order (empty if the file does not exist).
     """
-    from pathlib import Path
-
     target = path.metrics_path if isinstance(path, RunDir) else Path(path)
     if not target.is_file():
         return []
@@ -64,9 +64,10 @@ class RunLogger:
     """Logs scalars of one run to TensorBoard (``tb/``) and to ``metrics.jsonl``.
 
     Args:
-        run_dir: The run directory.
+        run_dir: The run directory (a ``RunDir`` or its path).
         resume_step: When resuming from a checkpoint taken after logging step ``resume_step``: records with a
-            larger step are removed from ``metrics.jsonl`` and purged from TensorBoard. ``None`` for a new run.
+            larger step are removed from ``metrics.jsonl`` and purged from TensorBoard. ``None`` appends to
+            whatever the directory already holds (start new runs in a fresh ``RunDir.create`` directory).
         tensorboard: Write TensorBoard events (``False`` writes only ``metrics.jsonl``).
 
     Example:
@@ -74,10 +75,16 @@ class RunLogger:
         ...     logger.log(0, {"meta/return_before": -35.0, "meta/return_after_step1": -12.0})
     """
 
-    def __init__(self, run_dir: RunDir, *, resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: RunDir | str | os.PathLike[str],
+        *,
+        resume_step: int | None = None,
+        tensorboard: bool = True,
+    ) -> None:
         if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)):
             raise TypeError(f"resume_step must be an int or None, got {resume_step!r}")
-        self.run_dir = run_dir
+        self.run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.run_dir.path.mkdir(parents=True, exist_ok=True)
         if resume_step is not None:
             self._truncate_metrics(resume_step)
@@ -87,7 +94,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             purge_step = resume_step + 1 if resume_step is not None else None
-            self._writer = SummaryWriter(log_dir=str(run_dir.tensorboard_dir), purge_step=purge_step)
+            self._writer = SummaryWriter(log_dir=str(self.run_dir.tensorboard_dir), purge_step=purge_step)
         self._closed = False
 
     def _truncate_metrics(self, resume_step: int) -> None:

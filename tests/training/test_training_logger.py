@@ -111,3 +111,9 @@ def test_progress_bar_silent_when_not_a_terminal(capsys):
     with ProgressBar(total=3) as bar:
         bar.update(3, acc=0.5)
     assert capsys.readouterr().err == ""
+
+
+def test_logger_accepts_a_plain_path(tmp_path):
+    with RunLogger(tmp_path / "run", tensorboard=False) as logger:
+        logger.log(0, {"x": 2.0})
+    assert read_metrics(RunDir(tmp_path / "run")) == [{"step": 0, "x": 2.0}]
