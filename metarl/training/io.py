@@ -139,6 +139,9 @@ def _json_default(value: Any) -> Any:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
     """Serialise ``obj`` as JSON and write it atomically (numpy scalars and arrays are converted to lists).
 
+    Non-finite floats are written as ``NaN`` / ``Infinity`` (Python's JSON extension, read back by ``read_json``),
+    so an unknown confidence interval stays a float instead of turning into ``null``.
+
     The whole document is serialised before the file is touched, so an unserialisable value leaves the
     previous file intact.
 

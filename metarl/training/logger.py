@@ -49,6 +49,12 @@ def read_metrics(path: Any) -> list[dict[str, Any]]:
     return records
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
 def _to_float(tag: str, value: Any) -> float:
     if isinstance(value, bool):
         return float(value)
@@ -89,6 +95,10 @@ class RunLogger:
         if resume_step is not None:
             self._truncate_metrics(resume_step)
         self._metrics_file = open(self.run_dir.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
+        if self._metrics_file.tell() > 0 and not _ends_with_newline(self.run_dir.metrics_path):
+            # A killed writer left a torn last line: end it, so the next record starts on a line of its own.
+            self._metrics_file.write("\n")
+            self._metrics_file.flush()
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

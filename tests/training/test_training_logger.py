@@ -113,6 +113,14 @@ def test_progress_bar_silent_when_not_a_terminal(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_appending_after_a_torn_line_keeps_new_records_intact(tmp_path):
+    run = RunDir.create(tmp_path, "r")
+    run.metrics_path.write_text('{"step": 0, "x": 1.0}\n{"step": 1, "x"')
+    with RunLogger(run, tensorboard=False) as logger:
+        logger.log(1, {"x": 5.0})
+    assert read_metrics(run) == [{"step": 0, "x": 1.0}, {"step": 1, "x": 5.0}]
+
+
 def test_logger_accepts_a_plain_path(tmp_path):
     with RunLogger(tmp_path / "run", tensorboard=False) as logger:
         logger.log(0, {"x": 2.0})
