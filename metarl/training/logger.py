@@ -26,6 +26,18 @@ from metarl.training.run_dir import RunDir
 __all__ = ["ProgressBar", "RunLogger", "read_metrics"]
 
 
+def _records_with_lines(target: Path) -> list[tuple[dict[str, Any], str]]:
+    records = []
+    for line in target.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append((record, line))
+    return records
+
+
 def read_metrics(path: Any) -> list[dict[str, Any]]:
     """Read a ``metrics.jsonl`` file; a torn last line (the process was killed mid-write) is skipped.
 
@@ -38,15 +50,7 @@ def read_metrics(path: Any) -> list[dict[str, Any]]:
     target = path.metrics_path if isinstance(path, RunDir) else Path(path)
     if not target.is_file():
         return []
-    records = []
-    for line in target.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
+    return [record for record, _ in _records_with_lines(target)]
 
 
 def _ends_with_newline(path: Path) -> bool:
@@ -56,12 +60,10 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _to_float(tag: str, value: Any) -> float:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"scalar {tag!r} must be a number, got {type(value).__name__} {value!r}")
     try:
-        return float(value)  # 0-d numpy arrays and one-element tensors
+        return float(value)  # Python and numpy numbers, 0-d arrays, one-element tensors
     except (TypeError, ValueError):
         raise ValueError(f"scalar {tag!r} must be a number, got {type(value).__name__} {value!r}") from None
 
@@ -111,8 +113,8 @@ class RunLogger:
         path = self.run_dir.metrics_path
         if not path.is_file():
             return
-        kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        kept = [line for record, line in _records_with_lines(path) if record["step"] <= resume_step]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))  # the original bytes of each kept line
 
     def log(self, step: int, scalars: Mapping[str, Any]) -> None:
         """Record ``scalars`` (tag -> number) at ``step``: one TensorBoard scalar each, one line in metrics.jsonl.

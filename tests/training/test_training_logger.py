@@ -86,6 +86,10 @@ def test_bad_input(tmp_path):
     logger = RunLogger(run, tensorboard=False)
     with pytest.raises(ValueError, match="scalar 'loss' must be a number, got str"):
         logger.log(0, {"loss": "low"})
+    with pytest.raises(ValueError, match="scalar 'loss' must be a number, got str '1.5'"):
+        logger.log(0, {"loss": "1.5"})
+    with pytest.raises(ValueError, match="scalar 'w' must be a number, got Tensor"):
+        logger.log(0, {"w": torch.ones(3)})
     with pytest.raises(ValueError, match="step must be an integer"):
         logger.log(1.5, {"loss": 1.0})
     with pytest.raises(ValueError, match="'step' is reserved"):
