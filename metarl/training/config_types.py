@@ -8,12 +8,15 @@ handled by the config builder itself.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
+import numbers
 import os
+import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 _NONE_TYPE = type(None)
+_SEQUENCE_ORIGINS = (list, tuple, set, frozenset, Iterable, Sequence)
 
 
 class Mismatch(Exception):
@@ -40,11 +44,38 @@ def is_dataclass_type(tp: Any) -> bool:
 
 
 def field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass's fields (string annotations evaluated when possible)."""
+    """Resolved annotations of a dataclass's fields.
+
+    String annotations (``from __future__ import annotations``) are evaluated in the class's module, with the
+    names of ``typing``, ``collections.abc`` and ``pathlib.Path`` available as a fallback.
+
+    Raises:
+        TypeError: an annotation names something that is not importable from the class's module (e.g. a
+            class defined inside a function), so its values could not be checked.
+    """
     try:
         return typing.get_type_hints(cls)
-    except Exception:  # unresolvable forward references: fall back to the raw annotations
-        return {f.name: f.type for f in dataclasses.fields(cls)}
+    except Exception:
+        pass
+    namespace: dict[str, Any] = {**vars(typing), **vars(collections.abc), "Path": Path}
+    module = sys.modules.get(cls.__module__)
+    if module is not None:
+        namespace.update(vars(module))
+    hints = {}
+    for f in dataclasses.fields(cls):
+        annotation = f.type
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(
+                    annotation, namespace, dict(vars(cls))
+                )  # what get_type_hints does, per field
+            except Exception as exc:
+                raise TypeError(
+                    f"cannot resolve the annotation {f.type!r} of config field {cls.__qualname__}.{f.name} "
+                    f"({type(exc).__name__}: {exc}); define the names it uses at module level"
+                ) from None
+        hints[f.name] = annotation
+    return hints
 
 
 def init_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -75,7 +106,7 @@ def describe_type(tp: Any) -> str:
         parts = [describe_type(a) for a in args if a is not _NONE_TYPE]
         text = " or ".join(parts)
         return text + " or null" if _NONE_TYPE in args else text
-    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
+    if origin in _SEQUENCE_ORIGINS:
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             return f"a list of {len(args)} items (" + ", ".join(describe_type(a) for a in args) + ")"
         inner = describe_type(args[0]) if args else "values"
@@ -132,11 +163,11 @@ def coerce_value(value: Any, tp: Any, raw: str | None) -> Any:
             return value
         raise Mismatch
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
         raise Mismatch
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
         # PyYAML (YAML 1.1) reads 1e-3 as a string; accept any text Python reads as a float.
         if isinstance(value, str):
@@ -169,7 +200,7 @@ def coerce_value(value: Any, tp: Any, raw: str | None) -> Any:
             if value in (member.value, member.name):
                 return member
         raise Mismatch
-    if origin in (list, tuple, set, frozenset, Iterable, typing.Sequence):
+    if origin in _SEQUENCE_ORIGINS:
         if not isinstance(value, (list, tuple)):
             raise Mismatch
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):

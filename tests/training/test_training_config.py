@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
 from typing import Literal
@@ -228,6 +229,35 @@ def test_config_help_lists_fields_defaults_and_help():
         in text.splitlines()
     )
     assert "  policy.activation ({tanh,relu}, default tanh)" in text.splitlines()
+
+
+def test_abstract_sequences_and_numpy_numbers():
+    import numpy as np
+
+    @dataclasses.dataclass
+    class Widths:
+        sizes: Sequence[int] = (1,)
+        lr: float = 0.1
+
+    assert load_config(Widths, overrides=["sizes=[3, 4]"]).sizes == [3, 4]
+    with pytest.raises(ValueError, match="config key 'sizes' must be a list of integers"):
+        load_config(Widths, overrides=["sizes=[3.5]"])
+    cfg = config_from_dict(Widths, {"sizes": [np.int64(2)], "lr": np.float32(0.5)})
+    assert cfg.sizes == [2] and type(cfg.sizes[0]) is int and cfg.lr == 0.5 and type(cfg.lr) is float
+
+
+def test_unresolvable_annotation_is_a_clear_type_error():
+    class LocalSection:
+        pass
+
+    @dataclasses.dataclass
+    class Holder:
+        section: LocalSection | None = None
+
+    with pytest.raises(
+        TypeError, match=r"cannot resolve the annotation 'LocalSection \| None' of config field"
+    ):
+        load_config(Holder, overrides=["section=null"])
 
 
 def test_parse_overrides_nests_and_records_sources():
