@@ -3,6 +3,23 @@
 Configs (dataclass + YAML + ``key=value`` overrides), run directories, atomic checkpoints with RNG states,
 TensorBoard + ``metrics.jsonl`` logging, a progress bar, confidence intervals and the adaptation-curve plot.
 Imports only the standard library, numpy, torch, yaml, tqdm, matplotlib and tensorboard.
+
+Example (a training script; see ``metarl.training.checkpoint`` for the resume recipe)::
+
+    config = load_config(MyConfig, "configs/my.yaml", ["inner_lr=0.05"])
+    run = RunDir.create("runs", f"my-algo-s{config.seed}")
+    save_config(config, run.config_path)
+    with RunLogger(run) as logger, ProgressBar(config.iterations, desc="train") as bar:
+        for iteration in range(config.iterations):
+            scalars = train_one_iteration()
+            logger.log(iteration, scalars)
+            logger.flush()
+            save_checkpoint(run.checkpoint_path, {"model": model.state_dict(), "iteration": iteration,
+                                                  "rng": capture_rng_states()})
+            bar.update(1, ret=scalars["meta/return_after_step1"])
+    mean, half = mean_ci(per_task_returns)
+    write_json_atomic(run.eval_path, {"return": mean, "ci95": half})
+    plot_adaptation_curves({"MAML": {"steps": [0, 1], "mean": [-35.0, -9.8], "ci": [1.2, 0.9]}}, run.plot_path)
 """
 
 from metarl.training.checkpoint import (
