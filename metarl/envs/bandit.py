@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.seeding import CopyGenerators
 
 
 @register_task_type
@@ -40,7 +40,8 @@ class BanditTask(Task):
         return len(self.probabilities)
 
 
-def _validate_action(action: Any, num_arms: int) -> int:
+def check_discrete_action(action: Any, num_arms: int) -> int:
+    """``action`` as an int in ``[0, num_arms)``, else a ValueError saying what is allowed."""
     if (
         isinstance(action, bool)
         or np.ndim(action) != 0
@@ -116,7 +117,7 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
         return np.zeros(1, dtype=np.float32), {"task": task}
 
     def step(self, action):
-        arm = _validate_action(action, self.num_arms)
+        arm = check_discrete_action(action, self.num_arms)
         if self._elapsed_steps >= self._uniforms.size:  # stepping past truncation: keep drawing
             self._uniforms = np.concatenate([self._uniforms, self.np_random.random(self.horizon)])
         reward = float(self._uniforms[self._elapsed_steps] < self._probabilities[arm])
@@ -125,24 +126,6 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
 
     def make_batched(self, tasks: Sequence[BanditTask], episodes_per_task: int, seed: int | None):
         return BatchedBernoulliBandit(tasks, episodes_per_task, self.num_arms, self.horizon, seed)
-
-
-class CopyGenerators:
-    """One ``numpy.random.Generator`` per batched copy, seeded exactly like the single env's ``np_random``.
-
-    A copy reset with a seed gets ``gymnasium.utils.seeding.np_random(seed)`` (what ``env.reset(seed=seed)``
-    does); a copy reset with ``None`` continues its own stream (or gets fresh entropy on its first reset).
-    """
-
-    def __init__(self, num_copies: int) -> None:
-        self.generators: list[np.random.Generator | None] = [None] * num_copies
-
-    def reseed(self, seeds: Sequence[int | None]) -> list[np.random.Generator]:
-        """Apply one round of per-copy seeds; returns the generators in row-major copy order."""
-        for k, seed in enumerate(seeds):
-            if seed is not None or self.generators[k] is None:
-                self.generators[k] = seeding.np_random(seed)[0]
-        return self.generators  # type: ignore[return-value]
 
 
 class BatchedBernoulliBandit(BatchedEnv):

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from metarl.envs.bandit import CopyGenerators, _validate_action
+from metarl.envs.bandit import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.seeding import CopyGenerators
 
 ROW_SUM_TOLERANCE = 1e-6
 MEAN_REWARD_LOC, MEAN_REWARD_SCALE = 1.0, 1.0
@@ -162,7 +163,7 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
         return _one_hot(np.asarray(self._state), self.num_states), {"task": task}
 
     def step(self, action):
-        action = _validate_action(action, self.num_actions)
+        action = check_discrete_action(action, self.num_actions)
         t = self._elapsed_steps
         if t >= self._reward_noise.size:  # stepping past truncation: keep drawing
             noise, uniforms = self._reward_noise, self._transition_uniforms
