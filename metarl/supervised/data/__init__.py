@@ -3,6 +3,9 @@
 from metarl.supervised.data.base import ClassIndexedDataset, to_float_tensor
 from metarl.supervised.data.cache import default_cache_dir
 from metarl.supervised.data.episodes import EpisodeBatch
+from metarl.supervised.data.image_folder import ImageFolderDataset
+from metarl.supervised.data.lake_runs import LakeOneShotRuns, OneShotRun
+from metarl.supervised.data.miniimagenet import MiniImageNet
 from metarl.supervised.data.omniglot import Omniglot
 from metarl.supervised.data.sampler import EpisodeSampler
 from metarl.supervised.data.sinusoid import SinusoidTasks
@@ -11,7 +14,11 @@ __all__ = [
     "ClassIndexedDataset",
     "EpisodeBatch",
     "EpisodeSampler",
+    "ImageFolderDataset",
+    "LakeOneShotRuns",
+    "MiniImageNet",
     "Omniglot",
+    "OneShotRun",
     "SinusoidTasks",
     "default_cache_dir",
     "to_float_tensor",

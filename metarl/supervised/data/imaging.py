@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -73,3 +74,31 @@ def open_zip(path: str | os.PathLike, fix: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
         raise ValueError(f"{path} is not a readable zip archive ({err}); {fix}") from err
+
+
+def check_channels(channels: int) -> str:
+    """The PIL mode for ``channels`` (1 -> "L", 3 -> "RGB"), else a ValueError."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+    return "L" if channels == 1 else "RGB"
+
+
+def decode_files(
+    paths: Sequence[str | os.PathLike], image_size: int, channels: int, resample: str
+) -> np.ndarray:
+    """Decode image files into one ``(len(paths), channels, image_size, image_size)`` uint8 array."""
+    mode = check_channels(channels)
+    images = np.empty((len(paths), channels, image_size, image_size), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        pixels = decode_image(path, image_size, mode, resample, what=str(path))
+        images[i] = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    return images
+
+
+def files_fingerprint(paths: Sequence[str | os.PathLike]) -> list:
+    """(name, size, mtime) of each file: cheap to compute, and changes when a file is replaced."""
+    parts = []
+    for path in paths:
+        stat = os.stat(path)
+        parts.append((os.fspath(path), stat.st_size, stat.st_mtime_ns))
+    return parts
