@@ -14,6 +14,11 @@ Only steps inside episodes are counted (steps of finished sub-envs that SyncVect
 The batched timing includes building the engine for the tasks (a sampler does that every meta-batch).
 Each figure is the median over ``--repeats`` timed runs, after one untimed warm-up run per engine.
 
+Torch runs single-threaded by default (``--threads 1``, the same for both engines): policy forwards of this
+size are latency-bound, and intra-op threads only add synchronisation. On a busy machine they are far worse:
+with 2 threads on 2 shared cores the (400, 64) batched forward waited ~7 ms per op for descheduled threads.
+``--threads 0`` keeps torch's default.
+
 Usage::
 
     python scripts/bench_envs.py                 # 20 tasks x 20 episodes, Navigation2D 100 steps
@@ -112,6 +117,7 @@ def _setup(work: Workload, seed: int):
 
 def run_batched(work: Workload, tasks, policy: StackedMLPPolicy, seed: int) -> tuple[int, float]:
     """Env-steps and seconds for one round of all episodes on the batched engine."""
+    policy.generator.manual_seed(seed)  # every run does the same work
     start = time.perf_counter()
     benv = make_batched(work.env_id, tasks, work.episodes_per_task, seed=seed, horizon=work.horizon)
     obs = benv.reset()
@@ -127,6 +133,7 @@ def run_batched(work: Workload, tasks, policy: StackedMLPPolicy, seed: int) -> t
 
 def run_sync_vector_loop(work: Workload, tasks, policy: StackedMLPPolicy, venv: SyncVectorEnv, seed: int):
     """Env-steps and seconds for the same episodes as a per-task loop over a SyncVectorEnv."""
+    policy.generator.manual_seed(seed)
     start = time.perf_counter()
     steps = 0
     for i, task in enumerate(tasks):
@@ -202,15 +209,20 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=None, help="timed runs per engine; the median is reported"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both engines; 0 keeps torch's default",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if repeats < 1:
         parser.error(f"--repeats must be >= 1, got {repeats}")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
 
     tasks, episodes = (10, 10) if args.quick else (20, 20)
