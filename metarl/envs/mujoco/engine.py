@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
@@ -25,6 +25,9 @@ from gymnasium.utils import seeding
 
 from metarl.envs.base import Task
 from metarl.envs.batched import BatchedEnv
+
+if TYPE_CHECKING:
+    from metarl.envs.mujoco.locomotion import LocomotionTaskEnv
 
 
 def available_cores() -> int:
@@ -49,7 +52,7 @@ class MujocoBatchedEnv(BatchedEnv):
 
     def __init__(
         self,
-        env: Any,
+        env: LocomotionTaskEnv,
         tasks: Sequence[Task],
         episodes_per_task: int,
         seed: int | None = None,
@@ -113,7 +116,9 @@ class MujocoBatchedEnv(BatchedEnv):
         self._position = np.array(env.position(self._state))
         return self._shape(env.observe(self._state))
 
-    def _step(self, actions: np.ndarray, active: np.ndarray):
+    def _step(
+        self, actions: np.ndarray, active: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         env = self._env
         flat_actions = actions.reshape((self.num_copies, -1)).astype(np.float64)
         self._run(np.flatnonzero(active.reshape(-1)), env.to_ctrl(flat_actions))
