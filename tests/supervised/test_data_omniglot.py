@@ -149,6 +149,10 @@ def test_missing_root_or_zip_says_how_to_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="images_background.zip.*download=True"):
         Omniglot(tmp_path / "empty", "val", cache_dir=tmp_path / "c")
+    (tmp_path / "empty" / "omniglot").mkdir()
+    (tmp_path / "empty" / "omniglot" / "images_background.zip").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"did you mean root=.*empty/omniglot\?"):
+        Omniglot(tmp_path / "empty", "val", cache_dir=tmp_path / "c")
 
 
 def test_corrupt_zip_gives_a_clear_error(tmp_path):

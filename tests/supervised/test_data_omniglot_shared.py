@@ -32,7 +32,9 @@ def test_encoded_vinyals_split_equals_the_reference_files(shared_data, split):
     assert encoded == reference_lines(shared_data, split)
 
 
-@pytest.mark.parametrize(("split", "characters"), [("train", 1028), ("val", 172), ("test", 423)])
+@pytest.mark.parametrize(
+    ("split", "characters"), [("train", 1028), ("val", 172), ("test", 423), ("trainval", 1200)]
+)
 def test_vinyals_split_sizes_and_class_order(shared_data, cache_dir, split, characters):
     dataset = Omniglot(shared_data / "omniglot", split, cache_dir=cache_dir)
     assert len(dataset.characters) == characters

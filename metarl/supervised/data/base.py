@@ -117,4 +117,5 @@ class ClassIndexedDataset:
 
 def to_float_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 images -> float32 tensor in [0, 1] (255 -> 1.0)."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    # One numpy pass (uint8 -> float32 division) is ~2x faster than torch's convert-then-divide on one thread.
+    return torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32))

@@ -88,9 +88,11 @@ def load_omniglot_part(
         if download:
             download_omniglot_file(root, filename)
         else:
+            nested = next((p for p in sorted(root.glob(f"*/{filename}"))), None)
+            hint = f" (found {nested}: did you mean root={nested.parent}?)" if nested else ""
             raise FileNotFoundError(
-                f"{zip_path} not found: Omniglot needs the official {filename} ({OMNIGLOT_FILES[filename][0]}). "
-                f"Pass download=True, or point root at a folder that holds {filename}."
+                f"{zip_path} not found{hint}: Omniglot needs the official {filename} "
+                f"({OMNIGLOT_FILES[filename][0]}). Pass download=True, or point root at a folder that holds {filename}."
             )
     key = fingerprint([file_sha256(zip_path), image_size, resample])
     name = f"omniglot-{part}-{image_size}px-{resample}-{key}"
