@@ -46,9 +46,11 @@ class ClassIndexedDataset:
             raise ValueError(
                 f"got {len(class_names)} class names for {len(sizes)} classes; give one name per class"
             )
+        offsets.flags.writeable = sizes.flags.writeable = False  # shared with samplers: never mutated
         self.images = images_arr
         self.class_offsets = offsets
         self.class_names = list(class_names)
+        self._class_sizes = sizes
 
     @classmethod
     def from_labels(
@@ -79,8 +81,8 @@ class ClassIndexedDataset:
 
     @property
     def class_sizes(self) -> np.ndarray:
-        """Samples per class, ``(num_classes,)`` int64."""
-        return np.diff(self.class_offsets)
+        """Samples per class, ``(num_classes,)`` int64 (read-only)."""
+        return self._class_sizes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -38,6 +38,17 @@ def _natural_key(text: str) -> list:
     return [int(piece) if piece.isdigit() else piece for piece in re.split(r"(\d+)", text)]
 
 
+def _check_rotations(rotations: Sequence[int]) -> tuple[int, ...]:
+    values = tuple(rotations)
+    if (
+        not values
+        or any(isinstance(r, bool) or r not in VALID_ROTATIONS for r in values)
+        or len(set(values)) != len(values)
+    ):
+        raise ValueError(f"rotations must be distinct values among {VALID_ROTATIONS}, got {values!r}")
+    return tuple(int(r) for r in values)
+
+
 def decode_omniglot_zip(zip_path: Path, image_size: int, resample: str) -> tuple[np.ndarray, dict]:
     """Decode every drawing of an official Omniglot zip (no extraction to disk).
 
@@ -152,16 +163,10 @@ class Omniglot(ClassIndexedDataset):
         self.root = Path(root).expanduser()
         self.image_size = check_image_size(image_size)
         self.resample = check_resample(resample)
-        self.rotations = tuple(int(r) for r in rotations)
-        if (
-            not self.rotations
-            or any(r not in VALID_ROTATIONS for r in self.rotations)
-            or len(set(self.rotations)) != len(self.rotations)
-        ):
-            raise ValueError(
-                f"rotations must be distinct values among {VALID_ROTATIONS}, got {tuple(rotations)!r}"
-            )
+        self.rotations = _check_rotations(rotations)
         if split_scheme == "vinyals":
+            if split in ("background", "evaluation"):
+                raise ValueError(f"split {split!r} belongs to split_scheme='lake'; pass split_scheme='lake'")
             characters = vinyals_characters(split)
             parts = VINYALS_SOURCES[split]
         elif split_scheme == "lake":
