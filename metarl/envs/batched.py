@@ -140,6 +140,11 @@ class GenericBatchedEnv(BatchedEnv):
         episodes_per_task: int,
         seed: int | None = None,
     ) -> None:
+        if episodes_per_task < 1 or len(tasks) == 0:
+            raise ValueError(
+                f"a batched env needs at least one task and one episode per task, got {len(tasks)} tasks "
+                f"and episodes_per_task={episodes_per_task}"
+            )
         envs = [env_factory() for _ in range(len(tasks) * episodes_per_task)]
         first = envs[0]
         horizon = _horizon_of(first)
@@ -224,7 +229,7 @@ def make_batched(
         )
 
     probe = factory()
-    base = probe.unwrapped
+    base = getattr(probe, "unwrapped", probe)
     if not isinstance(base, TaskEnv):
         raise TypeError(
             f"{type(base).__name__} does not follow the task API: subclass metarl.envs.TaskEnv "

@@ -40,12 +40,12 @@ def rollout_throughput(
     env.reset(seed=seed)
     tasks = env.unwrapped.sample_tasks(num_tasks)
     benv = make_batched(env_id, tasks, episodes_per_task, seed=seed)
-    rng = np.random.default_rng(seed)
+    benv.action_space.seed(seed)
     benv.reset()
     start = time.perf_counter()
     while not benv.done.all():
-        actions = rng.uniform(-1, 1, benv.batch_shape + benv.action_space.shape).astype(np.float32)
-        benv.step(actions * benv.action_space.high)
+        actions = np.stack([benv.action_space.sample() for _ in range(benv.num_copies)])
+        benv.step(actions.reshape(benv.batch_shape + actions.shape[1:]))
     elapsed = time.perf_counter() - start
     return (
         f"{env_id}: {num_tasks} tasks x {episodes_per_task} episodes, {benv.elapsed_steps} steps each, "
