@@ -32,6 +32,14 @@ def describe_envs() -> str:
     return "\n".join(lines)
 
 
+def _random_actions(space: gym.Space, batch_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if isinstance(space, gym.spaces.Discrete):
+        return space.start + rng.integers(space.n, size=batch_shape)
+    if isinstance(space, gym.spaces.Box):
+        return rng.uniform(space.low, space.high, size=batch_shape + space.shape).astype(space.dtype)
+    raise TypeError(f"random actions for {type(space).__name__} spaces are not supported")
+
+
 def rollout_throughput(
     env_id: str = "MetaRL/Navigation2D-v0", num_tasks: int = 20, episodes_per_task: int = 20, seed: int = 0
 ) -> str:
@@ -40,12 +48,11 @@ def rollout_throughput(
     env.reset(seed=seed)
     tasks = env.unwrapped.sample_tasks(num_tasks)
     benv = make_batched(env_id, tasks, episodes_per_task, seed=seed)
-    benv.action_space.seed(seed)
+    rng = np.random.default_rng(seed)
     benv.reset()
     start = time.perf_counter()
     while not benv.done.all():
-        actions = np.stack([benv.action_space.sample() for _ in range(benv.num_copies)])
-        benv.step(actions.reshape(benv.batch_shape + actions.shape[1:]))
+        benv.step(_random_actions(benv.action_space, benv.batch_shape, rng))
     elapsed = time.perf_counter() - start
     return (
         f"{env_id}: {num_tasks} tasks x {episodes_per_task} episodes, {benv.elapsed_steps} steps each, "
