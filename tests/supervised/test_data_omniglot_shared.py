@@ -13,6 +13,7 @@ import pytest
 from metarl.supervised.data import EpisodeSampler, Omniglot
 from metarl.supervised.data.omniglot import main
 from metarl.supervised.data.omniglot_splits import VINYALS_SPLITS, vinyals_characters
+from metarl.supervised.data.registry import make_dataset
 
 ROTATIONS = ("rot000", "rot090", "rot180", "rot270")
 
@@ -81,3 +82,8 @@ def test_cache_warming_command_prints_split_sizes(shared_data, cache_dir, capsys
         ["lake", "background", "964", "characters", "3856", "classes", "77120"],
         ["lake", "evaluation", "659", "characters", "2636", "classes", "52720"],
     ]
+
+
+def test_make_dataset_reads_omniglot_from_the_shared_data_root(shared_data, cache_dir):
+    dataset = make_dataset("omniglot", shared_data, "val", cache_dir=cache_dir)
+    assert isinstance(dataset, Omniglot) and dataset.num_classes == 688
