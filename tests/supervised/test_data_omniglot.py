@@ -103,6 +103,9 @@ def test_resized_images_match_a_direct_pil_resize(omniglot_root, tmp_path):
         cache_dir=tmp_path / "c",
     )
     assert set(np.unique(nearest.images).tolist()) == {0, 255}
+    # "nearest" reproduces the reference pipelines, which resize the 1-bit image itself.
+    one_bit = Image.fromarray(drawing(0, 2, 4)).convert("1").resize((28, 28), Image.Resampling.LANCZOS)
+    assert np.array_equal(nearest.class_images(1)[3, 0], 255 - np.asarray(one_bit.convert("L")))
 
 
 def test_second_load_reads_the_cache_without_decoding_pngs(omniglot_root, tmp_path, monkeypatch):

@@ -90,8 +90,12 @@ class MiniImageNet(ClassIndexedDataset):
       only use files you trust);
     - an image folder ``images/<filename>.jpg`` with the split csvs (``filename,label``) at ``root/<split>.csv``
       or ``root/splits/ravi/<split>.csv``. The JPEGs are decoded once (RGB, resized with ``resample`` when not
-      already ``image_size``, as Ravi's script does with LANCZOS) into a cache entry in ``cache_dir`` that is
-      memory-mapped afterwards.
+      already ``image_size``, as MAML's ``proc_images.py`` does with LANCZOS) into a cache entry in
+      ``cache_dir`` that is memory-mapped afterwards.
+
+    MAML's processed layout (``train/<label>/<image>.jpg``, one folder per class) is read by
+    :class:`~metarl.supervised.data.image_folder.ImageFolderDataset` (``make_dataset("folder", root, "train",
+    image_size=84)``).
 
     Classes are sorted by name (WordNet id); images keep their file/pickle order within a class. Images are
     ``(3, image_size, image_size)`` uint8, 1.0 = full intensity in episodes (no normalisation).

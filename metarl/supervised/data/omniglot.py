@@ -121,8 +121,10 @@ class Omniglot(ClassIndexedDataset):
     ``Image.rotate``) when the split's array is built. Pixels: 1.0 = ink, 0.0 = background (inverted PNGs).
 
     Resizing: each 105x105 1-bit drawing is converted to grayscale and resized with ``resample`` (default
-    ``"lanczos"``, an antialiased downsampling). The reference ProtoNet and MAML pipelines call ``resize`` on the
-    1-bit image, which Pillow always does with nearest-neighbour; pass ``resample="nearest"`` to reproduce that.
+    ``"lanczos"``, an antialiased downsampling). The reference pipelines (ProtoNet's ``omniglot.py``: default
+    filter; MAML's ``resize_images.py``: LANCZOS) call ``resize`` on the 1-bit image, which Pillow (checked with
+    13.0) does with nearest-neighbour whatever filter is asked for, so their inputs are binary; pass
+    ``resample="nearest"`` to reproduce that. (ProtoNet also transposes each image; that is not reproduced.)
     Rotating after resizing equals resizing after rotating for multiples of 90 degrees on square images.
 
     Splits:
