@@ -65,3 +65,12 @@ def test_bad_arguments_raise_clear_errors():
         SinusoidTasks(x_range=(float("nan"), 1.0))
     with pytest.raises(ValueError, match="shots must be an integer >= 1"):
         SinusoidTasks().sample(2, 0, 5)
+
+
+def test_batch_for_given_parameters():
+    tasks = SinusoidTasks(seed=3)
+    batch = tasks.batch_for(np.array([2.0, 0.5]), np.array([0.0, 1.0]), shots=5, queries=3)
+    torch.testing.assert_close(batch.query_y[0], 2.0 * torch.sin(batch.query_x[0]))
+    torch.testing.assert_close(batch.support_y[1], 0.5 * torch.sin(batch.support_x[1] - 1.0))
+    with pytest.raises(ValueError, match="equal length"):
+        tasks.batch_for(np.array([1.0, 2.0]), np.array([0.0]), shots=5, queries=3)

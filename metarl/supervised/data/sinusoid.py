@@ -64,6 +64,10 @@ class SinusoidTasks:
     def batch_for(self, amplitudes: np.ndarray, phases: np.ndarray, shots: int, queries: int) -> EpisodeBatch:
         """A batch for given task parameters, with fresh random support and query inputs."""
         amplitudes, phases = np.asarray(amplitudes, dtype=np.float64), np.asarray(phases, dtype=np.float64)
+        if amplitudes.ndim != 1 or amplitudes.shape != phases.shape:
+            raise ValueError(
+                f"amplitudes and phases must be 1-D of equal length, got {amplitudes.shape} and {phases.shape}"
+            )
         tasks = len(amplitudes)
         support_x = self.rng.uniform(*self.x_range, size=(tasks, shots, 1))
         query_x = self.rng.uniform(*self.x_range, size=(tasks, queries, 1))
