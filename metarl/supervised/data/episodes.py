@@ -33,7 +33,13 @@ class EpisodeBatch:
         """The ``i``-th task as a batch of one."""
         sl = slice(i, i + 1)
         return EpisodeBatch(
-            self.support_x[sl], self.support_y[sl], self.query_x[sl], self.query_y[sl], self.ways, self.shots, self.queries
+            self.support_x[sl],
+            self.support_y[sl],
+            self.query_x[sl],
+            self.query_y[sl],
+            self.ways,
+            self.shots,
+            self.queries,
         )
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
