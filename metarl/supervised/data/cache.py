@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from metarl.training.io import atomic_open
 
 CACHE_FORMAT = 1
 CACHE_ENV_VAR = "METARL_CACHE"
@@ -52,24 +53,14 @@ def fingerprint(parts: Iterable[Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_entry(cache_dir: Path, name: str, images: np.ndarray, meta: dict[str, Any]) -> None:
     """Write ``images`` and ``meta`` (JSON-serialisable) as cache entry ``name``, atomically."""
     npy_path, json_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
-    _atomic_write(npy_path, lambda handle: np.save(handle, np.ascontiguousarray(images), allow_pickle=False))
+    with atomic_open(npy_path) as handle:
+        np.save(handle, np.ascontiguousarray(images), allow_pickle=False)
     record = {"format": CACHE_FORMAT, "shape": list(images.shape), "dtype": str(images.dtype), "meta": meta}
-    _atomic_write(json_path, lambda handle: handle.write(json.dumps(record).encode()))
+    with atomic_open(json_path, "w") as handle:
+        handle.write(json.dumps(record))
 
 
 def load_entry(cache_dir: Path, name: str, mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]] | None:

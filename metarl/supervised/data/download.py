@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
+
+from metarl.training.io import atomic_open
 
 OMNIGLOT_URL = "https://github.com/brendenlake/omniglot/raw/master/python"
 # Official md5 sums of the files in Lake's repository (as checked by torchvision and learn2learn).
@@ -35,29 +36,22 @@ def download_verified(url: str, destination: str | os.PathLike, md5: str, chunk_
         ConnectionError: if the URL cannot be fetched.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
     digest = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with _open_url(url) as response:
-                    for chunk in iter(lambda: response.read(chunk_size), b""):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, TimeoutError) as err:
-                raise ConnectionError(
-                    f"could not download {url} ({err}); check the connection, or download it by hand to {destination}"
-                ) from err
+    with atomic_open(destination) as out:  # the temp file is removed if anything below raises
+        try:
+            with _open_url(url) as response:
+                for chunk in iter(lambda: response.read(chunk_size), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, TimeoutError) as err:
+            raise ConnectionError(
+                f"could not download {url} ({err}); check the connection, or download it by hand to {destination}"
+            ) from err
         if digest.hexdigest() != md5:
             raise ValueError(
                 f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}: it is corrupt or "
                 f"not the official file; nothing was written to {destination}. Retry, or download it by hand."
             )
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return destination
 
 
