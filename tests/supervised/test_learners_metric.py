@@ -232,3 +232,42 @@ def test_relation_network_training_reduces_loss_and_beats_chance():
     assert loss_after.item() < 0.5 * loss_before.item()
     assert metrics_before["accuracy"] < 0.35  # chance 0.2
     assert metrics["accuracy"] > 0.6
+
+
+def test_relation_network_on_conv4_keeps_sungs_unpooled_last_blocks():
+    from metarl.supervised.models import Conv4
+
+    torch.manual_seed(0)
+    encoder = Conv4(in_channels=1, image_size=28)
+    model = RelationNetwork(encoder)  # pooled_blocks=2: 28 -> 14 -> 7 -> 7 -> 7
+    assert model.feature_shape == (64, 7, 7)
+    x = torch.rand(3, 1, 28, 28)
+    by_hand = encoder.features[1](encoder.features[0](x))
+    for block in encoder.features[2:]:
+        by_hand = block[:-1](by_hand)  # conv, batch norm, ReLU; no pooling
+    from metarl.supervised.learners.relation import spatial_features
+
+    torch.testing.assert_close(spatial_features(encoder, 2)(x), by_hand)
+    assert RelationNetwork(Conv4(image_size=28), pooled_blocks=4).feature_shape == (64, 1, 1)
+    with pytest.raises(ValueError, match="Conv4-like encoder"):
+        RelationNetwork(nn.Flatten(), feature_shape=(1, 2, 2)).predict(
+            random_batch(torch.Generator(), 1, 2, 1, 1)
+        )
+
+
+def test_metric_learners_build_from_the_registry_around_the_runs_conv4():
+    from metarl.supervised.learners import build_learner
+    from metarl.supervised.models import Conv4
+
+    torch.manual_seed(0)
+    batch = random_batch(torch.Generator().manual_seed(0), tasks=2, ways=3, shots=1, queries=2, size=28)
+    for name, options in [
+        ("protonet", {}),
+        ("matching", {"full_context_embeddings": True}),
+        ("relation", {}),
+        ("siamese", {"distort": True}),
+    ]:
+        learner = build_learner(name, Conv4(image_size=28), options)
+        assert learner.predict(batch).shape == (2, 6, 3), name
+        stats = learner.train_step(batch, torch.optim.Adam(learner.parameters(), 1e-3))
+        assert torch.isfinite(torch.tensor(stats["loss"])), name

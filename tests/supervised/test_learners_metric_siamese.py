@@ -71,7 +71,7 @@ class PixelTwin(nn.Module):
 
 def distance_model(dim: int) -> SiameseNetwork:
     """A Siamese net whose logit is minus the L1 distance: the most similar support item wins."""
-    model = SiameseNetwork(PixelTwin(), embedding_dim=dim)
+    model = SiameseNetwork(PixelTwin(), twin="backbone", embedding_dim=dim)
     with torch.no_grad():
         model.distance_weights.weight.fill_(-1.0)
         model.distance_weights.bias.zero_()
@@ -152,7 +152,9 @@ def test_koch_twin_embeds_28px_images_and_siamese_training_separates_pairs():
     # Verification of synthetic classes: each class is a fixed random 8x8 pattern plus noise.
     gen = torch.Generator().manual_seed(0)
     templates = (torch.rand(20, 1, 8, 8, generator=gen) > 0.5).float()
-    model = SiameseNetwork(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Sigmoid()), embedding_dim=32)
+    model = SiameseNetwork(
+        nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Sigmoid()), twin="backbone", embedding_dim=32
+    )
     optimizer = torch.optim.Adam(model.parameters(), 1e-2)
 
     def pairs(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -74,7 +74,8 @@ class MatchingNetwork(FewShotLearner):
 
     Args:
         encoder: the embedding network (``embed`` method if present, else its flattened output).
-        embedding_dim: size of the flat embedding (needed only with ``full_context_embeddings``).
+        embedding_dim: size of the flat embedding (used only with ``full_context_embeddings``; default: the
+            encoder's ``embedding_dim`` attribute, as ``Conv4`` has).
         full_context_embeddings: condition embeddings on the whole support set (bidirectional LSTM for the
             support, attention LSTM for queries).
         fce_steps: read-out steps of the query attention LSTM.
@@ -91,6 +92,7 @@ class MatchingNetwork(FewShotLearner):
         self.encoder = encoder
         self.full_context_embeddings = full_context_embeddings
         if full_context_embeddings:
+            embedding_dim = embedding_dim or getattr(encoder, "embedding_dim", None)
             if embedding_dim is None or embedding_dim < 1:
                 raise ValueError(
                     "full_context_embeddings=True needs embedding_dim (the encoder's flat output size, 64 for Conv4 "

@@ -5,9 +5,11 @@ is concatenated along the channels with the class's feature map (the sum of its 
 are several shots), and two conv blocks plus a two-layer MLP map it to a relation score in [0, 1]. Training
 regresses the scores onto one-hot targets with the mean squared error.
 
-The relation module needs the encoder's spatial feature MAP, not a flat embedding: the encoder must expose a
-``feature_map(x) -> (B, C, h, w)`` method (for Sung's Omniglot encoder, 64x5x5 from 28x28 images) or return
-such a map from its forward pass.
+The relation module needs the encoder's spatial feature MAP, not a flat embedding. Sung et al.'s encoder is a
+Conv4 whose last two blocks do not pool, so that the map keeps some spatial extent (28x28 -> 64x7x7 with
+padded convolutions, 84x84 -> 64x21x21). :func:`conv_feature_map` computes that map from the run's ``Conv4``
+(``pooled_blocks=2``) by skipping the trailing max-pool of the later blocks; an encoder with its own
+``feature_map(x)`` method is used as it is.
 """
 
 from __future__ import annotations
@@ -23,10 +25,30 @@ from metarl.supervised.learners.base import FewShotLearner
 from metarl.supervised.learners.protonet import encode_tasks
 
 
-def spatial_features(encoder: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The encoder's feature-map function: its ``feature_map`` method when it has one, else its forward."""
+def conv_feature_map(encoder: nn.Module, x: torch.Tensor, pooled_blocks: int) -> torch.Tensor:
+    """Feature map of a block-structured conv encoder (``encoder.features``: blocks ending in ``MaxPool2d``).
+
+    The first ``pooled_blocks`` blocks run whole; later blocks run without their final max-pool.
+    """
+    blocks = getattr(encoder, "features", None)
+    if not isinstance(blocks, nn.Sequential) or not all(isinstance(b, nn.Sequential) for b in blocks):
+        raise ValueError(
+            "the relation network needs a Conv4-like encoder (an nn.Sequential `features` of conv blocks) or an "
+            f"encoder with a feature_map(x) method; got {type(encoder).__name__}"
+        )
+    for index, block in enumerate(blocks):
+        if index >= pooled_blocks and isinstance(block[-1], nn.MaxPool2d):
+            block = block[:-1]
+        x = block(x)
+    return x
+
+
+def spatial_features(encoder: nn.Module, pooled_blocks: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The encoder's feature-map function: its ``feature_map`` method if it has one, else :func:`conv_feature_map`."""
     feature_map = getattr(encoder, "feature_map", None)
-    return feature_map if callable(feature_map) else encoder
+    if callable(feature_map):
+        return feature_map
+    return lambda x: conv_feature_map(encoder, x, pooled_blocks)
 
 
 class RelationModule(nn.Module):
@@ -56,6 +78,22 @@ class RelationModule(nn.Module):
         with torch.no_grad():
             flat = self.convs(torch.zeros(2, 2 * in_channels, height, width)).flatten(1).shape[1]
         self.head = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self._init_like_sung()
+
+    def _init_like_sung(self) -> None:
+        """The reference initialisation: He-normal convs; linear weights N(0, 0.01) with biases 1.
+
+        The unit biases keep the 8 hidden ReLUs active at the start; with PyTorch's default initialisation the
+        MSE loss (whose trivial optimum is the constant 1/N) quickly kills all of them and the scores collapse
+        to a constant.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, 0.01)
+                nn.init.ones_(module.bias)
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
         """Relation scores in [0, 1], shape ``(B,)``, of concatenated feature maps ``(B, 2C, h, w)``."""
@@ -66,8 +104,10 @@ class RelationNetwork(FewShotLearner):
     """Relation Network: learned relation scores between query and class feature maps, trained with MSE.
 
     Args:
-        encoder: embedding network exposing ``feature_map(x)`` (or whose forward returns a feature map).
-        feature_shape: ``(C, h, w)`` of the encoder's feature map for the data's image size.
+        encoder: a Conv4-like encoder (``features`` = conv blocks) or one with a ``feature_map(x)`` method.
+        pooled_blocks: blocks of a Conv4-like encoder that keep their max-pool (2 in the paper).
+        feature_shape: ``(C, h, w)`` of the encoder's feature map; by default measured on a blank image of the
+            encoder's ``in_channels`` x ``image_size`` x ``image_size`` (attributes of ``Conv4``).
         relation_channels: filters of the relation module's conv blocks.
         relation_hidden: width of its hidden fully connected layer.
     """
@@ -75,20 +115,39 @@ class RelationNetwork(FewShotLearner):
     def __init__(
         self,
         encoder: nn.Module,
-        feature_shape: tuple[int, int, int],
+        pooled_blocks: int = 2,
+        feature_shape: tuple[int, int, int] | list[int] | None = None,
         relation_channels: int = 64,
         relation_hidden: int = 8,
     ):
         super().__init__()
+        if pooled_blocks < 0:
+            raise ValueError(f"pooled_blocks must be >= 0, got {pooled_blocks}")
+        self.encoder = encoder
+        self.pooled_blocks = pooled_blocks
+        if feature_shape is None:
+            feature_shape = self._measure_feature_shape()
         if len(feature_shape) != 3 or min(feature_shape) < 1:
             raise ValueError(f"feature_shape must be (channels, height, width), got {feature_shape!r}")
-        self.encoder = encoder
-        self.feature_shape = tuple(feature_shape)
+        self.feature_shape = tuple(int(n) for n in feature_shape)
         self.relation = RelationModule(self.feature_shape, relation_channels, relation_hidden)
+
+    def _measure_feature_shape(self) -> tuple[int, int, int]:
+        in_channels, image_size = (
+            getattr(self.encoder, "in_channels", None),
+            getattr(self.encoder, "image_size", None),
+        )
+        if in_channels is None or image_size is None:
+            raise ValueError(
+                "feature_shape is needed: the encoder has no in_channels/image_size attributes to measure it from"
+            )
+        with torch.no_grad():
+            blank = torch.zeros(2, in_channels, image_size, image_size)
+            return tuple(spatial_features(self.encoder, self.pooled_blocks)(blank).shape[1:])
 
     def relation_scores(self, batch: EpisodeBatch) -> torch.Tensor:
         """Relation scores ``(tasks, N*Q, ways)`` in [0, 1] between every query and every class."""
-        support, query = encode_tasks(spatial_features(self.encoder), batch)
+        support, query = encode_tasks(spatial_features(self.encoder, self.pooled_blocks), batch)
         if tuple(support.shape[2:]) != self.feature_shape:
             raise ValueError(
                 f"the encoder's feature maps are {tuple(support.shape[2:])} but the relation module was built for "

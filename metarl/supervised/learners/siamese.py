@@ -18,6 +18,7 @@ as :class:`AffineDistortion`.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -184,21 +185,45 @@ class SiameseNetwork(FewShotLearner):
     """Pair verification by a twin network; one-shot classification by the best-matching support item.
 
     Args:
-        twin: the shared embedding network (default :class:`KochTwin` for 28x28 grey images).
-        embedding_dim: output size of ``twin`` (the length of the weighted L1 distance).
-        distortion: optional :class:`AffineDistortion` applied to both images of every training pair.
+        backbone: the run's backbone network (e.g. ``Conv4``). With ``twin="koch"`` it only tells the image
+            channels and size (its ``in_channels`` / ``image_size`` attributes; 1 and 28 if absent) and a
+            :class:`KochTwin` of that size is built instead; with ``twin="backbone"`` it is the twin itself.
+        twin: ``"koch"`` (Koch et al.'s architecture, the default) or ``"backbone"``.
+        embedding_dim: hidden units of the Koch twin, or the backbone's output size with ``twin="backbone"``
+            (default: its ``embedding_dim`` attribute).
+        distort: apply Koch's random affine distortions to every training image (:class:`AffineDistortion`).
+        distortion_seed: seed of the distortions' generator.
     """
 
     def __init__(
         self,
-        twin: nn.Module | None = None,
-        embedding_dim: int = 1024,
-        distortion: AffineDistortion | None = None,
+        backbone: nn.Module | None = None,
+        twin: Literal["koch", "backbone"] = "koch",
+        embedding_dim: int | None = None,
+        distort: bool = False,
+        distortion_seed: int = 0,
     ):
         super().__init__()
-        self.twin = twin if twin is not None else KochTwin(hidden=embedding_dim)
+        if twin == "koch":
+            in_channels = getattr(backbone, "in_channels", 1)
+            image_size = getattr(backbone, "image_size", 28)
+            embedding_dim = embedding_dim or 1024
+            self.twin: nn.Module = KochTwin(in_channels, image_size, hidden=embedding_dim)
+        elif twin == "backbone":
+            if backbone is None:
+                raise ValueError("twin='backbone' needs a backbone network")
+            embedding_dim = embedding_dim or getattr(backbone, "embedding_dim", None)
+            if not embedding_dim:
+                raise ValueError("twin='backbone' needs embedding_dim (the backbone's output size)")
+            self.twin = backbone
+        else:
+            raise ValueError(f"twin must be 'koch' or 'backbone', got {twin!r}")
         self.distance_weights = nn.Linear(embedding_dim, 1)
-        self.distortion = distortion
+        self.distortion = AffineDistortion(seed=distortion_seed) if distort else None
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """Random generators whose state a checkpoint must keep (the distortions'), for exact resumption."""
+        return {"distortion": self.distortion.generator} if self.distortion is not None else {}
 
     def pair_logits_from_embeddings(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         """Same-class logits of embedding pairs broadcast over leading dimensions: ``alpha . |l - r| + b``."""
