@@ -1,0 +1,38 @@
+"""Meta-RL agents: MAML-TRPO and Reptile-PG over any task distribution of :mod:`metarl.envs`.
+
+Train from a script (or with ``metarl train``)::
+
+    from metarl.agents import MAMLTRPO, TrainConfig, evaluate_run
+
+    agent = MAMLTRPO(TrainConfig(env="MetaRL/Navigation2D-v0", iterations=100, seed=0))
+    agent.train("runs/nav-maml")                      # writes config, checkpoints, metrics, TensorBoard
+    results = evaluate_run("runs/nav-maml", adapt_steps=3, num_tasks=40)
+    print(results["learners"]["maml-trpo"]["mean"])   # mean return after 0..3 adaptation steps
+
+Works with any registered id with Box or Discrete actions (and Box or Discrete observations), through the
+env's batched engine (``metarl.envs.make_batched``).
+"""
+
+from metarl.agents.agent import MetaRLAgent
+from metarl.agents.config import (
+    EvalConfig,
+    InnerConfig,
+    PolicyConfig,
+    ReptileConfig,
+    TrainConfig,
+    TRPOConfig,
+)
+from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.reptile_rl import ReptilePG
+
+__all__ = [
+    "MAMLTRPO",
+    "EvalConfig",
+    "InnerConfig",
+    "MetaRLAgent",
+    "PolicyConfig",
+    "ReptileConfig",
+    "ReptilePG",
+    "TRPOConfig",
+    "TrainConfig",
+]

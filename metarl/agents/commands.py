@@ -1,0 +1,219 @@
+"""The ``metarl train`` and ``metarl evaluate`` sub-commands, and the ``metarl demo`` run.
+
+Config resolution of ``metarl train`` (later wins): the defaults of :class:`TrainConfig`; the YAML file given
+with ``--config``, or else the file under ``configs/<algo>/`` whose ``env:`` is the requested env; the flags
+``--algo/--env/--seed``; then ``key=value`` overrides (``inner.lr=0.05``). ``metarl train --help-config``
+lists every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+from metarl.agents.agent import MetaRLAgent
+from metarl.agents.config import TrainConfig
+from metarl.training import RunDir, config_help, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+ALGOS = ("maml-trpo", "reptile")
+
+
+def agent_class(algo: str) -> type[MetaRLAgent]:
+    """The agent class of an ``algo`` name."""
+    from metarl.agents.maml_rl import MAMLTRPO
+    from metarl.agents.reptile_rl import ReptilePG
+
+    classes = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG}
+    if algo not in classes:
+        raise ValueError(f"unknown algo {algo!r}; choose from {list(classes)}")
+    return classes[algo]
+
+
+def find_config(algo: str, env_id: str) -> Path | None:
+    """The reference config ``configs/<algo>/*.yaml`` whose ``env`` is ``env_id`` (first by name), if any."""
+    folder = CONFIG_DIR / algo
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and data.get("env") == env_id and not data.get("env_kwargs"):
+            return path
+    return None
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
+    """The run's config from ``--config`` / the reference configs / flags / overrides."""
+    flags = []
+    if args.algo is not None:
+        flags.append(f"algo={args.algo}")
+    if args.env is not None:
+        flags.append(f"env={args.env}")
+    if args.seed is not None:
+        flags.append(f"seed={args.seed}")
+    path = Path(args.config) if args.config else None
+    if path is None:
+        algo = args.algo or TrainConfig.algo
+        env = args.env or TrainConfig.env
+        path = find_config(algo, env)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    config = load_config(TrainConfig, path, [*flags, *args.overrides])
+    from metarl.agents.sampler import make_env
+
+    make_env(config.env, config.env_kwargs).close()  # unknown ids fail here, before a run directory exists
+    return config, path
+
+
+def _run_dir_for(config: TrainConfig, args: argparse.Namespace) -> RunDir:
+    if args.run_dir:
+        path = Path(args.run_dir)
+        if path.exists() and any(path.iterdir()):
+            raise ValueError(
+                f"run directory {path} already exists and is not empty: "
+                f"resume it with `metarl train --resume {path}` or choose another --run-dir"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return RunDir(path)
+    env_name = config.env.split("/")[-1].rsplit("-v", 1)[0].lower()
+    return RunDir.create(args.runs_root, f"{config.algo}-{env_name}-s{config.seed}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.help_config:
+        print("metarl train config keys (set in a YAML file or as key=value):")
+        print(config_help(TrainConfig))
+        return 0
+    if args.resume:
+        run = RunDir.open(args.resume)
+        if args.config or args.algo or args.env or args.seed is not None or args.run_dir:
+            raise ValueError(
+                "--resume continues a run with its saved config; drop --config/--algo/--env/--seed/--run-dir"
+            )
+        agent = MetaRLAgent.from_run(run)
+        if args.overrides:
+            agent.config = load_config(TrainConfig, None, args.overrides, base=agent.config)
+        print(f"resuming {run.path} at iteration {agent.iteration}/{agent.config.iterations}", flush=True)
+    else:
+        config, source = resolve_config(args)
+        run = _run_dir_for(config, args)
+        agent = agent_class(config.algo)(config)
+        print(
+            f"training {config.algo} on {config.env} (config: {source or 'defaults'}) -> {run.path}",
+            flush=True,
+        )
+    started = time.perf_counter()
+    history = agent.train(run, progress=None if not args.no_progress else False)
+    print(_summary(agent, history, time.perf_counter() - started))
+    print(f"run directory: {run.path}\nevaluate with: metarl evaluate {run.path}")
+    print(f"TensorBoard:   tensorboard --logdir {run.tensorboard_dir}")
+    return 0
+
+
+def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
+    if not history:
+        return f"nothing to do: the run is at iteration {agent.iteration}/{agent.config.iterations}"
+    last = history[-1]
+    after = sorted(k for k in last if k.startswith("meta/return_after_step"))
+    shown = f"return before {last['meta/return_before']:.2f}"
+    if after:
+        shown += f", after {after[-1].removeprefix('meta/return_after_step')} step(s) {last[after[-1]]:.2f}"
+    return (
+        f"trained {len(history)} iterations in {seconds:.0f} s (now {agent.iteration}/{agent.config.iterations}); "
+        f"last iteration: {shown}"
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from metarl.agents.evaluate import evaluate_run, format_results
+
+    results = evaluate_run(
+        args.run_dir,
+        adapt_steps=args.adapt_steps,
+        num_tasks=args.tasks,
+        baselines=args.baselines,
+        baseline_iterations=args.baseline_iterations,
+        progress=None if not args.no_progress else False,
+    )
+    print(format_results(results))
+    run = RunDir(args.run_dir)
+    print(
+        f"\nresults: {run.eval_path}\nplot:    {run.plot_path}\nTensorBoard: tensorboard --logdir {run.path}"
+    )
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train`` and ``evaluate`` on the ``metarl`` parser."""
+    p = subparsers.add_parser(
+        "train",
+        help="meta-train MAML-TRPO or Reptile-PG on a task distribution",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. inner.lr=0.05")
+    p.add_argument("--config", help="YAML config file (default: configs/<algo>/ for the env, if any)")
+    p.add_argument("--algo", choices=ALGOS, help="meta-learner (default maml-trpo)")
+    p.add_argument("--env", help="task distribution id, e.g. MetaRL/Navigation2D-v0 (see `metarl envs`)")
+    p.add_argument("--seed", type=int, help="seed of the whole run")
+    p.add_argument("--run-dir", help="write the run here (default: <runs-root>/<algo>-<env>-s<seed>)")
+    p.add_argument("--runs-root", default="runs", help="parent folder of new run directories (default runs/)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a run on held-out tasks against baselines")
+    p.add_argument("run_dir", help="a run directory written by `metarl train`")
+    p.add_argument("--adapt-steps", type=int, help="fine-tuning steps (default: config, 3)")
+    p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        choices=["pretrained", "random-init", "oracle"],
+        help="baselines (default: all)",
+    )
+    p.add_argument(
+        "--baseline-iterations", type=int, help="TRPO iterations of pretrained/oracle (default: the run's)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_evaluate)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``metarl demo``: MAML-TRPO on Navigation2D for a bounded time, then evaluation on 40 held-out tasks."""
+    from metarl.agents.evaluate import evaluate_run, format_results
+    from metarl.agents.maml_rl import MAMLTRPO
+
+    config = load_config(
+        TrainConfig,
+        find_config("maml-trpo", "MetaRL/Navigation2D-v0"),
+        ["iterations=60", "time_limit_seconds=110", "evaluation.baseline_iterations=40", "torch_threads=2"],
+    )
+    run = RunDir.create("runs", f"demo-maml-trpo-navigation2d-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(
+        f"metarl demo: MAML-TRPO on {config.env} ({config.meta_batch_size} tasks x {config.episodes_per_task} "
+        f"episodes per iteration, up to {config.iterations} iterations or {config.time_limit_seconds:g} s)\n"
+        f"run directory: {run.path}",
+        flush=True,
+    )
+    agent = MAMLTRPO(config)
+    started = time.perf_counter()
+    history = agent.train(run)
+    print(_summary(agent, history, time.perf_counter() - started), flush=True)
+    print(
+        "\nevaluating on 40 held-out tasks (pretrained and oracle policies are trained with TRPO first)...",
+        flush=True,
+    )
+    results = evaluate_run(run, adapt_steps=3, num_tasks=40)
+    print()
+    print(format_results(results))
+    print(f"\nadaptation curve: {run.plot_path}\nresults:          {run.eval_path}")
+    print(f"TensorBoard:      tensorboard --logdir {run.path}")
+    return 0

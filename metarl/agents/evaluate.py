@@ -1,0 +1,233 @@
+"""Evaluation on held-out tasks: mean return after 0..k adaptation steps, for the meta-learner and baselines.
+
+Every learner is fine-tuned with exactly the meta-learner's inner update (``inner`` section of the run's
+config: algorithm, optimizer, learning rate, ``episodes_per_task`` episodes per step) on the same held-out
+tasks, with the same env seeds and action-noise stream (common random numbers):
+
+* the meta-learner (``maml-trpo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
+* ``pretrained``: one policy trained with TRPO on the task mixture (MAML-TRPO with 0 inner steps) for as many
+  iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/``;
+* ``random-init``: a freshly initialised policy;
+* ``oracle``: like ``pretrained`` but the policy sees the task's features (where ``task_features`` exists).
+
+Held-out tasks come from the evaluation random stream ``(seed, 1, .)``, disjoint from the training tasks'
+``(seed, 0, iteration)``; they are written to ``tasks.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, stream_rng, torch_generator
+from metarl.agents.config import TrainConfig
+from metarl.agents.inner import FineTuner
+from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.policies import MLPPolicy, make_policy, stack_params
+from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.envs import Task, task_to_dict
+from metarl.training import (
+    RunDir,
+    format_ci,
+    load_checkpoint,
+    mean_ci,
+    plot_adaptation_curves,
+    write_json_atomic,
+)
+
+BASELINES = ("pretrained", "random-init", "oracle")
+
+
+def held_out_tasks(config: TrainConfig, num_tasks: int, env) -> list[Task]:
+    """The evaluation tasks of a run: drawn from the evaluation stream, disjoint from training."""
+    rng = stream_rng(config.seed, EVAL_STREAM, 0)
+    return sample_tasks(env, num_tasks, int(rng.integers(2**31)))
+
+
+def adaptation_curve(
+    policy: MLPPolicy,
+    params: dict[str, torch.Tensor],
+    config: TrainConfig,
+    tasks: list[Task],
+    adapt_steps: int,
+    lr: float | dict[str, torch.Tensor] | None = None,
+    oracle: bool = False,
+) -> np.ndarray:
+    """Per-task mean return ``(tasks, adapt_steps + 1)`` before and after each fine-tuning step.
+
+    The env seeds and action noise come from the evaluation stream, identical for every learner.
+    """
+    sampler = BatchedSampler(
+        config.env, config.env_kwargs, policy, config.episodes_per_task, task_features=oracle
+    )
+    tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
+    rng = stream_rng(config.seed, EVAL_STREAM, 1)
+    result = tuner.run(
+        stack_params(params, len(tasks)), tasks, sampler, rng, torch_generator(rng), steps=adapt_steps, lr=lr
+    )
+    return result.returns.numpy().astype(np.float64)
+
+
+def train_baseline(
+    run: RunDir, config: TrainConfig, kind: str, iterations: int, progress: bool | None = None
+) -> MAMLTRPO:
+    """Train (or reload from ``RUN/baselines/<kind>``) a TRPO policy on the task mixture.
+
+    Args:
+        run: the meta-learner's run directory.
+        config: the meta-learner's config.
+        kind: ``"pretrained"`` or ``"oracle"`` (sees the task features).
+        iterations: TRPO iterations.
+        progress: show a progress bar.
+    """
+    samples_per_iteration = config.inner.steps + 1  # sampling rounds per meta-iteration: same env-step budget
+    baseline_config = dataclasses.replace(
+        config,
+        algo="maml-trpo",
+        iterations=int(iterations),
+        episodes_per_task=config.episodes_per_task * samples_per_iteration,
+        oracle=kind == "oracle",
+        time_limit_seconds=None,
+        inner=dataclasses.replace(config.inner, steps=0, algorithm="vpg", optimizer="sgd", meta_sgd=False),
+    )
+    path = run.path / "baselines" / kind
+    agent = MAMLTRPO(baseline_config)
+    checkpoint = RunDir(path).checkpoint_path
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint, required_keys=("algo", "iteration", "policy"))
+        if state.get("config", {}).get("episodes_per_task") == baseline_config.episodes_per_task:
+            agent.load_state_dict(state)
+    if agent.iteration < iterations:
+        agent.train(path, progress=progress)
+    return agent
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str] | RunDir,
+    *,
+    adapt_steps: int | None = None,
+    num_tasks: int | None = None,
+    baselines: list[str] | None = None,
+    baseline_iterations: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run on held-out tasks; writes ``tasks.json``, ``eval.json`` and the adaptation-curve PNG.
+
+    Args:
+        run_dir: the training run.
+        adapt_steps: fine-tuning steps (default: the config's ``evaluation.adapt_steps``).
+        num_tasks: held-out tasks (default: ``evaluation.tasks``).
+        baselines: subset of ``pretrained``, ``random-init``, ``oracle`` (default: ``evaluation.baselines``).
+        baseline_iterations: TRPO iterations of pretrained/oracle (default: the meta-learner's iterations).
+        progress: show progress bars while training baselines.
+
+    Returns:
+        The content of ``eval.json``.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
+    agent = MetaRLAgent.from_run(run)
+    config = agent.config
+    if agent.iteration == 0:
+        raise ValueError(f"run {run.path} has no trained checkpoint yet: train it first (metarl train)")
+    adapt_steps = config.evaluation.adapt_steps if adapt_steps is None else int(adapt_steps)
+    num_tasks = config.evaluation.tasks if num_tasks is None else int(num_tasks)
+    if adapt_steps < 0 or num_tasks < 2:
+        raise ValueError(f"need --adapt-steps >= 0 and --tasks >= 2, got {adapt_steps} and {num_tasks}")
+    baselines = list(config.evaluation.baselines if baselines is None else baselines)
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+    iterations = baseline_iterations or config.evaluation.baseline_iterations or agent.iteration
+    tasks = held_out_tasks(config, num_tasks, agent.sampler.env)
+    write_json_atomic(
+        run.tasks_path,
+        {
+            "env": config.env,
+            "seed": config.seed,
+            "stream": "evaluation",
+            "tasks": [task_to_dict(t) for t in tasks],
+        },
+    )
+    plain = dataclasses.replace(config, oracle=False)
+    curves: dict[str, np.ndarray] = {}
+    curves[config.algo] = adaptation_curve(
+        agent.policy,
+        agent.policy.params(),
+        config,
+        tasks,
+        adapt_steps,
+        lr=agent.adaptation_lr(),
+        oracle=config.oracle,
+    )
+    if "pretrained" in baselines:
+        pretrained = train_baseline(run, plain, "pretrained", iterations, progress)
+        curves["pretrained"] = adaptation_curve(
+            pretrained.policy, pretrained.policy.params(), plain, tasks, adapt_steps
+        )
+    if "random-init" in baselines:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(stream_rng(config.seed, EVAL_STREAM, 2).integers(2**62)))
+            fresh = make_policy(
+                agent.sampler.observation_space,
+                agent.sampler.action_space,
+                config.policy.hidden_sizes,
+                config.policy.activation,
+                config.policy.init_std,
+            )
+        curves["random-init"] = adaptation_curve(fresh, fresh.params(), plain, tasks, adapt_steps)
+    has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
+    if "oracle" in baselines and has_features:
+        oracle = train_baseline(run, plain, "oracle", iterations, progress)
+        curves["oracle"] = adaptation_curve(
+            oracle.policy, oracle.policy.params(), plain, tasks, adapt_steps, oracle=True
+        )
+    results = {
+        "env": config.env,
+        "algo": config.algo,
+        "run": str(run.path),
+        "meta_iterations": agent.iteration,
+        "baseline_iterations": iterations,
+        "tasks": num_tasks,
+        "adapt_steps": adapt_steps,
+        "episodes_per_task": config.episodes_per_task,
+        "inner": dataclasses.asdict(config.inner),
+        "learners": {},
+    }
+    for name, per_task in curves.items():
+        stats = [mean_ci(per_task[:, j]) for j in range(per_task.shape[1])]
+        results["learners"][name] = {
+            "steps": list(range(per_task.shape[1])),
+            "mean": [m for m, _ in stats],
+            "ci": [c for _, c in stats],
+            "per_task": per_task.tolist(),
+        }
+    write_json_atomic(run.eval_path, results)
+    plot_adaptation_curves(
+        {name: {k: v[k] for k in ("steps", "mean", "ci")} for name, v in results["learners"].items()},
+        run.plot_path,
+        title=f"{config.env}: {num_tasks} held-out tasks",
+    )
+    return results
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The evaluation as a text table: one row per learner, mean return ± 95% CI after each step."""
+    steps = results["adapt_steps"]
+    headers = ["learner"] + [f"step {j}" for j in range(steps + 1)]
+    rows = [
+        [name] + [format_ci(m, c) for m, c in zip(v["mean"], v["ci"], strict=True)]
+        for name, v in results["learners"].items()
+    ]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [
+        f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks "
+        f"({results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']})",
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)

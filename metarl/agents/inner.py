@@ -1,0 +1,173 @@
+"""The inner loop: policy-gradient losses per task and the fine-tuning procedure shared by every learner.
+
+Every function works on stacked per-task parameters (leading axis = task) and returns one loss per task;
+summing those losses gives each task's parameters exactly its own gradient, so all tasks adapt at once.
+:class:`FineTuner` is the adaptation protocol of evaluation (and Reptile's inner loop): sample with the
+current parameters, record the returns, take one policy-gradient step, repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metarl.agents.baseline import LinearFeatureBaseline
+from metarl.agents.config import InnerConfig
+from metarl.agents.episodes import Episodes, generalized_advantages, masked_task_mean, normalize_per_task
+from metarl.agents.policies import MLPPolicy
+from metarl.agents.sampler import BatchedSampler
+from metarl.core import Params
+from metarl.envs import Task
+
+LearningRate = float | Mapping[str, torch.Tensor]
+
+
+def compute_advantages(
+    episodes: Episodes, gamma: float, gae_lambda: float, baseline: LinearFeatureBaseline
+) -> torch.Tensor:
+    """Per-task normalised GAE advantages ``(T, E, H)`` with a linear baseline fitted on each task's episodes."""
+    values = baseline.fit_predict(episodes, gamma)
+    advantages = generalized_advantages(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
+    return normalize_per_task(advantages, episodes.mask)
+
+
+def log_probs(policy: MLPPolicy, params: Mapping[str, torch.Tensor], episodes: Episodes) -> torch.Tensor:
+    """Log-probabilities ``(T, E, H)`` of the episodes' actions under per-task ``params``."""
+    return policy.distribution(episodes.observations, params).log_prob(episodes.actions)
+
+
+def vpg_losses(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], episodes: Episodes, advantages: torch.Tensor
+) -> torch.Tensor:
+    """REINFORCE loss of each task ``-mean_t log pi(a_t|s_t) A_t``, shape ``(T,)``."""
+    return -masked_task_mean(log_probs(policy, params, episodes) * advantages, episodes.mask)
+
+
+def ppo_losses(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    episodes: Episodes,
+    advantages: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    clip: float,
+) -> torch.Tensor:
+    """PPO clipped-surrogate loss of each task, shape ``(T,)``."""
+    ratio = torch.exp(log_probs(policy, params, episodes) - old_log_probs)
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
+    return -masked_task_mean(surrogate, episodes.mask)
+
+
+@dataclass
+class FineTuneResult:
+    """Outcome of :meth:`FineTuner.run`.
+
+    Attributes:
+        params: the adapted per-task parameters (detached).
+        returns: ``(T, steps + 1)`` mean episode return of each task before and after each step
+            (``steps`` columns when the last sampling round was skipped).
+        env_steps: environment steps taken.
+    """
+
+    params: Params
+    returns: torch.Tensor
+    env_steps: int
+
+
+class FineTuner:
+    """Adapts stacked per-task parameters with ``steps`` policy-gradient steps, each on fresh episodes.
+
+    Args:
+        policy: the policy module.
+        inner: the inner-loop config (algorithm, optimizer, lr, PPO settings).
+        gamma: discount factor.
+        gae_lambda: GAE lambda.
+    """
+
+    def __init__(self, policy: MLPPolicy, inner: InnerConfig, gamma: float, gae_lambda: float) -> None:
+        self.policy = policy
+        self.inner = inner
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.baseline = LinearFeatureBaseline()
+
+    def run(
+        self,
+        start: Mapping[str, torch.Tensor],
+        tasks: Sequence[Task],
+        sampler: BatchedSampler,
+        rng: np.random.Generator,
+        generator: torch.Generator,
+        steps: int,
+        lr: LearningRate | None = None,
+        sample_after_last: bool = True,
+    ) -> FineTuneResult:
+        """Fine-tune ``start`` (stacked per task) on ``tasks``.
+
+        Args:
+            start: stacked per-task parameters (leading axis = task).
+            tasks: the tasks, one per row of ``start``.
+            sampler: rolls out the per-task parameters.
+            rng: source of the env seeds of each sampling round.
+            generator: source of the action noise.
+            steps: policy-gradient steps.
+            lr: step size (a scalar, or Meta-SGD's per-parameter rates); defaults to ``inner.lr``.
+            sample_after_last: also sample after the last step to measure its return.
+        """
+        lr = self.inner.lr if lr is None else lr
+        phi = {n: p.detach().clone().requires_grad_(True) for n, p in start.items()}
+        optimizer = None
+        if self.inner.optimizer == "adam":
+            optimizer = torch.optim.Adam(list(phi.values()), lr=float(self.inner.lr))
+        returns, env_steps = [], 0
+        for step in range(steps + 1):
+            if step == steps and not sample_after_last:
+                break
+            episodes = sampler.sample(phi, tasks, seed=int(rng.integers(2**31)), generator=generator)
+            returns.append(episodes.task_returns())
+            env_steps += episodes.num_steps
+            if step == steps:
+                break
+            self._update(phi, episodes, optimizer, lr)
+        return FineTuneResult(
+            params={n: p.detach() for n, p in phi.items()},
+            returns=torch.stack(returns, dim=1),
+            env_steps=env_steps,
+        )
+
+    def _update(
+        self, phi: Params, episodes: Episodes, optimizer: torch.optim.Optimizer | None, lr: LearningRate
+    ) -> None:
+        advantages = compute_advantages(episodes, self.gamma, self.gae_lambda, self.baseline)
+        if self.inner.algorithm == "vpg":
+            self._gradient_step(
+                phi, lambda: vpg_losses(self.policy, phi, episodes, advantages).sum(), optimizer, lr
+            )
+            return
+        with torch.no_grad():
+            old = log_probs(self.policy, phi, episodes)
+        for _ in range(self.inner.ppo_epochs):
+            self._gradient_step(
+                phi,
+                lambda: ppo_losses(self.policy, phi, episodes, advantages, old, self.inner.ppo_clip).sum(),
+                optimizer,
+                lr,
+            )
+
+    @staticmethod
+    def _gradient_step(
+        phi: Params, loss_fn, optimizer: torch.optim.Optimizer | None, lr: LearningRate
+    ) -> None:
+        with torch.enable_grad():
+            loss = loss_fn()
+            grads = torch.autograd.grad(loss, list(phi.values()), allow_unused=True, materialize_grads=True)
+        if optimizer is not None:
+            for p, g in zip(phi.values(), grads, strict=True):
+                p.grad = g
+            optimizer.step()
+            return
+        with torch.no_grad():
+            for (name, p), g in zip(phi.items(), grads, strict=True):
+                p.sub_((lr[name] if isinstance(lr, Mapping) else lr) * g)

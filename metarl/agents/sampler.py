@@ -1,0 +1,130 @@
+"""Collects episodes for all tasks x episodes in one batched loop, with one parameter set per task.
+
+Each time step is one call of the batched env and one batched forward of the policy over the stacked
+per-task parameters (``torch.baddbmm`` per layer): there is no Python loop over environments or tasks.
+Randomness comes only from the explicit seed of the env copies and the ``torch.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from metarl.agents.episodes import Episodes
+from metarl.agents.policies import MLPPolicy, encode_observations
+from metarl.envs import Task, make_batched
+
+
+def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """``gymnasium.make`` with a one-line ``ValueError`` for an unknown id (exit status 2 in the CLI)."""
+    import metarl.envs  # noqa: F401  (registers the ids)
+
+    if env_id not in gym.registry:
+        from metarl.envs.registration import unknown_env_message
+
+        raise ValueError(unknown_env_message(env_id))
+    try:
+        return gym.make(env_id, **dict(env_kwargs or {}))
+    except TypeError as exc:
+        raise ValueError(f"bad env_kwargs {dict(env_kwargs or {})} for {env_id}: {exc}") from None
+
+
+def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
+    """Draw ``num_tasks`` tasks from the env's distribution after seeding its ``np_random`` with ``seed``."""
+    env.reset(seed=int(seed))
+    return list(env.unwrapped.sample_tasks(int(num_tasks)))
+
+
+class BatchedSampler:
+    """Rolls out a policy with per-task parameters on the batched form of a task distribution.
+
+    Args:
+        env_id: registered id of the task distribution.
+        env_kwargs: constructor arguments of the env (e.g. ``{"horizon": 200}``).
+        policy: the policy module (its parameters are only used when none are passed).
+        episodes_per_task: episodes collected in parallel for every task.
+        task_features: whether to append ``env.task_features(task)`` to each observation (oracle policy).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: Mapping[str, Any] | None,
+        policy: MLPPolicy,
+        episodes_per_task: int,
+        task_features: bool = False,
+    ) -> None:
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.policy = policy
+        self.episodes_per_task = int(episodes_per_task)
+        self.use_task_features = bool(task_features)
+        self.env = make_env(env_id, self.env_kwargs)
+        self.observation_space = self.env.observation_space
+        self.action_space = self.env.action_space
+
+    def task_features(self, tasks: Sequence[Task]) -> torch.Tensor:
+        """``(T, F)`` float32 task features (the oracle's extra inputs)."""
+        features = [self.env.unwrapped.task_features(task) for task in tasks]
+        if any(f is None for f in features):
+            raise ValueError(f"{self.env_id} provides no task features, so it has no oracle policy")
+        return torch.as_tensor(np.stack(features), dtype=torch.float32).reshape(len(tasks), -1)
+
+    def _encode(self, obs: np.ndarray, features: torch.Tensor | None) -> torch.Tensor:
+        encoded = encode_observations(self.observation_space, obs)
+        if features is None:
+            return encoded
+        extra = features.unsqueeze(1).expand(encoded.shape[0], encoded.shape[1], features.shape[-1])
+        return torch.cat([encoded, extra], dim=-1)
+
+    def _env_actions(self, actions: torch.Tensor) -> np.ndarray:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return actions.numpy() + int(self.action_space.start)
+        return actions.numpy().astype(self.action_space.dtype or np.float32)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        params: Mapping[str, torch.Tensor],
+        tasks: Sequence[Task],
+        seed: int,
+        generator: torch.Generator,
+    ) -> Episodes:
+        """Run ``episodes_per_task`` episodes of every task with that task's parameters.
+
+        Args:
+            params: stacked per-task parameters (leading axis = task), detached or not (no graph is built).
+            tasks: one task per row of ``params``.
+            seed: base seed of the env copies (copy ``(i, j)`` uses ``seed + i * episodes_per_task + j``).
+            generator: source of the action noise.
+
+        Returns:
+            The episodes, arrays shaped ``(tasks, episodes_per_task, horizon, ...)``.
+        """
+        features = self.task_features(tasks) if self.use_task_features else None
+        benv = make_batched(self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs)
+        try:
+            raw_obs = benv.reset(seed=int(seed))
+            observations, actions, rewards, masks = [], [], [], []
+            for _ in range(benv.horizon):
+                obs = self._encode(raw_obs, features)
+                action = self.policy.sample(self.policy.distribution(obs, params), generator)
+                raw_obs, reward, _, _, info = benv.step(self._env_actions(action))
+                observations.append(obs)
+                actions.append(action)
+                rewards.append(torch.as_tensor(reward, dtype=torch.float32))
+                masks.append(torch.as_tensor(info["active"], dtype=torch.float32))
+                if benv.done.all():
+                    break
+        finally:
+            benv.close()
+        return Episodes(
+            observations=torch.stack(observations, dim=2),
+            actions=torch.stack(actions, dim=2),
+            rewards=torch.stack(rewards, dim=2),
+            mask=torch.stack(masks, dim=2),
+        )
