@@ -1,0 +1,116 @@
+"""``metarl fewshot train|evaluate``: few-shot meta-training runs from the command line.
+
+Examples::
+
+    metarl fewshot train --config configs/fewshot/maml-sinusoid.yaml
+    metarl fewshot train --learner fomaml --data-root ../shared/data/omniglot iterations=2000 meta_batch=16
+    metarl fewshot train --resume runs/maml-omniglot-5w1s-s0
+    metarl fewshot evaluate runs/maml-omniglot-5w1s-s0 --episodes 600
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from metarl.cli import UserError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from metarl.supervised.config import FewShotConfig
+    from metarl.supervised.runner import train
+    from metarl.training import RunDir, load_config
+
+    if args.resume:
+        if args.config or args.learner or args.data_root or args.seed is not None or args.overrides:
+            raise UserError(
+                "--resume continues a run with its saved config; drop --config/--learner/--seed/key=value"
+            )
+        run = RunDir.open(args.resume)
+        if not run.config_path.is_file():
+            raise UserError(f"{run.path} has no config.yaml: it was not written by `metarl fewshot train`")
+        config = load_config(FewShotConfig, run.config_path)
+        train(config, run_dir=run, resume=True, progress=args.progress)
+        return 0
+    overrides = list(args.overrides)
+    if args.learner:
+        overrides.append(f"learner={args.learner}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.run_root:
+        overrides.append(f"run_root={args.run_root}")
+    config = load_config(FewShotConfig, args.config, overrides)
+    train(config, progress=args.progress)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from metarl.supervised.config import FewShotConfig
+    from metarl.supervised.evaluate import format_result
+    from metarl.supervised.runner import build_run_learner, evaluate_run_learner
+    from metarl.training import RunDir, load_checkpoint, load_config, write_json_atomic
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+    run = RunDir.open(args.run_dir)
+    if not run.config_path.is_file():
+        raise UserError(f"{run.path} has no config.yaml: pass a directory written by `metarl fewshot train`")
+    config = load_config(FewShotConfig, run.config_path, args.overrides)
+    torch.set_num_threads(config.threads)
+    state = load_checkpoint(run.checkpoint_path, required_keys=("learner", "iteration"))
+    learner = build_run_learner(config)
+    learner.load_state_dict(state["learner"])
+    result = evaluate_run_learner(config, learner, run, args.episodes)
+    result["iterations"] = state["iteration"]
+    target = Path(args.output) if args.output else run.eval_path
+    write_json_atomic(target, result)
+    print(f"{run.path} (iteration {state['iteration']}): {format_result(result)}; written to {target}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``fewshot train`` and ``fewshot evaluate`` to the ``metarl`` command."""
+    from metarl.supervised.learners import LEARNERS
+
+    fewshot = subparsers.add_parser(
+        "fewshot", help="few-shot classification / regression: train and evaluate"
+    )
+    sub = fewshot.add_subparsers(dest="fewshot_command", required=True)
+    learners = ", ".join(LEARNERS)
+    p = sub.add_parser(
+        "train",
+        help="meta-train a few-shot learner",
+        description="Meta-train a few-shot learner. Config keys (set in --config YAML or as key=value): see "
+        "`metarl fewshot keys`.",
+    )
+    p.add_argument("--config", help="YAML config, e.g. configs/fewshot/maml-omniglot-5w1s.yaml")
+    p.add_argument("--learner", help=f"learner name ({learners})")
+    p.add_argument("--data-root", help="dataset folder (default ../shared/data/<dataset>)")
+    p.add_argument("--seed", type=int, help="seed of initialisation and training episodes")
+    p.add_argument("--run-root", help="parent folder of run directories (default runs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.shots=5")
+    p.set_defaults(func=_train)
+    p = sub.add_parser("evaluate", help="evaluate a trained run on test episodes")
+    p.add_argument("run_dir", help="run directory written by `metarl fewshot train`")
+    p.add_argument("--episodes", type=int, default=600, help="test episodes (default 600)")
+    p.add_argument("--output", help="where to write the JSON result (default RUN_DIR/eval.json)")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="evaluation overrides, e.g. data.eval_queries=15"
+    )
+    p.set_defaults(func=_evaluate)
+    p = sub.add_parser("keys", help="list every config key with its type, default and meaning")
+    p.set_defaults(func=_keys)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from metarl.supervised.config import FewShotConfig
+    from metarl.training import config_help
+
+    print(config_help(FewShotConfig))
+    return 0

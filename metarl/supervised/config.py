@@ -1,0 +1,227 @@
+"""The few-shot run config (one dataclass, YAML + ``key=value`` overrides) and what it builds: data and model.
+
+Field docstrings (``metadata["help"]``) are the documentation of every key; ``metarl fewshot train --help``
+prints them. The reference configs in ``configs/fewshot/`` set the paper protocols.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+
+from metarl.supervised.data.base import ClassIndexedDataset
+from metarl.supervised.models import MLP, Conv4
+
+
+def _help(text: str, **kwargs: Any) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Which tasks to train and evaluate on."""
+
+    dataset: Literal["omniglot", "miniimagenet", "folder", "sinusoid", "synthetic"] = _help(
+        "task source; 'synthetic' is a small generated image dataset for smoke tests", default="omniglot"
+    )
+    root: str | None = _help(
+        "dataset folder (Omniglot zips, miniImageNet pickles/images, or an image folder); "
+        "default ../shared/data/<dataset> or $METARL_DATA/<dataset>",
+        default=None,
+    )
+    split_scheme: Literal["vinyals", "lake"] = _help("Omniglot split scheme", default="vinyals")
+    train_split: str = _help("split to meta-train on", default="train")
+    val_split: str | None = _help("split for validation during training (None: no validation)", default="val")
+    test_split: str = _help("split of the final evaluation", default="test")
+    image_size: int = _help("side of the square images (28 Omniglot, 84 miniImageNet)", default=28)
+    channels: int = _help("image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3)
+    resample: str = _help("resize filter: lanczos, bilinear, bicubic or nearest", default="lanczos")
+    cache_dir: str | None = _help(
+        "decoded-image cache (default $METARL_CACHE or ~/.cache/metarl)", default=None
+    )
+    ways: int = _help("classes per training task (N)", default=5)
+    shots: int = _help(
+        "support examples per class during training (K); points per task for sinusoid", default=1
+    )
+    queries: int = _help("query examples per class during training (0 allowed for Reptile)", default=1)
+    eval_ways: int | None = _help("classes per evaluation task (default: ways)", default=None)
+    eval_shots: int | None = _help("support examples per class at evaluation (default: shots)", default=None)
+    eval_queries: int = _help("query examples per class at evaluation", default=15)
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "ways", "shots"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("queries", "eval_queries"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_queries < 1:
+            raise ValueError("data.eval_queries must be >= 1: evaluation scores the query set")
+
+    @property
+    def test_ways(self) -> int:
+        """Ways of evaluation tasks."""
+        return self.eval_ways or self.ways
+
+    @property
+    def test_shots(self) -> int:
+        """Shots of evaluation tasks."""
+        return self.eval_shots or self.shots
+
+
+@dataclass
+class ModelConfig:
+    """The backbone network."""
+
+    kind: Literal["conv4", "mlp"] = _help("conv4 for images, mlp for vectors (sinusoid)", default="conv4")
+    hidden: int = _help("filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64)
+    downsample: Literal["maxpool", "stride"] = _help(
+        "Conv4 down-sampling: maxpool (Vinyals/Snell) or stride-2 convolutions (MAML Omniglot)",
+        default="maxpool",
+    )
+    mlp_hidden: list[int] = _help("hidden layer sizes of the MLP", default_factory=lambda: [40, 40])
+
+
+@dataclass
+class FewShotConfig:
+    """A few-shot meta-training run: learner, data, model, outer loop, evaluation and bookkeeping."""
+
+    learner: str = _help(
+        "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese", default="maml"
+    )
+    learner_options: dict[str, Any] = _help(
+        "keyword arguments of the learner (e.g. inner_lr, inner_steps, eval_inner_steps)",
+        default_factory=dict,
+    )
+    data: DataConfig = _help("tasks", default_factory=DataConfig)
+    model: ModelConfig = _help("backbone", default_factory=ModelConfig)
+    meta_batch: int = _help("tasks per meta-update", default=32)
+    iterations: int = _help("meta-updates", default=60000)
+    outer_lr: float = _help("Adam learning rate of the meta-parameters", default=1e-3)
+    lr_halve_every: int = _help(
+        "halve the outer learning rate every this many iterations (0: never)", default=0
+    )
+    eval_episodes: int = _help("test episodes of the final evaluation (600 in the literature)", default=600)
+    eval_batch: int = _help("test episodes evaluated together", default=20)
+    eval_seed: int = _help("seed of the evaluation episodes (the same for every run)", default=1234)
+    val_every: int = _help("validate every this many iterations (0: never)", default=1000)
+    val_episodes: int = _help("episodes per validation", default=100)
+    log_every: int = _help("log training metrics every this many iterations", default=10)
+    checkpoint_every: int = _help("write the checkpoint every this many iterations", default=100)
+    seed: int = _help("seed of the model initialisation and the training episodes", default=0)
+    threads: int = _help("torch intra-op threads", default=1)
+    run_root: str = _help("parent folder of run directories", default="runs")
+    run_name: str | None = _help(
+        "run directory name (default <learner>-<dataset>-<ways>w<shots>s-s<seed>)", default=None
+    )
+
+    def __post_init__(self) -> None:
+        positive = ("meta_batch", "eval_episodes", "eval_batch", "log_every", "checkpoint_every", "threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("iterations", "val_every", "val_episodes", "lr_halve_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.outer_lr > 0:
+            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+        from metarl.supervised.learners import learner_entry
+
+        learner_entry(self.learner)  # unknown names fail at load time, with the list of known ones
+
+    def default_run_name(self) -> str:
+        """``<learner>-<dataset>-<ways>w<shots>s-s<seed>`` (sinusoid: ``<learner>-sinusoid-<shots>shot-s<seed>``)."""
+        if self.data.dataset == "sinusoid":
+            return f"{self.learner}-sinusoid-{self.data.shots}shot-s{self.seed}"
+        return f"{self.learner}-{self.data.dataset}-{self.data.ways}w{self.data.shots}s-s{self.seed}"
+
+
+def default_data_root(dataset: str) -> str:
+    """``$METARL_DATA/<dataset>`` if set, else ``../shared/data/<dataset>`` (the layout of the dev machines)."""
+    base = os.environ.get("METARL_DATA", os.path.join("..", "shared", "data"))
+    return os.path.join(base, dataset)
+
+
+def synthetic_dataset(
+    classes: int, per_class: int, image_size: int, channels: int = 1, seed: int = 0
+) -> ClassIndexedDataset:
+    """A generated class-indexed dataset: each class is a random binary template, its samples noisy copies.
+
+    Classes are easy to tell apart from one example, so a few meta-iterations already beat chance: it is the
+    data of smoke tests and benchmarks, not a benchmark itself.
+    """
+    rng = np.random.default_rng(seed)
+    templates = rng.random((classes, 1, channels, image_size, image_size)) < 0.3
+    flips = rng.random((classes, per_class, channels, image_size, image_size)) < 0.05
+    images = (templates ^ flips).astype(np.uint8) * 255
+    offsets = np.arange(classes + 1) * per_class
+    return ClassIndexedDataset(
+        images.reshape(-1, channels, image_size, image_size), offsets, [f"c{c}" for c in range(classes)]
+    )
+
+
+def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
+    """The class-indexed dataset of ``split`` (not used for the sinusoid).
+
+    Raises:
+        FileNotFoundError / ValueError: from the dataset loader, with the fix in the message.
+    """
+    root = data.root or default_data_root(data.dataset)
+    if data.dataset == "omniglot":
+        from metarl.supervised.data.omniglot import Omniglot
+
+        return Omniglot(
+            root,
+            split,
+            split_scheme=data.split_scheme,
+            image_size=data.image_size,
+            resample=data.resample,
+            cache_dir=data.cache_dir,
+        )
+    if data.dataset == "miniimagenet":
+        from metarl.supervised.data.miniimagenet import MiniImageNet
+
+        return MiniImageNet(
+            root, split, image_size=data.image_size, cache_dir=data.cache_dir, resample=data.resample
+        )
+    if data.dataset == "folder":
+        from metarl.supervised.data.image_folder import ImageFolderDataset
+
+        return ImageFolderDataset(
+            os.path.join(root, split),
+            data.image_size,
+            data.channels,
+            resample=data.resample,
+            cache_dir=data.cache_dir,
+        )
+    if data.dataset == "synthetic":
+        seeds = {"train": 0, "val": 1, "test": 2}
+        if split not in seeds:
+            raise ValueError(f"the synthetic dataset has splits {sorted(seeds)}, got {split!r}")
+        return synthetic_dataset(classes=20, per_class=20, image_size=data.image_size, seed=seeds[split])
+    raise ValueError(f"dataset {data.dataset!r} has no class-indexed splits")
+
+
+def build_model(config: FewShotConfig, in_channels: int, head: bool) -> nn.Module:
+    """The backbone: Conv4 (with a ``ways``-output head if ``head``) or the MLP (1 -> hidden -> 1 for sinusoid)."""
+    if config.model.kind == "mlp":
+        out = 1 if config.data.dataset == "sinusoid" else config.data.ways
+        return MLP(in_features=in_channels, out_features=out, hidden=tuple(config.model.mlp_hidden))
+    if config.data.dataset == "sinusoid":
+        raise ValueError("the sinusoid tasks need model.kind=mlp")
+    if head and config.data.test_ways != config.data.ways:
+        raise ValueError(
+            f"a learner with a classifier head needs data.eval_ways == data.ways, got {config.data.test_ways} and "
+            f"{config.data.ways}; train a separate model per number of ways"
+        )
+    return Conv4(
+        in_channels=in_channels,
+        image_size=config.data.image_size,
+        ways=config.data.ways if head else None,
+        hidden=config.model.hidden,
+        downsample=config.model.downsample,
+    )

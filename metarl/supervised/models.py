@@ -1,0 +1,159 @@
+"""Backbones of the few-shot literature: the Conv4 image encoder and the sinusoid MLP.
+
+Both are ordinary ``nn.Module``s whose parameters are the meta-parameters; gradient learners run them through
+:func:`metarl.core.functional_forward` with adapted parameter dicts, so they never mutate them in place.
+Batch norm keeps no running statistics (``track_running_stats=False``): every forward pass normalises with the
+statistics of the batch it sees (one task's support or query set), as in MAML, so an adapted copy of the
+parameters is all the state a task needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+Downsample = Literal["maxpool", "stride"]
+
+
+def conv_block(in_channels: int, out_channels: int, downsample: Downsample = "maxpool") -> nn.Sequential:
+    """3x3 convolution (padding 1), batch norm with per-batch statistics, ReLU, then halve the resolution.
+
+    ``downsample="maxpool"``: a 2x2 max-pool after the ReLU (Vinyals et al., Snell et al., MAML on miniImageNet).
+    ``downsample="stride"``: the convolution itself has stride 2 and there is no pooling (MAML on Omniglot);
+    about four times fewer multiply-adds, since every convolution runs at its output resolution.
+    """
+    if downsample == "maxpool":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(out_channels, track_running_stats=False),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+    if downsample == "stride":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1),
+            nn.BatchNorm2d(out_channels, track_running_stats=False),
+            nn.ReLU(),
+        )
+    raise ValueError(f"downsample must be 'maxpool' or 'stride', got {downsample!r}")
+
+
+def conv4_feature_dim(
+    image_size: int, hidden: int = 64, blocks: int = 4, downsample: Downsample = "maxpool"
+) -> int:
+    """Length of the Conv4 embedding.
+
+    Max-pool blocks floor the side at each halving and the final map is flattened: 28x28 -> 64, 84x84 -> 1600
+    (64 filters). Strided blocks round up (``ceil(side / 2)``) and the final map is averaged over space, as in
+    the MAML Omniglot network, so the embedding has ``hidden`` entries.
+    """
+    side = image_size
+    for _ in range(blocks):
+        side = side // 2 if downsample == "maxpool" else (side + 1) // 2
+    if side < 1:
+        raise ValueError(f"images of side {image_size} are too small for {blocks} max-pool blocks")
+    return hidden * side * side if downsample == "maxpool" else hidden
+
+
+class Conv4(nn.Module):
+    """The four-block convolutional network of Vinyals et al. / Snell et al. / Finn et al.
+
+    Each block is ``conv3x3(hidden) -> BatchNorm (no running stats) -> ReLU -> maxpool2x2``. A 28x28 image gives a
+    64-dim embedding, an 84x84 image a 1600-dim one (64 filters). ``downsample="stride"`` gives the MAML Omniglot
+    variant (stride-2 convolutions, no pooling, spatial mean of the last map: a ``hidden``-dim embedding). With ``ways`` set, a linear head maps the
+    embedding to ``ways`` logits (the gradient learners' classifier); without it the forward pass returns the
+    embedding (the metric learners' encoder).
+
+    Args:
+        in_channels: 1 (Omniglot) or 3 (miniImageNet).
+        image_size: side of the square input, used to size the head (28 or 84 in the papers).
+        ways: number of output logits; ``None`` for an embedding network without head.
+        hidden: filters per convolution (64; MAML used 32 on miniImageNet).
+        blocks: number of conv blocks (4).
+        downsample: "maxpool" (default) or "stride" (see :func:`conv_block`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        ways: int | None = None,
+        hidden: int = 64,
+        blocks: int = 4,
+        downsample: Downsample = "maxpool",
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or hidden < 1 or blocks < 1:
+            raise ValueError(
+                f"in_channels, hidden and blocks must be >= 1, got {in_channels}, {hidden}, {blocks}"
+            )
+        if ways is not None and ways < 1:
+            raise ValueError(f"ways must be >= 1 or None, got {ways}")
+        self.in_channels, self.image_size, self.ways = in_channels, image_size, ways
+        self.downsample = downsample
+        self.embedding_dim = conv4_feature_dim(image_size, hidden, blocks, downsample)
+        channels = [in_channels] + [hidden] * blocks
+        self.features = nn.Sequential(
+            *(
+                conv_block(c_in, c_out, downsample)
+                for c_in, c_out in zip(channels[:-1], channels[1:], strict=True)
+            )
+        )
+        self.head = nn.Linear(self.embedding_dim, ways) if ways is not None else None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Flat embeddings ``(B, embedding_dim)`` of images ``(B, C, H, W)``."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv4 expects images shaped (batch, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        maps = self.features(x)
+        return maps.flatten(1) if self.downsample == "maxpool" else maps.mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, ways)`` with a head, else embeddings ``(B, embedding_dim)``."""
+        z = self.embed(x)
+        return self.head(z) if self.head is not None else z
+
+    @property
+    def head_names(self) -> list[str]:
+        """Names of the head's parameters (what ANIL adapts)."""
+        return [f"head.{n}" for n, _ in self.head.named_parameters()] if self.head is not None else []
+
+
+class MLP(nn.Module):
+    """A fully connected ReLU network, ``[in] -> hidden... -> [out]`` (the MAML sinusoid model is 1-40-40-1).
+
+    Args:
+        in_features: input size (1 for the sinusoid).
+        out_features: output size (1 for the sinusoid, ``ways`` for classification).
+        hidden: sizes of the hidden layers.
+    """
+
+    def __init__(self, in_features: int = 1, out_features: int = 1, hidden: Sequence[int] = (40, 40)) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        if any(s < 1 for s in [*sizes, out_features]):
+            raise ValueError(f"layer sizes must be >= 1, got {[*sizes, out_features]}")
+        body: list[nn.Module] = []
+        for size_in, size_out in zip(sizes[:-1], sizes[1:], strict=True):
+            body += [nn.Linear(size_in, size_out), nn.ReLU()]
+        self.features = nn.Sequential(*body)
+        self.embedding_dim = sizes[-1]
+        self.head = nn.Linear(sizes[-1], out_features)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer ``(B, hidden[-1])`` of inputs ``(B, in_features)``."""
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(B, out_features)``."""
+        return self.head(self.embed(x))
+
+    @property
+    def head_names(self) -> list[str]:
+        """Names of the output layer's parameters (what ANIL adapts)."""
+        return ["head.weight", "head.bias"]

@@ -1,0 +1,82 @@
+"""Conv4 and MLP backbones: output shapes, and batch norm with per-batch statistics only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from metarl.supervised.models import MLP, Conv4, conv4_feature_dim
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "downsample", "dim"),
+    [(1, 28, "maxpool", 64), (3, 84, "maxpool", 1600), (1, 28, "stride", 64), (3, 84, "stride", 64)],
+)
+def test_conv4_shapes(channels, size, downsample, dim):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, channels, size, size, generator=gen)
+    encoder = Conv4(channels, size, ways=None, downsample=downsample)
+    classifier = Conv4(channels, size, ways=5, downsample=downsample)
+    assert encoder.embedding_dim == dim == conv4_feature_dim(size, downsample=downsample)
+    assert encoder.embed(x).shape == (6, dim)
+    assert encoder(x).shape == (6, dim)
+    assert classifier(x).shape == (6, 5)
+    assert classifier.head_names == ["head.weight", "head.bias"]
+    assert encoder.head_names == []
+
+
+def test_conv4_has_four_blocks_of_64_filters():
+    convs = [m for m in Conv4(1, 28, 5).modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 64, (3, 3))] + [
+        (64, 64, (3, 3))
+    ] * 3
+
+
+def test_batch_norm_keeps_no_running_statistics():
+    model = Conv4(1, 28, 5)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(norms) == 4
+    assert all(not m.track_running_stats and m.running_mean is None for m in norms)
+    assert not any("running" in name for name in model.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 1, 28, 28, generator=gen)
+    before = [p.clone() for p in model.parameters()]
+    out_train = model.train()(x)
+    out_eval = model.eval()(x)  # no running statistics: eval mode normalises with the batch too
+    torch.testing.assert_close(out_train, out_eval)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_batch_norm_uses_the_statistics_of_each_batch():
+    torch.manual_seed(0)
+    model = Conv4(1, 28, 5).eval()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 1, 28, 28, generator=gen)
+    other = torch.rand(4, 1, 28, 28, generator=gen) * 3
+    alone = model(x)
+    mixed = model(torch.cat([x, other]))[:4]
+    assert not torch.allclose(alone, mixed, atol=1e-3)  # the same images, different batch -> different outputs
+    # The first block's normalised activations have zero mean and unit variance per channel over the batch.
+    conv, norm = model.features[0][0], model.features[0][1]
+    z = norm(conv(x))
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var((0, 2, 3), unbiased=False), torch.ones(64), atol=1e-2, rtol=0)
+
+
+def test_conv4_rejects_wrong_input_and_options():
+    with pytest.raises(ValueError, match=r"\(batch, 1, H, W\)"):
+        Conv4(1, 28).embed(torch.rand(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="downsample"):
+        Conv4(downsample="avg")
+    with pytest.raises(ValueError, match="too small"):
+        Conv4(1, 8)
+
+
+def test_mlp_is_the_maml_sinusoid_network():
+    model = MLP()
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    assert shapes == [(40, 1), (40,), (40, 40), (40,), (1, 40), (1,)]
+    assert model(torch.zeros(7, 1)).shape == (7, 1)
+    assert model.embed(torch.zeros(7, 1)).shape == (7, 40)
+    assert model.head_names == ["head.weight", "head.bias"]
