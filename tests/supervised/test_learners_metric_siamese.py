@@ -178,3 +178,46 @@ def test_koch_twin_embeds_28px_images_and_siamese_training_separates_pairs():
         )
     assert after < 0.5 * before
     assert accuracy.item() > 0.9
+
+
+def test_lake_oneshot_script_scores_a_run_on_the_twenty_runs(shared_data, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from metarl.supervised.config import FewShotConfig
+    from metarl.supervised.runner import build_run_learner
+    from metarl.training import load_config, save_checkpoint, save_config
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "lake_oneshot.py"
+    spec = importlib.util.spec_from_file_location("lake_oneshot", script)
+    lake_oneshot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lake_oneshot)
+    omniglot = str(shared_data / "omniglot")
+    config = load_config(
+        FewShotConfig,
+        None,
+        ["learner=siamese", f"data.root={omniglot}", "data.split_scheme=lake", "data.train_split=background"],
+    )
+    save_config(config, tmp_path / "config.yaml")
+    learner = build_run_learner(config)
+    save_checkpoint(tmp_path / "checkpoint.pt", {"learner": learner.state_dict(), "iteration": 0})
+
+    assert lake_oneshot.main([str(tmp_path), "--data-root", omniglot]) == 0
+    result = json.loads((tmp_path / "lake_oneshot.json").read_text())
+    assert result["trials"] == 400 and len(result["per_run_accuracy"]) == 20
+    assert result["mean"] == pytest.approx(np.mean(result["per_run_accuracy"]))
+    # Lake's runs: two per evaluation alphabet, 10 alphabets, each run within one alphabet.
+    assert all(" + " not in a and a != "?" for a in result["alphabets"])
+    assert sorted(set(result["alphabets"])) == sorted(result["alphabets"][::2])
+
+    out = tmp_path / "clean.json"
+    assert (
+        lake_oneshot.main(
+            [str(tmp_path), "--data-root", omniglot, "--vinyals-test-only", "--output", str(out)]
+        )
+        == 0
+    )
+    clean = json.loads(out.read_text())
+    assert 0 < len(clean["runs"]) < 20
+    assert "Atlantean" not in clean["alphabets"]  # a Vinyals training alphabet
