@@ -90,16 +90,17 @@ def train(
             raise ValueError("resume needs the run directory of the run to continue")
         if not run_dir.has_checkpoint():
             raise ValueError(f"{run_dir.path} has no checkpoint.pt to resume from; start a new run instead")
-    if run_dir is None:
-        run_dir = RunDir.create(config.run_root, config.run_name or config.default_run_name())
-    if not resume:
-        save_config(config, run_dir.config_path)
     regression = is_regression(config.data)
     cache: dict = {}
+    # Data and learner first: a missing dataset or a bad option fails before any run directory is made.
     learner = build_run_learner(config, cache)
     train_source = make_task_source(
         config.data, config.data.train_split, config.meta_batch, config.seed, evaluation=False, cache=cache
     )
+    if run_dir is None:
+        run_dir = RunDir.create(config.run_root, config.run_name or config.default_run_name())
+    if not resume:
+        save_config(config, run_dir.config_path)
     if hasattr(learner, "set_total_iterations"):
         learner.set_total_iterations(config.iterations)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=config.outer_lr)
