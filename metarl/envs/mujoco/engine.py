@@ -14,6 +14,8 @@ the solver's warm start exactly as in the single env. It also works on every muj
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +106,7 @@ class MujocoBatchedEnv(BatchedEnv):
 
     # --- BatchedEnv hooks ------------------------------------------------------------------------
     def _reset(self, seeds: list[int | None]) -> np.ndarray:
+        self._check_open()
         env = self._env
         for k, seed in enumerate(seeds):
             if seed is not None or self._rngs[k] is None:
@@ -119,6 +122,7 @@ class MujocoBatchedEnv(BatchedEnv):
     def _step(
         self, actions: np.ndarray, active: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self._check_open()
         env = self._env
         flat_actions = actions.reshape((self.num_copies, -1)).astype(np.float64)
         self._run(np.flatnonzero(active.reshape(-1)), env.to_ctrl(flat_actions))
@@ -136,6 +140,28 @@ class MujocoBatchedEnv(BatchedEnv):
         return array.reshape(self.batch_shape + array.shape[1:])
 
     def close(self) -> None:
+        """Stop the threads and free the copies' ``MjData`` (the engine cannot be stepped afterwards)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._datas:
+            self._datas, self._models = [], []
+            release_freed_memory()
+
+    def _check_open(self) -> None:
+        if not self._datas:
+            raise RuntimeError(
+                "this batched engine was closed; build a new one with metarl.envs.make_batched"
+            )
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op).
+
+    Each ``MjData`` reserves a multi-megabyte arena but touches only a fraction of it. Once hundreds of
+    copies are freed, glibc keeps their pages, and the next engine's copies, placed at other offsets of
+    the same heap, touch new ones: without trimming, a sampler that builds an engine per batch grows by
+    hundreds of MB per batch up to ``copies x arena size`` (5 GB for 800 HalfCheetahs).
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
