@@ -34,8 +34,12 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
 
 
 def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
-    """Draw ``num_tasks`` tasks from the env's distribution after seeding its ``np_random`` with ``seed``."""
-    env.reset(seed=int(seed))
+    """Draw ``num_tasks`` tasks from the env's distribution with its ``np_random`` seeded by ``seed``.
+
+    The generator is replaced directly rather than through ``reset(seed=...)``, whose side effects (an env
+    drawing a default task on its first reset) would make the tasks depend on the env's history.
+    """
+    env.unwrapped.np_random = np.random.default_rng(int(seed))
     return list(env.unwrapped.sample_tasks(int(num_tasks)))
 
 

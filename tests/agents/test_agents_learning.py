@@ -108,3 +108,25 @@ def test_tiny_navigation_run_improves_the_post_adaptation_return():
     # Adaptation helps: after one step the return is higher than before it, on average over the late iterations.
     gain = [m["meta/return_after_step1"] - m["meta/return_before"] for m in history[-4:]]
     assert sum(gain) / len(gain) > 0
+
+
+@pytest.mark.parametrize("algo", ["maml-trpo", "reptile"])
+def test_a_fresh_agent_loaded_from_a_checkpoint_continues_exactly(algo, tmp_path):
+    import dataclasses
+
+    from metarl.agents.commands import agent_class
+
+    config = tiny(algo)
+    cls = agent_class(algo)
+    uninterrupted = cls(config).train(progress=False)
+    first = cls(dataclasses.replace(config, iterations=1))
+    first.train(tmp_path / "run", progress=False)
+    resumed = cls.from_run(tmp_path / "run")
+    assert resumed.iteration == 1
+    resumed.config = config
+    rest = resumed.train(progress=False)
+
+    def strip(history):
+        return [{k: v for k, v in m.items() if not k.startswith("charts/")} for m in history]
+
+    assert strip(uninterrupted[1:]) == strip(rest)

@@ -1,0 +1,124 @@
+"""The `metarl` command in a subprocess: envs, train, evaluate, kill-and-resume, and user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+OPTIONS = ["--env", "MetaRL/Navigation2D-v0", "--no-progress"]
+OVERRIDES = [
+    "meta_batch_size=3",
+    "episodes_per_task=4",
+    "env_kwargs={horizon: 10}",
+    "policy.hidden_sizes=[8,8]",
+]
+
+
+def metarl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "metarl.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def _records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("charts/")} for line in lines]
+
+
+def test_envs_lists_the_registered_ids():
+    result = metarl("envs")
+    assert result.returncode == 0
+    assert "MetaRL/Navigation2D-v0" in result.stdout and "MetaRL/TabularMDP-v0" in result.stdout
+
+
+def test_train_then_evaluate_tiny_run(tmp_path):
+    run = tmp_path / "run"
+    result = metarl("train", *OPTIONS, "--run-dir", str(run), *OVERRIDES, "iterations=2")
+    assert result.returncode == 0, result.stderr
+    assert "metarl evaluate" in result.stdout
+    assert len(_records(run)) == 2 and (run / "checkpoint.pt").is_file() and (run / "config.yaml").is_file()
+    assert any((run / "tb").iterdir())
+    result = metarl("evaluate", str(run), "--tasks", "3", "--adapt-steps", "1", "--baseline-iterations", "1")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((run / "eval.json").read_text())
+    assert set(results["learners"]) == {"maml-trpo", "pretrained", "random-init", "oracle"}
+    for learner in results["learners"].values():
+        assert len(learner["mean"]) == 2 and len(learner["per_task"]) == 3
+    assert len(json.loads((run / "tasks.json").read_text())["tasks"]) == 3
+    assert (run / "adaptation_curve.png").stat().st_size > 1000
+    assert "maml-trpo" in result.stdout and "random-init" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("train", "--env", "MetaRL/NoSuchEnv-v0"), "unknown env id"),
+        (("train", "inner.lr=fast"), "inner.lr"),
+        (("train", "meta_batch_size=0"), "meta_batch_size"),
+        (("train", "no_such_key=1"), "no_such_key"),
+        (("train", "--config", "does/not/exist.yaml"), "not found"),
+        (("evaluate", "does/not/exist"), "not found"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, args, needle):
+    if args[0] == "train":
+        options = [a for a in args[1:] if "=" not in a]
+        result = metarl(
+            "train", *options, "--run-dir", str(tmp_path / "r"), *[a for a in args[1:] if "=" in a]
+        )
+    else:
+        result = metarl(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_with_identical_numbers(tmp_path):
+    iterations = "iterations=25"
+    reference = tmp_path / "reference"
+    assert metarl("train", *OPTIONS, "--run-dir", str(reference), *OVERRIDES, iterations).returncode == 0
+
+    killed = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "metarl.cli",
+            "train",
+            *OPTIONS,
+            "--run-dir",
+            str(killed),
+            *OVERRIDES,
+            iterations,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert 1 <= state["iteration"] < 25, "the run was not interrupted mid-way; the test proves nothing"
+    result = metarl("train", "--resume", str(killed), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert _records(killed) == _records(reference)
+    final_killed = torch.load(killed / "checkpoint.pt", weights_only=False)
+    final_reference = torch.load(reference / "checkpoint.pt", weights_only=False)
+    for name, value in final_reference["policy"].items():
+        assert torch.equal(value, final_killed["policy"][name]), name
