@@ -22,6 +22,7 @@ from metarl.agents.config import (
     TrainConfig,
     TRPOConfig,
 )
+from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.reptile_rl import ReptilePG
 
@@ -35,4 +36,6 @@ __all__ = [
     "ReptilePG",
     "TRPOConfig",
     "TrainConfig",
+    "evaluate_run",
+    "format_results",
 ]

@@ -1,0 +1,129 @@
+"""Seconds per MAML-TRPO meta-iteration on Navigation2D, split into sampling, inner adaptation and TRPO step.
+
+Reference config: configs/maml-trpo/navigation2d.yaml (20 tasks x 20 episodes x 100 steps, sampled before and
+after adaptation; 64x64 tanh policy; TRPO with 10 CG iterations). Also measured in the same run: first-order
+MAML and Reptile-PG (3 inner VPG steps) on the same config. Prints a table; ``--json PATH`` writes the numbers.
+
+    python scripts/bench_maml_rl.py                 # 3 measured iterations per variant (after 1 warm-up)
+    python scripts/bench_maml_rl.py --quick         # 5 tasks x 10 episodes, 1 measured iteration
+    python scripts/bench_maml_rl.py --threads 2 --json bench_maml_rl.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
+from metarl.training import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "maml-trpo" / "navigation2d.yaml"
+
+
+def measure(name: str, agent, iterations: int, warmup: int) -> dict:
+    rows = []
+    for i in range(warmup + iterations):
+        tick = time.perf_counter()
+        metrics = agent.meta_iteration(i)
+        total = time.perf_counter() - tick
+        if i >= warmup:
+            rows.append((metrics, total))
+    median = statistics.median
+
+    def col(key: str) -> float:
+        return median(m.get(key, float("nan")) for m, _ in rows)
+
+    total = median(t for _, t in rows)
+    if "charts/seconds_trpo" in rows[0][0]:
+        sampling, adaptation, trpo = (
+            col("charts/seconds_sampling"),
+            col("charts/seconds_adaptation"),
+            col("charts/seconds_trpo"),
+        )
+    else:  # Reptile: sampling and inner steps are interleaved in its inner loop
+        sampling, adaptation, trpo = float("nan"), col("charts/seconds_inner_loop"), float("nan")
+    steps = median(float(m.get("env_steps", 0)) for m, _ in rows)
+    return {
+        "variant": name,
+        "seconds_per_iteration": total,
+        "sampling": sampling,
+        "inner_adaptation": adaptation,
+        "trpo_step": trpo,
+        "env_steps_per_iteration": steps,
+        "iterations_measured": iterations,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small batch (5 tasks x 10 episodes), 1 iteration"
+    )
+    parser.add_argument("--iterations", type=int, default=3, help="measured iterations per variant")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = ["meta_batch_size=5", "episodes_per_task=10"] if args.quick else []
+    iterations = 1 if args.quick else args.iterations
+    config = load_config(TrainConfig, CONFIG, overrides)
+    variants = [
+        ("maml-trpo (second order)", MAMLTRPO(config)),
+        (
+            "maml-trpo (first order)",
+            MAMLTRPO(load_config(TrainConfig, CONFIG, [*overrides, "inner.first_order=true"])),
+        ),
+        (
+            "reptile-pg (3 VPG steps)",
+            ReptilePG(load_config(TrainConfig, ROOT / "configs/reptile/navigation2d.yaml", overrides)),
+        ),
+    ]
+    results = [measure(name, agent, iterations, warmup=1) for name, agent in variants]
+    env = {
+        "config": str(CONFIG.relative_to(ROOT)),
+        "overrides": overrides,
+        "tasks": config.meta_batch_size,
+        "episodes_per_task": config.episodes_per_task,
+        "hidden_sizes": config.policy.hidden_sizes,
+        "torch_threads": args.threads,
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    header = f"{'variant':<26} {'s/iter':>8} {'sampling':>9} {'adapt':>8} {'trpo':>8} {'env-steps/s':>12}"
+    print(
+        f"MAML-RL on MetaRL/Navigation2D-v0: {config.meta_batch_size} tasks x {config.episodes_per_task} episodes "
+        f"x 100 steps, policy {config.policy.hidden_sizes} tanh, {args.threads} torch thread(s), "
+        f"load average {env['load_average_1min']:.1f} on {env['cpus']} CPUs; median of {iterations} iteration(s)"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        sps = r["env_steps_per_iteration"] / r["seconds_per_iteration"]
+        cells = [
+            f"{r[k]:>8.2f}" if r[k] == r[k] else f"{'-':>8}"
+            for k in ("sampling", "inner_adaptation", "trpo_step")
+        ]
+        print(
+            f"{r['variant']:<26} {r['seconds_per_iteration']:>8.2f} {cells[0]:>9} {cells[1]} {cells[2]} {sps:>12,.0f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
