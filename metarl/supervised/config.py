@@ -132,6 +132,11 @@ class FewShotConfig:
         from metarl.supervised.learners import learner_entry
 
         learner_entry(self.learner)  # unknown names fail at load time, with the list of known ones
+        if self.data.queries == 0 and self.learner != "reptile":
+            raise ValueError(
+                f"data.queries=0 leaves no query set for the {self.learner} meta-loss; set data.queries >= 1 "
+                "(only reptile meta-trains on support sets alone)"
+            )
 
     def default_run_name(self) -> str:
         """``<learner>-<dataset>-<ways>w<shots>s-s<seed>`` (sinusoid: ``<learner>-sinusoid-<shots>shot-s<seed>``)."""

@@ -12,6 +12,8 @@ import pytest
 
 from metarl.cli import main
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "fewshot"
+
 TINY = [
     "data.dataset=synthetic",
     "data.image_size=16",
@@ -76,6 +78,7 @@ def test_train_then_evaluate_in_a_subprocess(tmp_path):
         (["fewshot", "train", "meta_batch=0"], "meta_batch must be >= 1"),
         (["fewshot", "train", "data.shots=two"], "config key 'data.shots' must be"),
         (["fewshot", "train", "learner=nope"], "unknown learner 'nope'"),
+        (["fewshot", "train", "data.queries=0"], "data.queries=0 leaves no query set for the maml meta-loss"),
         (
             ["fewshot", "train", "learner_options={inner_rate: 1}", *TINY],
             "does not take option(s) inner_rate",
@@ -108,3 +111,37 @@ def test_keys_lists_every_config_key(capsys):
     out = capsys.readouterr().out
     for key in ("learner (str, default maml)", "data.shots", "model.downsample", "eval_episodes"):
         assert key in out
+
+
+def test_fomaml_runs_on_the_shared_omniglot(shared_data, tmp_path):
+    from metarl.supervised import runner
+    from metarl.supervised.config import FewShotConfig
+    from metarl.training import load_config
+
+    overrides = [
+        "learner=fomaml",
+        f"data.root={shared_data / 'omniglot'}",
+        "model.downsample=stride",
+        "meta_batch=2",
+        "iterations=2",
+        "eval_episodes=4",
+        "eval_batch=2",
+        "val_every=0",
+        f"run_root={tmp_path}",
+    ]
+    config = load_config(FewShotConfig, CONFIGS / "fomaml-omniglot-5w1s.yaml", overrides)
+    result = runner.train(config, progress=False, echo=lambda _: None)
+    assert (
+        result["split"] == "test" and result["ways"] == 5 and result["shots"] == 1 and result["queries"] == 15
+    )
+    assert len(result["per_step"]["mean"]) == 4  # 0..3 inner steps at test, as in the MAML protocol
+    assert 0.0 <= result["mean"] <= 1.0
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_reference_config_loads(path):
+    from metarl.supervised.config import FewShotConfig
+    from metarl.training import load_config
+
+    config = load_config(FewShotConfig, path)
+    assert path.stem.startswith(config.learner)

@@ -56,7 +56,8 @@ def test_batch_norm_uses_the_statistics_of_each_batch():
     other = torch.rand(4, 1, 28, 28, generator=gen) * 3
     alone = model(x)
     mixed = model(torch.cat([x, other]))[:4]
-    assert not torch.allclose(alone, mixed, atol=1e-3)  # the same images, different batch -> different outputs
+    # The same images in a different batch give different outputs.
+    assert not torch.allclose(alone, mixed, atol=1e-3)
     # The first block's normalised activations have zero mean and unit variance per channel over the batch.
     conv, norm = model.features[0][0], model.features[0][1]
     z = norm(conv(x))
