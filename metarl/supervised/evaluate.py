@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from metarl.supervised.config import DataConfig, build_dataset
+from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.data.sampler import EpisodeSampler
 from metarl.supervised.data.sinusoid import SinusoidTasks
@@ -71,13 +72,18 @@ def make_task_source(
     queries = data.eval_queries if evaluation else data.queries
     if data.dataset == "sinusoid":
         return SinusoidSource(SinusoidTasks(seed), tasks_per_batch, shots, queries)
-    if cache is not None and split in cache:
-        dataset = cache[split]
-    else:
-        dataset = build_dataset(data, split)
-        if cache is not None:
-            cache[split] = dataset
+    dataset = load_split(data, split, cache)
     return EpisodeSampler(dataset, ways, shots, queries, tasks_per_batch=tasks_per_batch, seed=seed)
+
+
+def load_split(data: DataConfig, split: str, cache: dict | None = None) -> ClassIndexedDataset:
+    """The dataset of ``split``, loaded once per ``cache`` (split -> dataset)."""
+    if cache is not None and split in cache:
+        return cache[split]
+    dataset = build_dataset(data, split)
+    if cache is not None:
+        cache[split] = dataset
+    return dataset
 
 
 def is_regression(data: DataConfig) -> bool:

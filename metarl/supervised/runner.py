@@ -20,7 +20,13 @@ from typing import Any
 import torch
 
 from metarl.supervised.config import FewShotConfig, build_model
-from metarl.supervised.evaluate import evaluate_learner, format_result, is_regression, make_task_source
+from metarl.supervised.evaluate import (
+    evaluate_learner,
+    format_result,
+    is_regression,
+    load_split,
+    make_task_source,
+)
 from metarl.supervised.learners import FewShotLearner, build_learner, learner_entry
 from metarl.training import (
     ProgressBar,
@@ -40,15 +46,11 @@ CHECKPOINT_KEYS = ("learner", "optimizer", "iteration", "rng", "sampler", "windo
 
 def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewShotLearner:
     """Seed torch with ``config.seed`` and build the backbone and learner the config describes."""
-    torch.manual_seed(config.seed)
     entry = learner_entry(config.learner)
     if config.data.dataset == "sinusoid":
         in_channels = 1
     else:
-        from metarl.supervised.evaluate import make_task_source as source_of
-
-        sampler = source_of(config.data, config.data.train_split, 1, 0, evaluation=False, cache=cache)
-        channels, height, width = sampler.dataset.image_shape
+        channels, height, width = load_split(config.data, config.data.train_split, cache).image_shape
         if height != config.data.image_size or width != config.data.image_size:
             raise ValueError(
                 f"the {config.data.dataset} images are {height}x{width} but data.image_size={config.data.image_size}"
