@@ -148,6 +148,7 @@ class MetaRLAgent:
             save_config(cfg, run.config_path)
             logger = RunLogger(run, resume_step=self.iteration - 1 if self.iteration > 0 else None)
         history: list[dict] = []
+        saved_at = self.iteration if run is not None and run.has_checkpoint() else None
         started = time.perf_counter()
         bar = ProgressBar(
             cfg.iterations, initial=self.iteration, desc=f"{self.algo} {cfg.env}", disable=_no_bar(progress)
@@ -176,8 +177,12 @@ class MetaRLAgent:
                 ):
                     logger.flush()
                     save_checkpoint(run.checkpoint_path, self.state_dict())
+                    saved_at = self.iteration
                 bar.update(1, **_postfix(metrics))
-            if run is not None and not run.has_checkpoint():
+            if (
+                run is not None and saved_at != self.iteration
+            ):  # stopped by the time limit between checkpoints
+                logger.flush()
                 save_checkpoint(run.checkpoint_path, self.state_dict())
         finally:
             bar.close()
