@@ -27,12 +27,9 @@ def _envs(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from metarl.envs.catalog import describe_envs, rollout_throughput
+    from metarl.agents.commands import run_demo
 
-    print(describe_envs())
-    print()
-    print(rollout_throughput())
-    return 0
+    return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
