@@ -1,8 +1,11 @@
 """The configuration of a meta-RL run (one schema for MAML-TRPO and Reptile-PG).
 
-A YAML config under ``configs/<algo>/<env>.yaml`` sets any of these keys; ``metarl train`` applies
-``key=value`` overrides on top (``inner.lr=0.05``, ``policy.hidden_sizes=[64,64]``). Print the whole schema
-with ``metarl train --help-config``. Example (``configs/maml-trpo/navigation2d.yaml``)::
+Reference configs live in ``configs/<algo>/<env-name>.yaml`` (``algo`` = ``maml-trpo`` or ``reptile``;
+``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``). A file sets any subset of
+the keys below; ``metarl train --algo A --env ID`` without ``--config`` picks the file of ``configs/A/`` whose
+``env:`` equals ``ID`` (and has no ``env_kwargs``). ``key=value`` overrides go on top (``inner.lr=0.05``,
+``policy.hidden_sizes=[64,64]``). Print the whole schema with ``metarl train --help-config``.
+Example (``configs/maml-trpo/navigation2d.yaml``)::
 
     algo: maml-trpo
     env: MetaRL/Navigation2D-v0
