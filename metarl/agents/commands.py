@@ -1,7 +1,8 @@
 """The ``metarl train`` and ``metarl evaluate`` sub-commands, and the ``metarl demo`` run.
 
 Config resolution of ``metarl train`` (later wins): the defaults of :class:`TrainConfig`; the YAML file given
-with ``--config``, or else the file under ``configs/<algo>/`` whose ``env:`` is the requested env; the flags
+with ``--config``, or else the file under ``configs/<algo>/`` whose ``env:`` is the requested env (see
+:func:`find_config`); the flags
 ``--algo/--env/--seed``; then ``key=value`` overrides (``inner.lr=0.05``). ``metarl train --help-config``
 lists every key.
 """
@@ -35,18 +36,22 @@ def agent_class(algo: str) -> type[MetaRLAgent]:
 
 
 def find_config(algo: str, env_id: str) -> Path | None:
-    """The reference config ``configs/<algo>/*.yaml`` whose ``env`` is ``env_id`` (first by name), if any."""
+    """The reference config ``configs/<algo>/*.yaml`` whose ``env`` is ``env_id``, if any.
+
+    Files without ``env_kwargs`` come first (a variant such as a wider velocity range sets kwargs), then by name.
+    """
     folder = CONFIG_DIR / algo
     if not folder.is_dir():
         return None
+    matches = []
     for path in sorted(folder.glob("*.yaml")):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             continue
-        if isinstance(data, dict) and data.get("env") == env_id and not data.get("env_kwargs"):
-            return path
-    return None
+        if isinstance(data, dict) and data.get("env") == env_id:
+            matches.append((bool(data.get("env_kwargs")), path.name, path))
+    return min(matches)[2] if matches else None
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
