@@ -7,7 +7,9 @@ MLP Gaussian policy evaluated on every step, four ways, in one run:
 - ``sync``: a per-task loop over one Gymnasium ``SyncVectorEnv`` of ``episodes`` envs;
 - ``async``: the same loop over an ``AsyncVectorEnv`` (one process per env);
 - ``ceiling``: bare ``mujoco.mj_step`` on one thread (one ``nstep=frame_skip`` call per env step, random
-  controls, no policy, no observations) times the number of usable cores.
+  controls, no policy, no observations) times the number of usable cores; measured just before and after the
+  batched engine and averaged. Also ``physics all thr``: the same bare loop on all cores at once, which is
+  what a loaded machine actually gives (on a shared machine it is far below the ceiling).
 
 Throughput counts env steps of the episodes collected (a finished copy's later steps are not counted).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import threading
 import time
 
 import gymnasium as gym
@@ -84,24 +87,44 @@ def bench_vector(vector_env, tasks, policy, seed, horizon) -> tuple[int, float]:
     return steps, time.perf_counter() - start
 
 
-def bench_ceiling(env_id, seconds: float, seed: int) -> tuple[int, float]:
+def bench_ceiling(env_id, seconds: float, seed: int, threads: int = 1) -> tuple[int, float]:
+    """Bare physics: ``threads`` threads each step their own ``MjData`` with random controls for ``seconds``."""
     env = gym.make(env_id).unwrapped
-    model, data = env.model, mujoco.MjData(env.model)
+    model = env.model
     controls = np.random.default_rng(seed).uniform(-1, 1, (env.horizon, model.nu)) * env.to_ctrl(
         np.ones(model.nu)
     )
-    steps, elapsed = 0, 0.0
-    while elapsed < seconds:
-        mujoco.mj_resetData(model, data)
-        data.qpos[:], data.qvel[:] = env.initial_state(np.random.default_rng(steps))
-        mujoco.mj_forward(model, data)
-        start = time.perf_counter()
-        for ctrl in controls:
-            data.ctrl[:] = ctrl
-            mujoco.mj_step(model, data, nstep=env.frame_skip)
-        elapsed += time.perf_counter() - start
-        steps += len(controls)
-    return steps, elapsed
+    counts = [0] * threads
+
+    def physics(index: int) -> None:
+        data, elapsed = mujoco.MjData(model), 0.0
+        while elapsed < seconds:
+            mujoco.mj_resetData(model, data)
+            data.qpos[:], data.qvel[:] = env.initial_state(
+                np.random.default_rng([seed, index, counts[index]])
+            )
+            mujoco.mj_forward(model, data)
+            start = time.perf_counter()
+            for ctrl in controls:
+                data.ctrl[:] = ctrl
+                mujoco.mj_step(model, data, nstep=env.frame_skip)
+            elapsed += time.perf_counter() - start
+            counts[index] += len(controls)
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=physics, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts), time.perf_counter() - start
+
+
+def measure_ceilings(env_id: str, seconds: float, seed: int, cores: int) -> tuple[float, float]:
+    """(bare one-thread env-steps/s, bare env-steps/s of ``cores`` threads stepping at once)."""
+    steps, elapsed = bench_ceiling(env_id, seconds, seed)
+    parallel_steps, parallel_elapsed = bench_ceiling(env_id, seconds, seed, threads=cores)
+    return steps / elapsed, parallel_steps / parallel_elapsed
 
 
 def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, modes: list[str]) -> dict:
@@ -119,13 +142,21 @@ def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, mod
         "cores": cores,
     }
     rates = {}
+    seconds = 2.0 if horizon >= 100 else 0.5
+    # Physics-only rates are measured just before and just after the batched engine and averaged, so that
+    # the ratio compares measurements taken under the same machine load.
+    ceiling_runs: list[tuple[float, float]] = []
     if "ceiling" in modes:
-        steps, elapsed = bench_ceiling(env_id, seconds=2.0 if horizon >= 100 else 0.5, seed=seed)
-        rates["ceiling_one_thread"] = steps / elapsed
-        rates["ceiling"] = cores * steps / elapsed
+        ceiling_runs.append(measure_ceilings(env_id, seconds, seed, cores))
     if "batched" in modes:
         steps, elapsed = bench_batched(env_id, tasks, episodes, policy, seed)
         rates["batched"] = steps / elapsed
+    if "ceiling" in modes:
+        ceiling_runs.append(measure_ceilings(env_id, seconds, seed, cores))
+        one_thread = float(np.mean([r[0] for r in ceiling_runs]))
+        rates["ceiling_one_thread"] = one_thread
+        rates["ceiling"] = cores * one_thread
+        rates["physics_all_threads"] = float(np.mean([r[1] for r in ceiling_runs]))
     for mode, vector_class in [("sync", gym.vector.SyncVectorEnv), ("async", gym.vector.AsyncVectorEnv)]:
         if mode in modes:
             vector_env = vector_class([lambda: gym.make(env_id, horizon=horizon) for _ in range(episodes)])
@@ -135,6 +166,10 @@ def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, mod
     result["env_steps_per_second"] = rates
     if "batched" in rates and "ceiling" in rates:
         result["batched_fraction_of_ceiling"] = rates["batched"] / rates["ceiling"]
+    if "batched" in rates and "physics_all_threads" in rates:
+        result["batched_fraction_of_measured_parallel_physics"] = (
+            rates["batched"] / rates["physics_all_threads"]
+        )
     if "batched" in rates and "sync" in rates:
         result["batched_speedup_over_sync"] = rates["batched"] / rates["sync"]
     return result
@@ -143,7 +178,7 @@ def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, mod
 def table(results: list[dict]) -> str:
     lines = [
         f"{'env':<26} {'copies':>12} {'batched':>10} {'sync':>10} {'async':>10} {'ceiling':>10} "
-        f"{'batched/ceiling':>16} {'batched/sync':>13}",
+        f"{'batched/ceiling':>16} {'batched/sync':>13} {'physics all thr':>15} {'batched/that':>13}",
     ]
     for r in results:
         rates = r["env_steps_per_second"]
@@ -152,13 +187,18 @@ def table(results: list[dict]) -> str:
             return f"{rates[key]:>10,.0f}" if key in rates else f"{'-':>10}"
 
         frac = r.get("batched_fraction_of_ceiling")
+        frac_measured = r.get("batched_fraction_of_measured_parallel_physics")
         speedup = r.get("batched_speedup_over_sync")
         copies = f"{r['tasks']}x{r['episodes_per_task']}x{r['horizon']}"
         lines.append(
             f"{r['env']:<26} {copies:>12} {fmt('batched')} {fmt('sync')} {fmt('async')} {fmt('ceiling')} "
-            f"{(f'{frac:.0%}' if frac is not None else '-'):>16} {(f'{speedup:.1f}x' if speedup else '-'):>13}"
+            f"{(f'{frac:.0%}' if frac is not None else '-'):>16} {(f'{speedup:.1f}x' if speedup else '-'):>13} "
+            f"{fmt('physics_all_threads'):>15} {(f'{frac_measured:.0%}' if frac_measured else '-'):>13}"
         )
-    lines.append("(env steps per second; ceiling = one-thread mj_step rate x cores)")
+    lines.append(
+        "(env steps per second; ceiling = bare one-thread mj_step rate x cores; physics all thr = bare mj_step "
+        "measured on all cores at once, what the machine gives right now)"
+    )
     return "\n".join(lines)
 
 
