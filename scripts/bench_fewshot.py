@@ -26,7 +26,9 @@ Two workloads, side by side in one run, on random Omniglot-shaped data (timing d
   - *higher*: not applicable (there is no inner loop to differentiate through).
 
 Each figure is the median over ``--repeats`` timed rounds; in every round each implementation runs once, in turn,
-so that load from other processes on a shared machine affects them alike. Speedup = metarl / fastest other.
+so that load from other processes on a shared machine affects them alike; the process CPU time of each call is
+reported next to the wall-clock (on a machine shared with other jobs, CPU time measures the work itself).
+Speedup = metarl / fastest other.
 
 Usage::
 
@@ -182,17 +184,25 @@ def protonet_reference(encoder: nn.Module) -> Callable[[EpisodeBatch], None]:
 
 def time_round_robin(
     steps: dict[str, Callable[[EpisodeBatch], None]], batch: EpisodeBatch, repeats: int
-) -> dict[str, float]:
-    """Median seconds per call of each step function, interleaved so that machine load hits all alike."""
+) -> dict[str, tuple[float, float]]:
+    """Median (wall-clock, process CPU) seconds per call of each step function.
+
+    Calls are interleaved so that machine load hits all implementations alike. Process CPU time is not inflated
+    by other processes taking the cores (only by cache effects), so on a shared machine it compares the
+    implementations' work more faithfully than wall-clock; with one torch thread it is also the wall-clock an
+    idle core would give.
+    """
     for step in steps.values():
         step(batch)  # warm-up (allocations, vmap tracing, oneDNN primitive caches)
-    samples: dict[str, list[float]] = {name: [] for name in steps}
+    walls: dict[str, list[float]] = {name: [] for name in steps}
+    cpus: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             step(batch)
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            cpus[name].append(time.process_time() - cpu)
+            walls[name].append(time.perf_counter() - wall)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in steps}
 
 
 def higher_available() -> bool:
@@ -212,7 +222,12 @@ def maml_row(
         makers["higher"] = maml_higher
     steps = {name: make(copy.deepcopy(model), inner_lr, loss) for name, make in makers.items()}
     seconds = time_round_robin(steps, batch, repeats)
-    return {"workload": label, "unit": "meta-iterations/s", "rates": {n: 1.0 / s for n, s in seconds.items()}}
+    return {
+        "workload": label,
+        "unit": "meta-iterations/s",
+        "rates": {n: 1.0 / wall for n, (wall, _) in seconds.items()},
+        "cpu_rates": {n: 1.0 / cpu for n, (_, cpu) in seconds.items()},
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -247,16 +262,17 @@ def run(args: argparse.Namespace) -> dict:
             "workload": f"ProtoNet, Conv4 maxpool, {WAYS}-way {SHOTS}-shot {args.proto_queries}-query, "
             f"{args.meta_batch} episodes/step",
             "unit": "episodes/s",
-            "rates": {name: args.meta_batch / s for name, s in seconds.items()},
+            "rates": {name: args.meta_batch / wall for name, (wall, _) in seconds.items()},
+            "cpu_rates": {name: args.meta_batch / cpu for name, (_, cpu) in seconds.items()},
         }
     )
     for row in rows:
-        ours = {k: v for k, v in row["rates"].items() if k.startswith("metarl")}
-        others = {k: v for k, v in row["rates"].items() if not k.startswith("metarl")}
-        best_ours = max(ours, key=ours.get)
-        best_other = max(others, key=others.get)
-        row["speedup"] = ours[best_ours] / others[best_other]
-        row["speedup_vs"] = f"{best_ours} / {best_other}"
+        for key, suffix in (("rates", ""), ("cpu_rates", "_cpu")):
+            ours = {k: v for k, v in row[key].items() if k.startswith("metarl")}
+            others = {k: v for k, v in row[key].items() if not k.startswith("metarl")}
+            best_ours, best_other = max(ours, key=ours.get), max(others, key=others.get)
+            row["speedup" + suffix] = ours[best_ours] / others[best_other]
+            row["speedup_vs" + suffix] = f"{best_ours} / {best_other}"
     return {
         "rows": rows,
         "settings": {k: v for k, v in vars(args).items() if k != "json"},
@@ -271,23 +287,27 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def format_table(result: dict) -> str:
+    """Markdown table: each cell is ``wall-clock rate (CPU-time rate)``; speedups of metarl over the best other."""
     names = sorted(
         {name for row in result["rows"] for name in row["rates"]},
         key=lambda n: (not n.startswith("metarl"), n),
     )
-    header = f"| workload | unit | {' | '.join(names)} | speedup |"
-    lines = [header, "|" + "---|" * (len(names) + 3)]
+    header = f"| workload | unit: wall (CPU time) | {' | '.join(names)} | speedup wall | speedup CPU time |"
+    lines = [header, "|" + "---|" * (len(names) + 4)]
     for row in result["rows"]:
-        cells = [f"{row['rates'][n]:.2f}" if n in row["rates"] else "n/a" for n in names]
+        cells = [
+            f"{row['rates'][n]:.3g} ({row['cpu_rates'][n]:.3g})" if n in row["rates"] else "n/a"
+            for n in names
+        ]
         lines.append(
-            f"| {row['workload']} | {row['unit']} | {' | '.join(cells)} | {row['speedup']:.2f}x ({row['speedup_vs']}) |"
+            f"| {row['workload']} | {row['unit']} | {' | '.join(cells)} | {row['speedup']:.2f}x | "
+            f"{row['speedup_cpu']:.2f}x ({row['speedup_vs_cpu']}) |"
         )
-    settings = result["settings"]
-    machine = result["machine"]
+    settings, machine = result["settings"], result["machine"]
     lines.append(
-        f"\nmedian of "
-        f"{settings['repeats']} interleaved rounds, {settings['threads']} torch thread(s), torch {machine['torch']}, "
-        f"{machine['cpus']} CPUs, 1-min load average at the end {machine['load_average_1min']:.1f}"
+        f"\nmedian of {settings['repeats']} interleaved rounds, {settings['threads']} torch thread(s), "
+        f"torch {machine['torch']}, {machine['cpus']} CPUs, 1-min load average at the end "
+        f"{machine['load_average_1min']:.1f}"
     )
     return "\n".join(lines)
 
