@@ -14,10 +14,11 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _restore_rng_state():
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    # the legacy global state is exactly what a careless test could disturb
+    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
     yield
     random.setstate(py_state)
-    np.random.set_state(np_state)
+    np.random.set_state(np_state)  # noqa: NPY002
     torch.set_rng_state(torch_state)
 
 
