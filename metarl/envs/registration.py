@@ -40,6 +40,7 @@ def registered_ids() -> list[str]:
 
 def unknown_env_message(env_id: str) -> str:
     """A one-line error for an unknown id with the closest known ids."""
-    close = difflib.get_close_matches(env_id, registered_ids() + list(gym.registry), n=3)
+    known = sorted(set(registered_ids()) | set(gym.registry))
+    close = difflib.get_close_matches(env_id, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return f"unknown env id {env_id!r}.{hint} Run `metarl envs` to list the task distributions."
