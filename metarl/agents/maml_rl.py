@@ -28,14 +28,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.func import grad
 
+from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian
 from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.inner import compute_advantages, vpg_losses
 from metarl.agents.policies import stack_params
 from metarl.agents.sampler import sample_tasks
-from metarl.agents.trpo import TRPOResult, output_space_kl_hvp, trpo_step
-from metarl.core import Params, flatten
+from metarl.agents.trpo import TRPOResult, functional_jacobian, output_space_kl_hvp, trpo_step
+from metarl.core import Params
 
 
 class MAMLTRPO(MetaRLAgent):
@@ -134,7 +135,9 @@ class MAMLTRPO(MetaRLAgent):
             "adaptation", compute_advantages, post, cfg.gamma, cfg.gae_lambda, self.baseline
         )
         tick = time.perf_counter()
-        result = self._trpo_update(trainable, adapted_params, post, post_advantages)
+        result = self._trpo_update(
+            trainable, adapted_params, post, post_advantages, inner_episodes, inner_advantages
+        )
         timing["trpo"] += time.perf_counter() - tick
         metrics = {"meta/return_before": returns[0]}
         for step in range(1, len(returns)):
@@ -158,7 +161,15 @@ class MAMLTRPO(MetaRLAgent):
             metrics["losses/meta_sgd_mean_lr"] = rates.mean().item()
         return metrics
 
-    def _trpo_update(self, trainable, adapted_params, post: Episodes, advantages: torch.Tensor) -> TRPOResult:
+    def _trpo_update(
+        self,
+        trainable: list[torch.Tensor],
+        adapted_params,
+        post: Episodes,
+        advantages: torch.Tensor,
+        inner_episodes: Sequence[Episodes],
+        inner_advantages: Sequence[torch.Tensor],
+    ) -> TRPOResult:
         """TRPO on the post-adaptation surrogate, with KL curvature taken through the adaptation."""
         policy = self.policy
 
@@ -174,16 +185,26 @@ class MAMLTRPO(MetaRLAgent):
             kl = policy.kl(old_outputs, outputs)
             return masked_task_mean(kl, post.mask).mean()
 
-        with torch.no_grad():
-            old_outputs = outputs_fn(*(p.detach() for p in trainable))
-        old_dist = policy.distribution_from(old_outputs)
-        old_log_probs = old_dist.log_prob(post.actions)
-        outputs, vjp_fn, kl_hvp = output_space_kl_hvp(outputs_fn, trainable, mean_kl)
-        leaves = tuple(o.detach().requires_grad_(True) for o in outputs)
+        if len(inner_episodes) == 1 and self.learning_rates is None:
+            theta = dict(zip(self._meta_parameters()[0], (p.detach() for p in trainable), strict=True))
+            jacobian = one_step_adaptation_jacobian(
+                policy,
+                theta,
+                inner_episodes[0],
+                inner_advantages[0],
+                self.config.inner.lr,
+                post.observations,
+                first_order=self.config.inner.first_order,
+            )
+        else:
+            jacobian = functional_jacobian(outputs_fn, trainable)
+        old_outputs = jacobian.outputs
+        old_log_probs = policy.distribution_from(old_outputs).log_prob(post.actions)
+        leaves = tuple(o.detach().requires_grad_(True) for o in old_outputs)
         with torch.enable_grad():
             loss = surrogate(leaves)
             output_grads = torch.autograd.grad(loss, leaves)
-        gradient = flatten(vjp_fn(output_grads))
+        gradient = jacobian.vjp(output_grads)
 
         def evaluate() -> tuple[float, float]:
             with torch.no_grad():
@@ -195,7 +216,7 @@ class MAMLTRPO(MetaRLAgent):
             trainable,
             float(loss.detach()),
             gradient,
-            kl_hvp,
+            output_space_kl_hvp(jacobian, mean_kl),
             evaluate,
             max_kl=t.max_kl,
             cg_iterations=t.cg_iterations,

@@ -5,9 +5,10 @@ The Hessian of the mean KL between the old policy and the new one, at the curren
 coincide), is ``J^T H J`` exactly: ``J`` is the Jacobian of the distribution parameters (means, log-stds or
 logits) with respect to the policy parameters, ``H`` the Hessian of the KL with respect to the distribution
 parameters; the curvature of the map itself drops out because the KL's gradient is zero there.
-:func:`output_space_kl_hvp` computes products with this matrix with one forward-mode JVP and one VJP
-through *any* differentiable map, including MAML's inner adaptation (second-order terms included), which
-is far cheaper than differentiating the KL gradient again. :func:`kl_hessian_vector_product` is the
+:func:`output_space_kl_hvp` computes products with this matrix from one Jacobian-vector and one
+vector-Jacobian product (:class:`JacobianProducts`; :func:`functional_jacobian` gets them through *any*
+differentiable map, including MAML's inner adaptation with its second-order terms), which is far cheaper
+than differentiating the KL gradient again. :func:`kl_hessian_vector_product` is the
 textbook double-backward form, kept as the reference the tests compare against.
 """
 
@@ -29,6 +30,13 @@ def conjugate_gradient(
     matvec: MatVec, b: torch.Tensor, iterations: int = 10, residual_tol: float = 1e-10
 ) -> torch.Tensor:
     """Approximately solve ``A x = b`` for a symmetric positive-definite ``A`` given only ``x -> A x``."""
+    return conjugate_gradient_with_product(matvec, b, iterations, residual_tol)[0]
+
+
+def conjugate_gradient_with_product(
+    matvec: MatVec, b: torch.Tensor, iterations: int = 10, residual_tol: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`conjugate_gradient` that also returns ``A x`` (as ``b`` minus the final residual, for free)."""
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -43,7 +51,7 @@ def conjugate_gradient(
         new_rdotr = torch.dot(r, r)
         p = r + (new_rdotr / rdotr) * p
         rdotr = new_rdotr
-    return x.detach()
+    return x.detach(), (b - r).detach()
 
 
 def kl_hessian_vector_product(kl: torch.Tensor, params: Sequence[torch.Tensor]) -> MatVec:
@@ -60,36 +68,56 @@ def kl_hessian_vector_product(kl: torch.Tensor, params: Sequence[torch.Tensor]) 
     return matvec
 
 
+@dataclass
+class JacobianProducts:
+    """Products with the Jacobian ``J`` of a map from parameters to distribution parameters, at one point.
+
+    Attributes:
+        outputs: the map's value (detached).
+        jvp: flat parameter vector ``v`` -> ``J v`` (a tuple shaped like ``outputs``).
+        vjp: output cotangents (shaped like ``outputs``) -> flat ``J^T c``.
+    """
+
+    outputs: tuple[torch.Tensor, ...]
+    jvp: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    vjp: Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
+
+
+def functional_jacobian(
+    outputs_fn: Callable[..., tuple[torch.Tensor, ...]], params: Sequence[torch.Tensor]
+) -> JacobianProducts:
+    """Jacobian products of ``outputs_fn(*params)`` with ``torch.func``: works through *any* differentiable map,
+    including an inner gradient step (which must then use ``torch.func.grad``)."""
+    params = tuple(p.detach() for p in params)
+    outputs, vjp_fn = vjp(outputs_fn, *params)
+
+    def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        tangents = tuple(unflatten_like(vector, dict(enumerate(params))).values())
+        return jvp(outputs_fn, params, tangents)[1]
+
+    def vector_jacobian(cotangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return flatten(vjp_fn(cotangents)).detach()
+
+    return JacobianProducts(tuple(o.detach() for o in outputs), jacobian_vector, vector_jacobian)
+
+
 def output_space_kl_hvp(
-    outputs_fn: Callable[..., tuple[torch.Tensor, ...]],
-    params: Sequence[torch.Tensor],
-    kl_of_outputs: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
-) -> tuple[tuple[torch.Tensor, ...], Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]], MatVec]:
+    jacobian: JacobianProducts, kl_of_outputs: Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
+) -> MatVec:
     """Exact KL Hessian-vector products ``J^T H J v`` at a point where the new policy equals the old one.
 
     Args:
-        outputs_fn: ``f(*params) -> distribution parameters``, written with ``torch.func``-compatible ops
-            (an inner gradient step must use ``torch.func.grad``).
-        params: the current parameter values.
+        jacobian: products with the Jacobian of the distribution parameters w.r.t. the policy parameters.
         kl_of_outputs: mean KL from the old policy to the distribution given by the outputs; its gradient
-            must vanish at the current outputs.
-
-    Returns:
-        ``(outputs, vjp_fn, matvec)``: the current outputs, their VJP (to turn an output gradient into a
-        parameter gradient) and the Hessian-vector product on flat vectors.
+            must vanish at ``jacobian.outputs``.
     """
-    params = tuple(p.detach() for p in params)
-    outputs, vjp_fn = vjp(outputs_fn, *params)
-    outputs = tuple(o.detach() for o in outputs)
     kl_grad = grad(kl_of_outputs)
 
     def matvec(vector: torch.Tensor) -> torch.Tensor:
-        tangents = tuple(unflatten_like(vector, dict(enumerate(params))).values())
-        _, output_tangents = jvp(outputs_fn, params, tangents)
-        _, curvature = jvp(kl_grad, (outputs,), (output_tangents,))
-        return flatten(vjp_fn(curvature)).detach()
+        _, curvature = jvp(kl_grad, (jacobian.outputs,), (jacobian.jvp(vector),))
+        return jacobian.vjp(curvature)
 
-    return outputs, vjp_fn, matvec
+    return matvec
 
 
 @dataclass
@@ -155,8 +183,8 @@ def trpo_step(
     def damped(vector: torch.Tensor) -> torch.Tensor:
         return kl_hvp(vector) + cg_damping * vector
 
-    direction = conjugate_gradient(damped, gradient, cg_iterations)
-    shs = 0.5 * torch.dot(direction, damped(direction))
+    direction, curvature_times_direction = conjugate_gradient_with_product(damped, gradient, cg_iterations)
+    shs = 0.5 * torch.dot(direction, curvature_times_direction)
     if not (torch.isfinite(shs) and shs.item() > 0):
         return result
     # The largest step along the natural gradient whose quadratic KL model 0.5 s^T H s equals max_kl.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from metarl.agents import MAMLTRPO, TrainConfig
+from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.episodes import Episodes, masked_task_mean
+from metarl.agents.trpo import functional_jacobian
 
 
 def _problem(first_order: bool):
@@ -75,3 +78,30 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
     _, theta2, post_loss2, *_ = _problem(first_order=False)
     second_order = torch.autograd.grad(post_loss2(theta2), list(theta2.values()))
     assert any(not torch.allclose(a, b) for a, b in zip(first_order, second_order, strict=True))
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order):
+    """The fast symmetric-Hessian products equal torch.func's JVP and VJP through the adaptation."""
+    agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order)
+    lr = agent.config.inner.lr
+    names = list(theta)
+
+    def outputs_fn(*values):
+        phi = agent.adapt(dict(zip(names, values, strict=True)), [pre], [pre_adv], lr)
+        return agent.policy.distribution_parameters(post.observations, phi)
+
+    general = functional_jacobian(outputs_fn, list(theta.values()))
+    fast = one_step_adaptation_jacobian(
+        agent.policy, theta, pre, pre_adv, lr, post.observations, first_order=first_order
+    )
+    for a, b in zip(fast.outputs, general.outputs, strict=True):
+        torch.testing.assert_close(a, b)
+    gen = torch.Generator().manual_seed(5)
+    size = sum(p.numel() for p in theta.values())
+    for _ in range(2):
+        v = torch.randn(size, generator=gen, dtype=torch.float64)
+        for a, b in zip(fast.jvp(v), general.jvp(v), strict=True):
+            torch.testing.assert_close(a, b)
+        cotangents = tuple(torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in general.outputs)
+        torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))

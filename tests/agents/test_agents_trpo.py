@@ -9,8 +9,14 @@ import torch
 from torch.distributions import Categorical, kl_divergence
 from torch.func import grad
 
-from metarl.agents.trpo import conjugate_gradient, kl_hessian_vector_product, output_space_kl_hvp, trpo_step
-from metarl.core import flatten
+from metarl.agents.trpo import (
+    conjugate_gradient,
+    conjugate_gradient_with_product,
+    functional_jacobian,
+    kl_hessian_vector_product,
+    output_space_kl_hvp,
+    trpo_step,
+)
 
 
 def test_conjugate_gradient_solves_small_spd_system():
@@ -20,6 +26,8 @@ def test_conjugate_gradient_solves_small_spd_system():
     b = torch.randn(6, generator=gen, dtype=torch.float64)
     x = conjugate_gradient(lambda v: a @ v, b, iterations=10)
     torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-8)
+    x3, ax3 = conjugate_gradient_with_product(lambda v: a @ v, b, iterations=3)  # stopped early
+    torch.testing.assert_close(ax3, a @ x3, rtol=1e-8, atol=1e-8)
 
 
 def _categorical_kl(old_logits, new_logits):
@@ -67,17 +75,18 @@ def _categorical_problem(seed: int = 0):
 
 
 def _step(weights, outputs_fn, surrogate, mean_kl, evaluate=None, max_kl=0.01):
-    outputs, vjp_fn, hvp = output_space_kl_hvp(outputs_fn, [weights], mean_kl)
-    leaves = tuple(o.detach().requires_grad_(True) for o in outputs)
+    jacobian = functional_jacobian(outputs_fn, [weights])
+    hvp = output_space_kl_hvp(jacobian, mean_kl)
+    leaves = tuple(o.detach().requires_grad_(True) for o in jacobian.outputs)
     loss = surrogate(leaves)
-    gradient = flatten(vjp_fn(torch.autograd.grad(loss, leaves)))
+    gradient = jacobian.vjp(torch.autograd.grad(loss, leaves))
 
     def default_evaluate():
         with torch.no_grad():
             out = outputs_fn(weights)
             return float(surrogate(out)), float(mean_kl(out))
 
-    return trpo_step([weights], float(loss), gradient, hvp, evaluate or default_evaluate, max_kl=max_kl)
+    return trpo_step([weights], float(loss.detach()), gradient, hvp, evaluate or default_evaluate, max_kl=max_kl)
 
 
 def test_trpo_step_improves_surrogate_within_kl_bound():
@@ -134,7 +143,7 @@ def test_output_space_hvp_equals_double_backward_through_an_inner_gradient_step(
     def mean_kl(outputs):
         return _categorical_kl(old_logits, outputs[0]).mean()
 
-    _, _, fast = output_space_kl_hvp(outputs_fn, [weights], mean_kl)
+    fast = output_space_kl_hvp(functional_jacobian(outputs_fn, [weights]), mean_kl)
     kl = mean_kl(outputs_fn(weights))
     reference = kl_hessian_vector_product(kl, [weights])
     for seed in range(3):
