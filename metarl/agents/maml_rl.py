@@ -185,14 +185,15 @@ class MAMLTRPO(MetaRLAgent):
             kl = policy.kl(old_outputs, outputs)
             return masked_task_mean(kl, post.mask).mean()
 
-        if len(inner_episodes) == 1 and self.learning_rates is None:
-            theta = dict(zip(self._meta_parameters()[0], (p.detach() for p in trainable), strict=True))
+        if len(inner_episodes) == 1:
+            names = self._meta_parameters()[0]
+            theta = {n: p.detach() for n, p in zip(names, trainable[: len(names)], strict=True)}
             jacobian = one_step_adaptation_jacobian(
                 policy,
                 theta,
                 inner_episodes[0],
                 inner_advantages[0],
-                self.config.inner.lr,
+                self._current_lr(),
                 post.observations,
                 first_order=self.config.inner.first_order,
             )

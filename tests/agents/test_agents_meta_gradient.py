@@ -80,25 +80,32 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
     assert any(not torch.allclose(a, b) for a, b in zip(first_order, second_order, strict=True))
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order):
+@pytest.mark.parametrize(
+    ("first_order", "meta_sgd"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order, meta_sgd):
     """The fast symmetric-Hessian products equal torch.func's JVP and VJP through the adaptation."""
     agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order)
-    lr = agent.config.inner.lr
     names = list(theta)
+    gen = torch.Generator().manual_seed(5)
+    if meta_sgd:
+        lr = {n: 0.1 + torch.rand(p.shape, generator=gen, dtype=torch.float64) for n, p in theta.items()}
+    else:
+        lr = agent.config.inner.lr
+    params = list(theta.values()) + (list(lr.values()) if meta_sgd else [])
 
     def outputs_fn(*values):
-        phi = agent.adapt(dict(zip(names, values, strict=True)), [pre], [pre_adv], lr)
+        rates = dict(zip(names, values[len(names) :], strict=True)) if meta_sgd else lr
+        phi = agent.adapt(dict(zip(names, values[: len(names)], strict=True)), [pre], [pre_adv], rates)
         return agent.policy.distribution_parameters(post.observations, phi)
 
-    general = functional_jacobian(outputs_fn, list(theta.values()))
+    general = functional_jacobian(outputs_fn, params)
     fast = one_step_adaptation_jacobian(
         agent.policy, theta, pre, pre_adv, lr, post.observations, first_order=first_order
     )
     for a, b in zip(fast.outputs, general.outputs, strict=True):
         torch.testing.assert_close(a, b)
-    gen = torch.Generator().manual_seed(5)
-    size = sum(p.numel() for p in theta.values())
+    size = sum(p.numel() for p in params)
     for _ in range(2):
         v = torch.randn(size, generator=gen, dtype=torch.float64)
         for a, b in zip(fast.jvp(v), general.jvp(v), strict=True):

@@ -86,7 +86,9 @@ def _step(weights, outputs_fn, surrogate, mean_kl, evaluate=None, max_kl=0.01):
             out = outputs_fn(weights)
             return float(surrogate(out)), float(mean_kl(out))
 
-    return trpo_step([weights], float(loss.detach()), gradient, hvp, evaluate or default_evaluate, max_kl=max_kl)
+    return trpo_step(
+        [weights], float(loss.detach()), gradient, hvp, evaluate or default_evaluate, max_kl=max_kl
+    )
 
 
 def test_trpo_step_improves_surrogate_within_kl_bound():
