@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from metarl.cli import parse_args
+
 OPTIONS = ["--env", "MetaRL/Navigation2D-v0", "--no-progress"]
 OVERRIDES = [
     "meta_batch_size=3",
@@ -58,6 +60,19 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert "maml-trpo" in result.stdout and "random-init" in result.stdout
 
 
+def test_overrides_may_come_anywhere_between_options():
+    args = parse_args(["train", "inner.lr=0.05", "--seed", "3", "iterations=2", "--env", "E", "gamma=0.9"])
+    assert args.overrides == ["inner.lr=0.05", "iterations=2", "gamma=0.9"]
+    assert args.seed == 3 and args.env == "E"
+    args = parse_args(
+        ["fewshot", "evaluate", "run", "--episodes", "5", "data.eval_ways=20", "--output", "o.json"]
+    )
+    assert args.overrides == ["data.eval_ways=20"] and args.output == "o.json"
+    for bad in (["train", "a=1", "--seed", "3", "stray"], ["envs", "a=b"], ["train", "--no-such-flag"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -70,13 +85,8 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, args, needle):
-    if args[0] == "train":
-        options = [a for a in args[1:] if "=" not in a]
-        result = metarl(
-            "train", *options, "--run-dir", str(tmp_path / "r"), *[a for a in args[1:] if "=" in a]
-        )
-    else:
-        result = metarl(*args)
+    extra = ["--run-dir", str(tmp_path / "r")] if args[0] == "train" else []
+    result = metarl(*args, *extra)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
