@@ -38,6 +38,10 @@ class DataConfig:
     val_split: str | None = _help("split for validation during training (None: no validation)", default="val")
     test_split: str = _help("split of the final evaluation", default="test")
     image_size: int = _help("side of the square images (28 Omniglot, 84 miniImageNet)", default=28)
+    rotations: list[int] = _help(
+        "Omniglot: rotations in degrees, each a class of its own (Vinyals et al.: [0, 90, 180, 270])",
+        default_factory=lambda: [0, 90, 180, 270],
+    )
     channels: int = _help("image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3)
     resample: str = _help("resize filter: lanczos, bilinear, bicubic or nearest", default="lanczos")
     cache_dir: str | None = _help(
@@ -184,6 +188,7 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
             split,
             split_scheme=data.split_scheme,
             image_size=data.image_size,
+            rotations=data.rotations,
             resample=data.resample,
             cache_dir=data.cache_dir,
         )

@@ -212,3 +212,15 @@ def test_bad_options_raise_value_errors(omniglot_root, tmp_path):
         Omniglot(omniglot_root, "background", split_scheme="lake", image_size=0, cache_dir=cache)
     with pytest.raises(ValueError, match="resample"):
         Omniglot(omniglot_root, "background", split_scheme="lake", resample="cubic", cache_dir=cache)
+
+
+def test_config_rotations_reach_the_loader(omniglot_root, tmp_path):
+    from metarl.supervised.config import FewShotConfig, build_dataset
+    from metarl.training import load_config
+
+    base = ["data.split_scheme=lake", f"data.root={omniglot_root}", f"data.cache_dir={tmp_path / 'c'}"]
+    config = load_config(FewShotConfig, None, [*base, "data.rotations=[0]"])
+    assert build_dataset(config.data, "background").num_classes == 5
+    assert build_dataset(load_config(FewShotConfig, None, base).data, "background").num_classes == 5 * 4
+    with pytest.raises(ValueError, match="rotations"):
+        build_dataset(load_config(FewShotConfig, None, [*base, "data.rotations=[45]"]).data, "background")
