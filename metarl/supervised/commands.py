@@ -5,6 +5,7 @@ Examples::
     metarl fewshot train --config configs/fewshot/maml-sinusoid.yaml
     metarl fewshot train --learner fomaml --data-root ../shared/data/omniglot iterations=2000 meta_batch=16
     metarl fewshot train --resume runs/maml-omniglot-5w1s-s0
+    metarl fewshot train --resume runs/maml-omniglot-5w1s-s0 iterations=40000   # train a finished run longer
     metarl fewshot evaluate runs/maml-omniglot-5w1s-s0 --episodes 600
 """
 
@@ -15,6 +16,9 @@ from pathlib import Path
 
 from metarl.cli import UserError
 
+# What a resumed run may change: how long it trains and how often it reports (extending a finished run).
+RESUME_OVERRIDES = {"iterations", "val_every", "val_episodes", "log_every", "checkpoint_every"}
+
 
 def _train(args: argparse.Namespace) -> int:
     from metarl.supervised.config import FewShotConfig
@@ -22,14 +26,18 @@ def _train(args: argparse.Namespace) -> int:
     from metarl.training import RunDir, load_config
 
     if args.resume:
-        if args.config or args.learner or args.data_root or args.seed is not None or args.overrides:
+        if args.config or args.learner or args.data_root or args.seed is not None:
+            raise UserError("--resume continues a run with its saved config; drop --config/--learner/--seed")
+        changed = sorted({o.split("=", 1)[0] for o in args.overrides} - RESUME_OVERRIDES)
+        if changed:
             raise UserError(
-                "--resume continues a run with its saved config; drop --config/--learner/--seed/key=value"
+                f"--resume keeps the run's config; only {', '.join(sorted(RESUME_OVERRIDES))} may change "
+                f"(got {', '.join(changed)})"
             )
         run = RunDir.open(args.resume)
         if not run.config_path.is_file():
             raise UserError(f"{run.path} has no config.yaml: it was not written by `metarl fewshot train`")
-        config = load_config(FewShotConfig, run.config_path)
+        config = load_config(FewShotConfig, run.config_path, args.overrides)
         train(config, run_dir=run, resume=True, progress=args.progress)
         return 0
     overrides = list(args.overrides)

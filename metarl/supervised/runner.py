@@ -101,8 +101,7 @@ def train(
     )
     if run_dir is None:
         run_dir = RunDir.create(config.run_root, config.run_name or config.default_run_name())
-    if not resume:
-        save_config(config, run_dir.config_path)
+    save_config(config, run_dir.config_path)  # on resume: keeps an extended ``iterations``
     if hasattr(learner, "set_total_iterations"):
         learner.set_total_iterations(config.iterations)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=config.outer_lr)

@@ -65,6 +65,14 @@ def test_train_then_evaluate_in_a_subprocess(tmp_path):
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["mean"] == pytest.approx(result["mean"])  # same weights, same evaluation episodes
 
+    extended = run_cli(
+        "fewshot", "train", "--resume", str(run), "iterations=5", "--no-progress", cwd=tmp_path
+    )
+    assert extended.returncode == 0, extended.stderr
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "losses/meta_loss" in r] == [1, 2, 3, 4, 5]
+    assert "iterations: 5" in (run / "config.yaml").read_text()
+
     bad = run_cli("fewshot", "train", "--learner", "mamal", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "unknown learner 'mamal'" in bad.stderr
@@ -87,6 +95,7 @@ def test_train_then_evaluate_in_a_subprocess(tmp_path):
         (["fewshot", "train", "--config", "/no/such.yaml"], "config file /no/such.yaml not found"),
         (["fewshot", "train", "--resume", "/no/such/run"], "run directory /no/such/run not found"),
         (["fewshot", "train", "--resume", "/no/such/run", "--seed", "3"], "--resume continues a run"),
+        (["fewshot", "train", "--resume", "/no/such/run", "learner=reptile"], "only checkpoint_every"),
         (["fewshot", "evaluate", "/no/such/run"], "run directory /no/such/run not found"),
         (["fewshot", "evaluate", ".", "--episodes", "0"], "--episodes must be >= 1"),
     ],
