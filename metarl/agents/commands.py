@@ -169,7 +169,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--env", help="task distribution id, e.g. MetaRL/Navigation2D-v0 (see `metarl envs`)")
     p.add_argument("--seed", type=int, help="seed of the whole run")
     p.add_argument("--run-dir", help="write the run here (default: <runs-root>/<algo>-<env>-s<seed>)")
-    p.add_argument("--runs-root", default="runs", help="parent folder of new run directories (default runs/)")
+    p.add_argument(
+        "--runs-root",
+        "--run-root",
+        dest="runs_root",
+        default="runs",
+        help="parent folder of new run directories (default runs/)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")

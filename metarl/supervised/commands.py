@@ -99,7 +99,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--learner", help=f"learner name ({learners})")
     p.add_argument("--data-root", help="dataset folder (default ../shared/data/<dataset>)")
     p.add_argument("--seed", type=int, help="seed of initialisation and training episodes")
-    p.add_argument("--run-root", help="parent folder of run directories (default runs)")
+    p.add_argument(
+        "--runs-root", "--run-root", dest="run_root", help="parent folder of run directories (default runs)"
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.shots=5")

@@ -68,6 +68,9 @@ def test_overrides_may_come_anywhere_between_options():
         ["fewshot", "evaluate", "run", "--episodes", "5", "data.eval_ways=20", "--output", "o.json"]
     )
     assert args.overrides == ["data.eval_ways=20"] and args.output == "o.json"
+    # Both command families take --runs-root (and its alias --run-root).
+    assert parse_args(["train", "--run-root", "r"]).runs_root == "r"
+    assert parse_args(["fewshot", "train", "--runs-root", "r"]).run_root == "r"
     for bad in (["train", "a=1", "--seed", "3", "stray"], ["envs", "a=b"], ["train", "--no-such-flag"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
