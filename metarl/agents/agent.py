@@ -75,7 +75,12 @@ class MetaRLAgent:
         if config.inner.meta_sgd:
             self.learning_rates = LearnedLearningRates(self.policy.params(), init=config.inner.lr)
         self.sampler = BatchedSampler(
-            config.env, config.env_kwargs, self.policy, config.episodes_per_task, task_features=config.oracle
+            config.env,
+            config.env_kwargs,
+            self.policy,
+            config.episodes_per_task,
+            task_features=config.oracle,
+            normalized_actions=config.policy.normalized_actions,
         )
         self.iteration = 0
 

@@ -38,6 +38,13 @@ class PolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64], metadata=_help("hidden layer widths"))
     activation: Literal["tanh", "relu"] = field(default="tanh", metadata=_help("hidden activation"))
     init_std: float = field(default=1.0, metadata=_help("initial action std of a Gaussian policy"))
+    normalized_actions: bool = field(
+        default=False,
+        metadata=_help(
+            "Gaussian policy acts in [-1, 1] per dimension, mapped linearly onto the env's bounded action box "
+            "(rllab's normalize, as in the MAML paper); false: raw actions, clipped by the env"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):

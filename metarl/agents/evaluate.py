@@ -62,7 +62,12 @@ def adaptation_curve(
     The env seeds and action noise come from the evaluation stream, identical for every learner.
     """
     sampler = BatchedSampler(
-        config.env, config.env_kwargs, policy, config.episodes_per_task, task_features=oracle
+        config.env,
+        config.env_kwargs,
+        policy,
+        config.episodes_per_task,
+        task_features=oracle,
+        normalized_actions=config.policy.normalized_actions,
     )
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)

@@ -52,6 +52,8 @@ class BatchedSampler:
         policy: the policy module (its parameters are only used when none are passed).
         episodes_per_task: episodes collected in parallel for every task.
         task_features: whether to append ``env.task_features(task)`` to each observation (oracle policy).
+        normalized_actions: the policy's Box actions live in ``[-1, 1]`` and are mapped linearly onto the env's
+            action bounds (the env still clips); the episodes keep the policy's own actions.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class BatchedSampler:
         policy: MLPPolicy,
         episodes_per_task: int,
         task_features: bool = False,
+        normalized_actions: bool = False,
     ) -> None:
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
@@ -70,6 +73,15 @@ class BatchedSampler:
         self.env = make_env(env_id, self.env_kwargs)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
+        self._action_scale: tuple[np.ndarray, np.ndarray] | None = None
+        if normalized_actions and isinstance(self.action_space, gym.spaces.Box):
+            low, high = self.action_space.low, self.action_space.high
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise ValueError(
+                    f"policy.normalized_actions=true needs a bounded action space, {env_id} has {self.action_space}:"
+                    " set policy.normalized_actions=false"
+                )
+            self._action_scale = ((high + low) / 2.0, (high - low) / 2.0)
 
     def task_features(self, tasks: Sequence[Task]) -> torch.Tensor:
         """``(T, F)`` float32 task features (the oracle's extra inputs)."""
@@ -88,7 +100,11 @@ class BatchedSampler:
     def _env_actions(self, actions: torch.Tensor) -> np.ndarray:
         if isinstance(self.action_space, gym.spaces.Discrete):
             return actions.numpy() + int(self.action_space.start)
-        return actions.numpy().astype(self.action_space.dtype or np.float32)
+        values = actions.numpy()
+        if self._action_scale is not None:
+            center, half_range = self._action_scale
+            values = center + values * half_range
+        return values.astype(self.action_space.dtype or np.float32)
 
     @torch.no_grad()
     def sample(

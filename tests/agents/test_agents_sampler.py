@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, stack_params, task_slice
@@ -74,3 +75,29 @@ def test_oracle_sampler_appends_task_features():
     episodes = sampler.sample(_perturbed_stack(policy, 3), tasks, seed=0, generator=torch.Generator())
     goals = torch.tensor([[t.goal_x, t.goal_y] for t in tasks], dtype=torch.float32)
     torch.testing.assert_close(episodes.observations[:, :, :, 2:], goals[:, None, None, :].expand(3, 2, 5, 2))
+
+
+def test_normalized_actions_are_mapped_onto_the_action_box_and_recorded_unscaled():
+    """With normalized_actions, policy action u moves the Navigation2D point by 0.1 * clip(u, -1, 1)."""
+    policy = GaussianMLPPolicy(2, 2, (8,))
+    sampler = BatchedSampler("MetaRL/Navigation2D-v0", {"horizon": 6}, policy, 3, normalized_actions=True)
+    tasks = sample_tasks(sampler.env, 2, seed=0)
+    episodes = sampler.sample(_perturbed_stack(policy, 2), tasks, seed=3, generator=torch.Generator())
+    moves = episodes.actions.clamp(-1.0, 1.0) * 0.1
+    positions = torch.cumsum(moves, dim=2)
+    valid = episodes.mask.bool()
+    torch.testing.assert_close(
+        episodes.observations[:, :, 1:][valid[:, :, 1:]], positions[:, :, :-1][valid[:, :, 1:]]
+    )
+    assert (
+        episodes.actions.abs().max() > 0.1
+    )  # the unscaled policy actions are kept for the log-probabilities
+
+
+def test_normalized_actions_need_a_bounded_action_space(monkeypatch):
+    policy = GaussianMLPPolicy(2, 2, (8,))
+    sampler = BatchedSampler("MetaRL/Navigation2D-v0", {}, policy, 1)
+    unbounded = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+    monkeypatch.setattr(type(sampler.env), "action_space", unbounded, raising=False)
+    with pytest.raises(ValueError, match="normalized_actions=false"):
+        BatchedSampler("MetaRL/Navigation2D-v0", {}, policy, 1, normalized_actions=True)
