@@ -8,9 +8,11 @@ policy's Jacobian at ``phi_i`` on the post-adaptation observations), and
 - ``J v = F_i (v - lr H_i v)``,
 - ``J^T c = sum_i (I - lr H_i) F_i^T c_i``,
 
-both exact (second order). ``H_i x`` for all tasks at once is one reverse pass through the saved graph of the
-inner gradient (``H`` is symmetric, so its vector-Jacobian product is its Hessian-vector product). This is
-about twice as fast as ``torch.func``'s forward-over-reverse JVP plus reverse-over-reverse VJP through the
+both exact (second order). For a tanh or ReLU Gaussian MLP policy, ``H_i x``, ``F_i v`` and ``F_i^T c`` are
+computed in closed form with every vector-independent intermediate cached
+(:mod:`metarl.agents.gaussian_mlp_products`); for other policies ``H_i x`` for all tasks at once is one
+reverse pass through the saved graph of the inner gradient (``H`` is symmetric, so its vector-Jacobian product
+is its Hessian-vector product). Either is several times faster than ``torch.func``'s forward-over-reverse JVP plus reverse-over-reverse VJP through the
 adaptation (:func:`metarl.agents.trpo.functional_jacobian`), which remains the general path (several inner
 steps). With ``first_order`` the adaptation Jacobian is the identity.
 
@@ -21,12 +23,17 @@ Meta-SGD's learned rates ``D`` (one per parameter, shared by the tasks) are meta
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch.func import jvp
 
 from metarl.agents.episodes import Episodes
+from metarl.agents.gaussian_mlp_products import (
+    GaussianMLPLinearization,
+    GaussianVPGDerivatives,
+    supports_closed_form,
+)
 from metarl.agents.inner import vpg_losses
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.trpo import JacobianProducts
@@ -60,29 +67,22 @@ def one_step_adaptation_jacobian(
     num_tasks = inner_episodes.num_tasks
     learned = isinstance(lr, Mapping)
     rates = [lr[n].detach() if learned else lr for n in names]
-    with torch.enable_grad():
-        stacked = [
-            theta[n].detach().unsqueeze(0).expand(num_tasks, *theta[n].shape).clone().requires_grad_(True)
-            for n in names
-        ]
-        loss = vpg_losses(policy, dict(zip(names, stacked, strict=True)), inner_episodes, inner_advantages)
-        inner_grads = torch.autograd.grad(loss.sum(), stacked, create_graph=not first_order)
-        phi = [
-            (p - r * g).detach().requires_grad_(True)
-            for p, r, g in zip(stacked, rates, inner_grads, strict=True)
-        ]
-        outputs = policy.distribution_parameters(post_observations, dict(zip(names, phi, strict=True)))
+    stacked = [theta[n].detach().unsqueeze(0).expand(num_tasks, *theta[n].shape).contiguous() for n in names]
+    closed_form = supports_closed_form(policy)
+    inner = _closed_form_inner if closed_form else _autograd_inner
+    inner_grads, inner_hessian_products = inner(
+        policy, names, stacked, inner_episodes, inner_advantages, not first_order
+    )
+    phi = [p - r * g for p, r, g in zip(stacked, rates, inner_grads, strict=True)]
+    post = _closed_form_post if closed_form else _autograd_post
+    outputs, post_jvp, post_vjp = post(policy, names, phi, post_observations)
 
     def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
         """``H_i x_i`` for every task (zero to first order)."""
         if first_order:
             return [torch.zeros_like(x) for x in vectors]
-        return torch.autograd.grad(inner_grads, stacked, vectors, retain_graph=True)
+        return inner_hessian_products(vectors)
 
-    def post_outputs(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return policy.distribution_parameters(post_observations, dict(zip(names, values, strict=True)))
-
-    phi_values = tuple(p.detach() for p in phi)
     theta_like = {n: theta[n] for n in names}
     if learned:
         theta_like.update({f"lr.{n}": theta[n] for n in names})
@@ -94,18 +94,77 @@ def one_step_adaptation_jacobian(
             x - r * h for x, r, h in zip(directions, rates, hessian_products(directions), strict=True)
         ]
         if learned:
-            tangents = [
-                t - g.detach() * v[f"lr.{n}"] for t, g, n in zip(tangents, inner_grads, names, strict=True)
-            ]
-        return jvp(post_outputs, phi_values, tuple(tangents))[1]
+            tangents = [t - g * v[f"lr.{n}"] for t, g, n in zip(tangents, inner_grads, names, strict=True)]
+        return post_jvp(tangents)
 
     def vector_jacobian(cotangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        per_task = torch.autograd.grad(outputs, phi, cotangents, retain_graph=True, materialize_grads=True)
+        per_task = post_vjp(cotangents)
         scaled = [r * c for r, c in zip(rates, per_task, strict=True)]
         theta_part = [(c - h).sum(0) for c, h in zip(per_task, hessian_products(scaled), strict=True)]
         if not learned:
             return flatten(theta_part).detach()
-        rate_part = [-(g.detach() * c).sum(0) for g, c in zip(inner_grads, per_task, strict=True)]
+        rate_part = [-(g * c).sum(0) for g, c in zip(inner_grads, per_task, strict=True)]
         return flatten(theta_part + rate_part).detach()
 
-    return JacobianProducts(tuple(o.detach() for o in outputs), jacobian_vector, vector_jacobian)
+    return JacobianProducts(outputs, jacobian_vector, vector_jacobian)
+
+
+Products = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
+
+
+def _closed_form_inner(
+    policy, names, stacked, episodes, advantages, second_order
+) -> tuple[list[torch.Tensor], Products]:
+    params = dict(zip(names, stacked, strict=True))
+    derivatives = GaussianVPGDerivatives(policy, params, episodes, advantages, second_order)
+
+    def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        products = derivatives.hvp(dict(zip(names, vectors, strict=True)))
+        return [products[n] for n in names]
+
+    return [derivatives.gradient[n] for n in names], hessian_products
+
+
+def _autograd_inner(
+    policy, names, stacked, episodes, advantages, second_order
+) -> tuple[list[torch.Tensor], Products]:
+    """The inner gradient with its graph saved: ``H_i x`` is one reverse pass through it (``H`` symmetric)."""
+    with torch.enable_grad():
+        leaves = [p.clone().requires_grad_(True) for p in stacked]
+        loss = vpg_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages)
+        grads = torch.autograd.grad(loss.sum(), leaves, create_graph=second_order)
+
+    def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        return torch.autograd.grad(grads, leaves, vectors, retain_graph=True)
+
+    return [g.detach() for g in grads], hessian_products
+
+
+def _closed_form_post(policy, names, phi, observations):
+    linearization = GaussianMLPLinearization(policy, dict(zip(names, phi, strict=True)), observations)
+
+    def post_jvp(tangents: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return linearization.jvp(dict(zip(names, tangents, strict=True)))
+
+    def post_vjp(cotangents: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        grads = linearization.vjp(*cotangents)
+        return [grads[n] for n in names]
+
+    return linearization.outputs(), post_jvp, post_vjp
+
+
+def _autograd_post(policy, names, phi, observations):
+    def post_outputs(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return policy.distribution_parameters(observations, dict(zip(names, values, strict=True)))
+
+    with torch.enable_grad():
+        leaves = [p.detach().requires_grad_(True) for p in phi]
+        outputs = post_outputs(*leaves)
+
+    def post_jvp(tangents: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return jvp(post_outputs, tuple(p.detach() for p in phi), tuple(tangents))[1]
+
+    def post_vjp(cotangents: tuple[torch.Tensor, ...]) -> Sequence[torch.Tensor]:
+        return torch.autograd.grad(outputs, leaves, cotangents, retain_graph=True, materialize_grads=True)
+
+    return tuple(o.detach() for o in outputs), post_jvp, post_vjp

@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch.func import grad
@@ -32,8 +32,9 @@ from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian
 from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
+from metarl.agents.gaussian_mlp_products import GaussianVPGDerivatives, supports_closed_form
 from metarl.agents.inner import compute_advantages, vpg_losses
-from metarl.agents.policies import stack_params
+from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.sampler import sample_tasks
 from metarl.agents.trpo import TRPOResult, functional_jacobian, output_space_kl_hvp, trpo_step
 from metarl.core import Params
@@ -85,7 +86,10 @@ class MAMLTRPO(MetaRLAgent):
             def inner_loss(params, episodes=episodes, advantages=advantages):
                 return vpg_losses(self.policy, params, episodes, advantages).sum()
 
-            grads = grad(inner_loss)(phi)
+            if not torch.is_grad_enabled() and supports_closed_form(self.policy):  # values only: fast path
+                grads = GaussianVPGDerivatives(self.policy, phi, episodes, advantages, False).gradient
+            else:
+                grads = grad(inner_loss)(phi)
             if self.config.inner.first_order:
                 grads = {n: g.detach() for n, g in grads.items()}
             phi = {n: phi[n] - (lr[n] if isinstance(lr, Mapping) else lr) * grads[n] for n in phi}
@@ -217,7 +221,7 @@ class MAMLTRPO(MetaRLAgent):
             trainable,
             float(loss.detach()),
             gradient,
-            output_space_kl_hvp(jacobian, mean_kl),
+            output_space_kl_hvp(jacobian, mean_kl, mean_kl_curvature(policy, old_outputs, post.mask)),
             evaluate,
             max_kl=t.max_kl,
             cg_iterations=t.cg_iterations,
@@ -225,3 +229,17 @@ class MAMLTRPO(MetaRLAgent):
             line_search_steps=t.line_search_steps,
             line_search_ratio=t.line_search_ratio,
         )
+
+
+def mean_kl_curvature(
+    policy: MLPPolicy, old_outputs: tuple[torch.Tensor, ...], mask: torch.Tensor
+) -> Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]:
+    """The Hessian, in distribution-parameter space, of the mean over tasks of each task's masked mean KL,
+    at ``new = old``: per-sample closed-form KL Hessians weighted like :func:`masked_task_mean`."""
+    sample_dims = tuple(range(1, mask.dim()))
+    weights = (mask / (mask.sum(sample_dims, keepdim=True).clamp_min(1.0) * mask.shape[0])).unsqueeze(-1)
+
+    def product(tangents: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(weights * h for h in policy.kl_hessian_product(old_outputs, tangents))
+
+    return product

@@ -102,6 +102,13 @@ class MLPPolicy(nn.Module):
         """
         raise NotImplementedError
 
+    def kl_hessian_product(
+        self, parameters: tuple[torch.Tensor, ...], tangents: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        """Per sample, the Hessian of ``KL(old || new)`` with respect to ``new`` at ``new = old = parameters``,
+        applied to ``tangents`` (the Fisher information in distribution-parameter space), in closed form."""
+        raise NotImplementedError
+
     def distribution(
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
     ) -> Distribution:
@@ -157,6 +164,13 @@ class GaussianMLPPolicy(MLPPolicy):
         mahalanobis = (mean_old - mean_new) ** 2 * torch.exp(-2.0 * log_std_new)
         return (log_std_new - log_std_old + 0.5 * (var_ratio + mahalanobis) - 0.5).sum(-1)
 
+    def kl_hessian_product(
+        self, parameters: tuple[torch.Tensor, ...], tangents: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        # d2 KL / d mean2 = 1 / sigma^2, d2 KL / d log_std2 = 2, no cross term at new = old.
+        (_, log_std), (mean_tangent, log_std_tangent) = parameters, tangents
+        return mean_tangent * torch.exp(-2.0 * log_std), 2.0 * log_std_tangent
+
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         base = dist.base_dist
         noise = torch.randn(base.loc.shape, generator=generator, dtype=base.loc.dtype)
@@ -194,6 +208,14 @@ class CategoricalMLPPolicy(MLPPolicy):
         log_p_old = torch.log_softmax(old[0], dim=-1)
         log_p_new = torch.log_softmax(new[0], dim=-1)
         return (torch.exp(log_p_old) * (log_p_old - log_p_new)).sum(-1)
+
+    def kl_hessian_product(
+        self, parameters: tuple[torch.Tensor, ...], tangents: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        # d2 KL / d logits2 = diag(p) - p p^T at new = old.
+        probs = torch.softmax(parameters[0], dim=-1)
+        tangent = tangents[0]
+        return (probs * (tangent - (probs * tangent).sum(-1, keepdim=True)),)
 
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         probs = dist.probs.reshape(-1, dist.probs.shape[-1])

@@ -101,8 +101,13 @@ def functional_jacobian(
     return JacobianProducts(tuple(o.detach() for o in outputs), jacobian_vector, vector_jacobian)
 
 
+OutputProduct = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
+
+
 def output_space_kl_hvp(
-    jacobian: JacobianProducts, kl_of_outputs: Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
+    jacobian: JacobianProducts,
+    kl_of_outputs: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
+    output_curvature: OutputProduct | None = None,
 ) -> MatVec:
     """Exact KL Hessian-vector products ``J^T H J v`` at a point where the new policy equals the old one.
 
@@ -110,12 +115,18 @@ def output_space_kl_hvp(
         jacobian: products with the Jacobian of the distribution parameters w.r.t. the policy parameters.
         kl_of_outputs: mean KL from the old policy to the distribution given by the outputs; its gradient
             must vanish at ``jacobian.outputs``.
+        output_curvature: ``H`` (the Hessian of ``kl_of_outputs`` at ``jacobian.outputs``) applied to output
+            tangents, when known in closed form (:meth:`MLPPolicy.kl_hessian_product`); by default it is
+            differentiated from ``kl_of_outputs`` (forward over reverse).
     """
-    kl_grad = grad(kl_of_outputs)
+    if output_curvature is None:
+        kl_grad = grad(kl_of_outputs)
+
+        def output_curvature(tangents: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+            return jvp(kl_grad, (jacobian.outputs,), (tangents,))[1]
 
     def matvec(vector: torch.Tensor) -> torch.Tensor:
-        _, curvature = jvp(kl_grad, (jacobian.outputs,), (jacobian.jvp(vector),))
-        return jacobian.vjp(curvature)
+        return jacobian.vjp(output_curvature(jacobian.jvp(vector)))
 
     return matvec
 

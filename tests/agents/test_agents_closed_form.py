@@ -1,0 +1,118 @@
+"""The closed-form derivative products of Gaussian MLP policies equal autograd's, to float64 precision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import grad, jvp
+
+from metarl.agents.episodes import Episodes, masked_task_mean
+from metarl.agents.gaussian_mlp_products import GaussianMLPLinearization, GaussianVPGDerivatives
+from metarl.agents.inner import vpg_losses
+from metarl.agents.maml_rl import mean_kl_curvature
+from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+
+
+def _problem(activation, hidden_sizes, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes, activation, init_std=0.7).double()
+    tasks, shape = 3, (3, 4, 5)
+
+    def randn(*size):
+        return torch.randn(*size, generator=gen, dtype=torch.float64)
+
+    params = {
+        n: p.detach().unsqueeze(0).expand(tasks, *p.shape) + 0.1 * randn(tasks, *p.shape)
+        for n, p in policy.named_parameters()
+    }
+    episodes = Episodes(
+        observations=randn(*shape, 3),
+        actions=randn(*shape, 2),
+        rewards=torch.zeros(shape, dtype=torch.float64),
+        mask=(torch.rand(shape, generator=gen) > 0.3).double(),  # padded steps must not count
+    )
+    directions = {n: randn(*p.shape) for n, p in params.items()}
+    return policy, params, episodes, randn(*shape), directions
+
+
+CASES = [("tanh", (5,)), ("tanh", (7, 6)), ("tanh", (4, 4, 4)), ("relu", (7, 6)), ("relu", (5,))]
+
+
+@pytest.mark.parametrize(("activation", "hidden_sizes"), CASES)
+def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes):
+    policy, params, episodes, advantages, v = _problem(activation, hidden_sizes)
+    names = list(params)
+    leaves = [params[n].clone().requires_grad_(True) for n in names]
+    loss = vpg_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages).sum()
+    grads = torch.autograd.grad(loss, leaves, create_graph=True)
+    hessian_v = torch.autograd.grad(grads, leaves, [v[n] for n in names])
+
+    closed = GaussianVPGDerivatives(policy, params, episodes, advantages)
+    products = closed.hvp(v)
+    for n, g, h in zip(names, grads, hessian_v, strict=True):
+        torch.testing.assert_close(closed.gradient[n], g.detach(), msg=n)
+        torch.testing.assert_close(products[n], h, msg=n)
+    gradient_only = GaussianVPGDerivatives(policy, params, episodes, advantages, second_order=False)
+    torch.testing.assert_close(gradient_only.gradient, closed.gradient)
+    with pytest.raises(RuntimeError, match="second_order=False"):
+        gradient_only.hvp(v)
+
+
+@pytest.mark.parametrize(("activation", "hidden_sizes"), CASES)
+def test_linearization_outputs_jvp_and_vjp_equal_autograd(activation, hidden_sizes):
+    policy, params, episodes, _, v = _problem(activation, hidden_sizes, seed=1)
+    names = list(params)
+
+    def outputs_fn(*values):
+        return policy.distribution_parameters(episodes.observations, dict(zip(names, values, strict=True)))
+
+    lin = GaussianMLPLinearization(policy, params, episodes.observations)
+    primals = tuple(params[n] for n in names)
+    outputs, tangents = jvp(outputs_fn, primals, tuple(v[n] for n in names))
+    for mine, ref in zip(lin.outputs(), outputs, strict=True):
+        torch.testing.assert_close(mine, ref)
+    for mine, ref in zip(lin.jvp(v), tangents, strict=True):
+        torch.testing.assert_close(mine, ref)
+    leaves = [p.clone().requires_grad_(True) for p in primals]
+    cotangents = tuple(torch.randn_like(o) for o in outputs)
+    reference = torch.autograd.grad(outputs_fn(*leaves), leaves, cotangents)
+    mine = lin.vjp(*cotangents)
+    for n, ref in zip(names, reference, strict=True):
+        torch.testing.assert_close(mine[n], ref, msg=n)
+
+
+def test_closed_form_needs_a_supported_policy():
+    with pytest.raises(ValueError, match="tanh or relu"):
+        GaussianMLPLinearization(CategoricalMLPPolicy(3, 4, (5,)), {}, torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("policy", [GaussianMLPPolicy(3, 2, (5,)), CategoricalMLPPolicy(3, 4, (5,))])
+def test_kl_hessian_product_equals_the_differentiated_kl(policy):
+    policy = policy.double()
+    gen = torch.Generator().manual_seed(2)
+    obs = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    params = {
+        n: p.detach() + 0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64)
+        for n, p in policy.named_parameters()
+    }
+    old = policy.distribution_parameters(obs, params)
+    old = tuple(o.detach().clone() for o in old)  # log_std is expanded: own the memory
+    tangents = tuple(torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in old)
+    reference = jvp(grad(lambda new: policy.kl(old, new).sum()), (old,), (tangents,))[1]
+    for mine, ref in zip(policy.kl_hessian_product(old, tangents), reference, strict=True):
+        torch.testing.assert_close(mine, ref)
+
+
+def test_mean_kl_curvature_is_the_hessian_of_the_masked_mean_kl():
+    policy, params, episodes, _, _ = _problem("tanh", (5,), seed=3)
+    old = tuple(o.detach().clone() for o in policy.distribution_parameters(episodes.observations, params))
+
+    def mean_kl(new):
+        return masked_task_mean(policy.kl(old, new), episodes.mask).mean()
+
+    tangents = tuple(torch.randn_like(o) for o in old)
+    reference = jvp(grad(mean_kl), (old,), (tangents,))[1]
+    mine = mean_kl_curvature(policy, old, episodes.mask)(tangents)
+    for a, b in zip(mine, reference, strict=True):
+        torch.testing.assert_close(a, b)
