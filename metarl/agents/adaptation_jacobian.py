@@ -109,6 +109,35 @@ def one_step_adaptation_jacobian(
     return JacobianProducts(outputs, jacobian_vector, vector_jacobian)
 
 
+def policy_jacobian(
+    policy: MLPPolicy, theta: Mapping[str, torch.Tensor], observations: torch.Tensor
+) -> JacobianProducts:
+    """Products with the Jacobian of ``policy.distribution_parameters(observations, theta)`` (no adaptation:
+    plain TRPO), in closed form for a tanh or ReLU Gaussian MLP policy.
+
+    Args:
+        policy: the policy (see :func:`~metarl.agents.gaussian_mlp_products.supports_closed_form`).
+        theta: the parameters (unstacked), shared by every task.
+        observations: ``(T, E, H, obs)``.
+    """
+    names = list(theta)
+    num_tasks = observations.shape[0]
+    stacked = {
+        n: theta[n].detach().unsqueeze(0).expand(num_tasks, *theta[n].shape).contiguous() for n in names
+    }
+    linearization = GaussianMLPLinearization(policy, stacked, observations)
+
+    def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        v = unflatten_like(vector, theta)
+        return linearization.jvp({n: v[n].unsqueeze(0).expand_as(stacked[n]) for n in names})
+
+    def vector_jacobian(cotangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        grads = linearization.vjp(*cotangents)
+        return flatten([grads[n].sum(0) for n in names])
+
+    return JacobianProducts(linearization.outputs(), jacobian_vector, vector_jacobian)
+
+
 Products = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 
 

@@ -39,7 +39,7 @@ class PolicyConfig:
     activation: Literal["tanh", "relu"] = field(default="tanh", metadata=_help("hidden activation"))
     init_std: float = field(default=1.0, metadata=_help("initial action std of a Gaussian policy"))
     normalized_actions: bool = field(
-        default=False,
+        default=True,
         metadata=_help(
             "Gaussian policy acts in [-1, 1] per dimension, mapped linearly onto the env's bounded action box "
             "(rllab's normalize, as in the MAML paper); false: raw actions, clipped by the env"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch.func import grad
 
-from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian
+from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian, policy_jacobian
 from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
@@ -189,9 +189,11 @@ class MAMLTRPO(MetaRLAgent):
             kl = policy.kl(old_outputs, outputs)
             return masked_task_mean(kl, post.mask).mean()
 
-        if len(inner_episodes) == 1:
-            names = self._meta_parameters()[0]
-            theta = {n: p.detach() for n, p in zip(names, trainable[: len(names)], strict=True)}
+        names = self._meta_parameters()[0]
+        theta = {n: p.detach() for n, p in zip(names, trainable[: len(names)], strict=True)}
+        if not inner_episodes and supports_closed_form(policy):  # plain TRPO (the baselines)
+            jacobian = policy_jacobian(policy, theta, post.observations)
+        elif len(inner_episodes) == 1:
             jacobian = one_step_adaptation_jacobian(
                 policy,
                 theta,

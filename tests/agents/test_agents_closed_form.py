@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch.func import grad, jvp
 
+from metarl.agents.adaptation_jacobian import policy_jacobian
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import GaussianMLPLinearization, GaussianVPGDerivatives
 from metarl.agents.inner import vpg_losses
 from metarl.agents.maml_rl import mean_kl_curvature
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from metarl.agents.trpo import functional_jacobian
 
 
 def _problem(activation, hidden_sizes, seed=0):
@@ -116,3 +118,22 @@ def test_mean_kl_curvature_is_the_hessian_of_the_masked_mean_kl():
     mine = mean_kl_curvature(policy, old, episodes.mask)(tangents)
     for a, b in zip(mine, reference, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_policy_jacobian_equals_the_functorch_jacobian():
+    policy, _, episodes, _, _ = _problem("tanh", (7, 6), seed=4)
+    theta = {n: p.detach() for n, p in policy.named_parameters()}
+    names = list(theta)
+
+    def outputs_fn(*values):
+        return policy.distribution_parameters(episodes.observations, dict(zip(names, values, strict=True)))
+
+    general = functional_jacobian(outputs_fn, list(theta.values()))
+    fast = policy_jacobian(policy, theta, episodes.observations)
+    for a, b in zip(fast.outputs, general.outputs, strict=True):
+        torch.testing.assert_close(a, b)
+    v = torch.randn(sum(p.numel() for p in theta.values()), dtype=torch.float64)
+    for a, b in zip(fast.jvp(v), general.jvp(v), strict=True):
+        torch.testing.assert_close(a, b)
+    cotangents = tuple(torch.randn_like(o) for o in general.outputs)
+    torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))
