@@ -21,6 +21,8 @@ from metarl.training import RunDir, config_help, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("maml-trpo", "reptile")
+# What `metarl train --resume RUN key=value` may change: the budget and bookkeeping, never the algorithm.
+RESUME_OVERRIDES = {"iterations", "time_limit_seconds", "checkpoint_every", "torch_threads"}
 DEMO_TRAIN_SECONDS = 110  # MAML-TRPO; the two TRPO baselines then take roughly another minute
 
 
@@ -101,6 +103,16 @@ def _train(args: argparse.Namespace) -> int:
         if args.config or args.algo or args.env or args.seed is not None or args.run_dir:
             raise ValueError(
                 "--resume continues a run with its saved config; drop --config/--algo/--env/--seed/--run-dir"
+            )
+        changed = sorted(
+            key
+            for key in (o.split("=", 1)[0].strip() for o in args.overrides)
+            if key not in RESUME_OVERRIDES and not key.startswith("evaluation.")
+        )
+        if changed:
+            raise ValueError(
+                f"--resume keeps the run's config; only {', '.join(sorted(RESUME_OVERRIDES))} and evaluation.* "
+                f"may change (got {', '.join(changed)})"
             )
         agent = MetaRLAgent.from_run(run)
         if args.overrides:

@@ -58,6 +58,12 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert len(json.loads((run / "tasks.json").read_text())["tasks"]) == 3
     assert (run / "adaptation_curve.png").stat().st_size > 1000
     assert "maml-trpo" in result.stdout and "random-init" in result.stdout
+    # --resume extends the budget; changing the algorithm of a run is refused with exit status 2.
+    result = metarl("train", "--resume", str(run), "--no-progress", "iterations=3")
+    assert result.returncode == 0, result.stderr
+    assert len(_records(run)) == 3
+    result = metarl("train", "--resume", str(run), "inner.lr=0.5")
+    assert result.returncode == 2 and "inner.lr" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_overrides_may_come_anywhere_between_options():
