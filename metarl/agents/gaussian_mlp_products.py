@@ -52,23 +52,25 @@ class GaussianMLPLinearization:
         x = observations.reshape(num_tasks, -1, observations.shape[-1])
         self.inputs = [x]  # the input of each layer
         self.slopes: list[torch.Tensor] = []  # activation'(z) of each hidden layer
-        self.curvatures: list[torch.Tensor | None] = []  # activation''(z) (None for ReLU: zero)
-        tanh = policy.activation_name == "tanh"
+        self.tanh = policy.activation_name == "tanh"
         for i in range(self.num_layers):
             z = torch.baddbmm(params[f"layers.{i}.bias"].unsqueeze(1), x, self.weights[i].transpose(1, 2))
             if i == self.num_layers - 1:
                 self.mean = z
                 break
-            if tanh:
+            if self.tanh:
                 x = torch.tanh(z)
-                slope = 1.0 - x * x
-                self.curvatures.append(-2.0 * x * slope)
+                self.slopes.append(1.0 - x * x)
             else:
                 x = torch.relu(z)
-                slope = (z > 0).to(z.dtype)
-                self.curvatures.append(None)
-            self.slopes.append(slope)
+                self.slopes.append((z > 0).to(z.dtype))
             self.inputs.append(x)
+
+    def second_derivative(self, layer: int) -> torch.Tensor | None:
+        """activation''(z) of hidden layer ``layer`` (``None`` for ReLU, whose second derivative is zero)."""
+        if not self.tanh:
+            return None
+        return -2.0 * self.inputs[layer + 1] * self.slopes[layer]
 
     def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, log_std)`` shaped like :meth:`GaussianMLPPolicy.distribution_parameters`' outputs."""
@@ -78,7 +80,9 @@ class GaussianMLPLinearization:
     def _spread(self, per_task: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return per_task.reshape(per_task.shape[0], *([1] * (like.dim() - 2)), -1).expand_as(like)
 
-    def tangents(self, vectors: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def tangents(
+        self, vectors: Mapping[str, torch.Tensor]
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """Forward tangents: ``[(pre-activation, activation) tangent of each hidden layer]`` and the mean's."""
         hidden: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i in range(self.num_layers):
@@ -152,16 +156,17 @@ class GaussianVPGDerivatives:
             num_tasks, -1, 1
         )
         self.inv_var = torch.exp(-2.0 * lin.log_std).unsqueeze(1)
-        self.residual = episodes.actions.reshape(num_tasks, -1, lin.mean.shape[-1]) - lin.mean
-        self.mean_grad = -self.weights * self.residual * self.inv_var
-        self.weighted_sq = (self.weights * self.residual.square() * self.inv_var).sum(1)
+        residual = episodes.actions.reshape(num_tasks, -1, lin.mean.shape[-1]) - lin.mean
+        self.mean_grad = -self.weights * residual * self.inv_var
+        self.weighted_sq = (self.weights * residual.square() * self.inv_var).sum(1)
         grads, self.signals = lin.backward(self.mean_grad)
-        # The gradient signal before layer i's activation, times activation''(z): the curvature term of
-        # the tangent's back-propagation (None for ReLU, whose second derivative is zero).
-        self.curvature_terms = [
-            None if c is None or not second_order else torch.bmm(self.signals[i + 1], lin.weights[i + 1]) * c
-            for i, c in enumerate(lin.curvatures)
-        ]
+        # The gradient signal before hidden layer i's activation times activation''(z): the curvature term
+        # of the tangent's back-propagation (None for ReLU, whose second derivative is zero).
+        self.curvature_terms: list[torch.Tensor | None] = []
+        for i in range(lin.num_layers - 1 if second_order else 0):
+            curvature = lin.second_derivative(i)
+            upstream = None if curvature is None else torch.bmm(self.signals[i + 1], lin.weights[i + 1])
+            self.curvature_terms.append(None if upstream is None else upstream.mul_(curvature))
         self.second_order = second_order
         grads["log_std"] = self.weights.sum(1) - self.weighted_sq
         self.gradient = grads
@@ -176,8 +181,7 @@ class GaussianVPGDerivatives:
         log_std_tangent = vectors["log_std"].unsqueeze(1)
         signal_tangent = self.weights * self.inv_var * mean_tangent - 2.0 * log_std_tangent * self.mean_grad
         out: Params = {
-            "log_std": 2.0 * (self.weights * self.residual * self.inv_var * mean_tangent).sum(1)
-            + 2.0 * vectors["log_std"] * self.weighted_sq
+            "log_std": 2.0 * (vectors["log_std"] * self.weighted_sq - (self.mean_grad * mean_tangent).sum(1))
         }
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
