@@ -106,8 +106,12 @@ class MLPPolicy(nn.Module):
         self, parameters: tuple[torch.Tensor, ...], tangents: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, ...]:
         """Per sample, the Hessian of ``KL(old || new)`` with respect to ``new`` at ``new = old = parameters``,
-        applied to ``tangents`` (the Fisher information in distribution-parameter space), in closed form."""
-        raise NotImplementedError
+        applied to ``tangents`` (the Fisher information in distribution-parameter space).
+
+        This default differentiates :meth:`kl` (forward over reverse); subclasses give the closed form.
+        """
+        kl_gradient = torch.func.grad(lambda new: self.kl(parameters, new).sum())
+        return torch.func.jvp(kl_gradient, (parameters,), (tangents,))[1]
 
     def distribution(
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None

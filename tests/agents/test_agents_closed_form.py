@@ -11,7 +11,7 @@ from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import GaussianMLPLinearization, GaussianVPGDerivatives
 from metarl.agents.inner import vpg_losses
 from metarl.agents.maml_rl import mean_kl_curvature
-from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.agents.trpo import functional_jacobian
 
 
@@ -137,3 +137,16 @@ def test_policy_jacobian_equals_the_functorch_jacobian():
         torch.testing.assert_close(a, b)
     cotangents = tuple(torch.randn_like(o) for o in general.outputs)
     torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))
+
+
+def test_default_kl_hessian_product_differentiates_the_kl():
+    policy = GaussianMLPPolicy(3, 2, (5,)).double()
+    gen = torch.Generator().manual_seed(6)
+    old = (
+        torch.randn(4, 2, generator=gen, dtype=torch.float64),
+        torch.randn(4, 2, generator=gen, dtype=torch.float64),
+    )
+    tangents = tuple(torch.randn(4, 2, generator=gen, dtype=torch.float64) for _ in range(2))
+    generic = MLPPolicy.kl_hessian_product(policy, old, tangents)
+    for a, b in zip(generic, policy.kl_hessian_product(old, tangents), strict=True):
+        torch.testing.assert_close(a, b)
