@@ -95,6 +95,7 @@ class MetaRLAgent:
                 cfg.activation,
                 cfg.init_std,
                 extra_inputs=extra_inputs,
+                min_std=cfg.min_std,
             )
 
     # --- what subclasses provide ------------------------------------------------------------------

@@ -38,6 +38,7 @@ class PolicyConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64], metadata=_help("hidden layer widths"))
     activation: Literal["tanh", "relu"] = field(default="tanh", metadata=_help("hidden activation"))
     init_std: float = field(default=1.0, metadata=_help("initial action std of a Gaussian policy"))
+    min_std: float = field(default=1e-6, metadata=_help("floor of a Gaussian policy's action std"))
     normalized_actions: bool = field(
         default=True,
         metadata=_help(
@@ -52,6 +53,10 @@ class PolicyConfig:
                 f"config key 'policy.hidden_sizes' must be positive widths, got {self.hidden_sizes}"
             )
         _positive("policy.init_std", self.init_std)
+        if not 0 < self.min_std <= self.init_std:
+            raise ValueError(
+                f"config key 'policy.min_std' must be in (0, policy.init_std], got {self.min_std}"
+            )
 
 
 @dataclass

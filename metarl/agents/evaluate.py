@@ -182,6 +182,7 @@ def evaluate_run(
                 config.policy.hidden_sizes,
                 config.policy.activation,
                 config.policy.init_std,
+                min_std=config.policy.min_std,
             )
         curves["random-init"] = adaptation_curve(fresh, fresh.params(), plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None

@@ -46,7 +46,9 @@ class GaussianMLPLinearization:
             raise ValueError("closed-form products need a GaussianMLPPolicy with tanh or relu activations")
         self.num_layers = len(policy.layers)
         self.weights = [params[f"layers.{i}.weight"] for i in range(self.num_layers)]
-        self.log_std = params["log_std"]
+        # The std floor clamps the log-std parameter: where it binds, the parameter has no effect.
+        self.log_std = params["log_std"].clamp_min(policy.min_log_std)
+        self.log_std_free = (params["log_std"] >= policy.min_log_std).to(self.log_std.dtype)
         num_tasks = self.weights[0].shape[0]
         self.sample_shape = observations.shape[:-1]
         x = observations.reshape(num_tasks, -1, observations.shape[-1])
@@ -102,14 +104,15 @@ class GaussianMLPLinearization:
         """``J v``: tangents of ``(mean, log_std)`` for per-task parameter directions ``vectors``."""
         mean = self.tangents(vectors)[1]
         mean = mean.reshape(*self.sample_shape, mean.shape[-1])
-        return mean, self._spread(vectors["log_std"], mean)
+        return mean, self._spread(vectors["log_std"] * self.log_std_free, mean)
 
     def vjp(self, mean_cotangent: torch.Tensor, log_std_cotangent: torch.Tensor) -> Params:
         """``J^T c``: per-task parameter gradients for cotangents of ``(mean, log_std)`` (outputs' shapes)."""
         num_tasks = self.weights[0].shape[0]
         signal = mean_cotangent.reshape(num_tasks, -1, mean_cotangent.shape[-1])
         grads = self.backward(signal)[0]
-        grads["log_std"] = log_std_cotangent.reshape(num_tasks, -1, log_std_cotangent.shape[-1]).sum(1)
+        log_std_grad = log_std_cotangent.reshape(num_tasks, -1, log_std_cotangent.shape[-1]).sum(1)
+        grads["log_std"] = log_std_grad * self.log_std_free
         return grads
 
     def backward(self, signal: torch.Tensor) -> tuple[Params, list[torch.Tensor]]:
@@ -168,7 +171,7 @@ class GaussianVPGDerivatives:
             upstream = None if curvature is None else torch.bmm(self.signals[i + 1], lin.weights[i + 1])
             self.curvature_terms.append(None if upstream is None else upstream.mul_(curvature))
         self.second_order = second_order
-        grads["log_std"] = self.weights.sum(1) - self.weighted_sq
+        grads["log_std"] = (self.weights.sum(1) - self.weighted_sq) * lin.log_std_free
         self.gradient = grads
         self.lin = lin
 
@@ -178,10 +181,13 @@ class GaussianVPGDerivatives:
             raise RuntimeError("built with second_order=False: only the gradient is available")
         lin = self.lin
         hidden, mean_tangent = lin.tangents(vectors)
-        log_std_tangent = vectors["log_std"].unsqueeze(1)
+        free_tangent = vectors["log_std"] * lin.log_std_free
+        log_std_tangent = free_tangent.unsqueeze(1)
         signal_tangent = self.weights * self.inv_var * mean_tangent - 2.0 * log_std_tangent * self.mean_grad
         out: Params = {
-            "log_std": 2.0 * (vectors["log_std"] * self.weighted_sq - (self.mean_grad * mean_tangent).sum(1))
+            "log_std": 2.0
+            * (free_tangent * self.weighted_sq - (self.mean_grad * mean_tangent).sum(1))
+            * lin.log_std_free
         }
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]

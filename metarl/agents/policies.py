@@ -134,6 +134,8 @@ class GaussianMLPPolicy(MLPPolicy):
         hidden_sizes: widths of the hidden layers (MAML uses 100x100 on Navigation2D, 64x64 is our default).
         activation: ``"tanh"`` (default) or ``"relu"``.
         init_std: initial standard deviation of every action dimension.
+        min_std: floor of the standard deviation (the log-std parameter is clamped; its gradient is zero
+            below the floor), as ``min_log_std`` in pytorch-maml-rl and ``min_std`` in garage.
     """
 
     def __init__(
@@ -143,17 +145,21 @@ class GaussianMLPPolicy(MLPPolicy):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         init_std: float = 1.0,
+        min_std: float = 1e-6,
     ) -> None:
         super().__init__(input_dim, action_dim, hidden_sizes, activation)
-        if not init_std > 0:
-            raise ValueError(f"policy init_std must be positive, got {init_std}")
+        if not init_std > 0 or not 0 < min_std <= init_std:
+            raise ValueError(
+                f"policy needs 0 < min_std <= init_std, got min_std={min_std}, init_std={init_std}"
+            )
         self.log_std = nn.Parameter(torch.full((int(action_dim),), math.log(init_std)))
+        self.min_log_std = math.log(min_std)
 
     def distribution_parameters(
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
         mean = self._body(obs, params)
-        log_std = params["log_std"]
+        log_std = params["log_std"].clamp_min(self.min_log_std)
         if log_std.dim() == 2:  # per task: (T, A) -> (T, 1, ..., 1, A)
             log_std = log_std.reshape(log_std.shape[0], *([1] * (mean.dim() - 2)), log_std.shape[1])
         return mean, log_std.expand_as(mean)
@@ -252,6 +258,7 @@ def make_policy(
     activation: str,
     init_std: float = 1.0,
     extra_inputs: int = 0,
+    min_std: float = 1e-6,
 ) -> MLPPolicy:
     """The policy for a pair of spaces: Gaussian for ``Box`` actions, categorical for ``Discrete`` ones.
 
@@ -262,11 +269,12 @@ def make_policy(
         activation: ``"tanh"`` or ``"relu"``.
         init_std: initial std of a Gaussian policy.
         extra_inputs: inputs appended to the observation (the task features of an oracle policy).
+        min_std: floor of a Gaussian policy's std.
     """
     input_dim = observation_size(observation_space) + int(extra_inputs)
     if isinstance(action_space, gym.spaces.Box):
         return GaussianMLPPolicy(
-            input_dim, int(np.prod(action_space.shape)), hidden_sizes, activation, init_std
+            input_dim, int(np.prod(action_space.shape)), hidden_sizes, activation, init_std, min_std
         )
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(input_dim, int(action_space.n), hidden_sizes, activation)

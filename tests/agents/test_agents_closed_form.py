@@ -15,10 +15,10 @@ from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPP
 from metarl.agents.trpo import functional_jacobian
 
 
-def _problem(activation, hidden_sizes, seed=0):
+def _problem(activation, hidden_sizes, seed=0, min_std=1e-6):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    policy = GaussianMLPPolicy(3, 2, hidden_sizes, activation, init_std=0.7).double()
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes, activation, init_std=0.7, min_std=min_std).double()
     tasks, shape = 3, (3, 4, 5)
 
     def randn(*size):
@@ -39,11 +39,15 @@ def _problem(activation, hidden_sizes, seed=0):
 
 
 CASES = [("tanh", (5,)), ("tanh", (7, 6)), ("tanh", (4, 4, 4)), ("relu", (7, 6)), ("relu", (5,))]
+# A std floor of 0.7 binds for the tasks whose perturbed log-std fell below log(0.7).
+FLOORS = [(*case, 1e-6) for case in CASES] + [("tanh", (7, 6), 0.7)]
 
 
-@pytest.mark.parametrize(("activation", "hidden_sizes"), CASES)
-def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes):
-    policy, params, episodes, advantages, v = _problem(activation, hidden_sizes)
+@pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)
+def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes, min_std):
+    policy, params, episodes, advantages, v = _problem(activation, hidden_sizes, min_std=min_std)
+    if min_std > 1e-6:
+        assert 0 < int((params["log_std"] < policy.min_log_std).sum()) < params["log_std"].numel()
     names = list(params)
     leaves = [params[n].clone().requires_grad_(True) for n in names]
     loss = vpg_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages).sum()
@@ -61,9 +65,11 @@ def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_siz
         gradient_only.hvp(v)
 
 
-@pytest.mark.parametrize(("activation", "hidden_sizes"), CASES)
-def test_linearization_outputs_jvp_and_vjp_equal_autograd(activation, hidden_sizes):
-    policy, params, episodes, _, v = _problem(activation, hidden_sizes, seed=1)
+@pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)
+def test_linearization_outputs_jvp_and_vjp_equal_autograd(activation, hidden_sizes, min_std):
+    policy, params, episodes, _, v = _problem(activation, hidden_sizes, seed=1, min_std=min_std)
+    if min_std > 1e-6:
+        assert 0 < int((params["log_std"] < policy.min_log_std).sum()) < params["log_std"].numel()
     names = list(params)
 
     def outputs_fn(*values):
