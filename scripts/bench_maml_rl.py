@@ -1,8 +1,10 @@
 """Seconds per MAML-TRPO meta-iteration on Navigation2D, split into sampling, inner adaptation and TRPO step.
 
 Reference config: configs/maml-trpo/navigation2d.yaml (20 tasks x 20 episodes x 100 steps, sampled before and
-after adaptation; 64x64 tanh policy; TRPO with 10 CG iterations). Also measured in the same run: first-order
-MAML and Reptile-PG (3 inner VPG steps) on the same config. Prints a table; ``--json PATH`` writes the numbers.
+after adaptation; 64x64 tanh policy; TRPO with 10 CG iterations). Also measured in the same run, the variants
+taking turns iteration by iteration so that load from other processes hits them alike: second-order MAML with
+the general autograd curvature (double backward; the path of policies without a closed form), first-order
+MAML and Reptile-PG (3 inner VPG steps). Prints a table; ``--json PATH`` writes the numbers.
 Wall-clock columns are split by phase; ``cpu s/iter`` is the process CPU time of the whole iteration, which
 on a shared, oversubscribed machine is closer to what an idle machine would take than the wall-clock time.
 
@@ -14,6 +16,7 @@ on a shared, oversubscribed machine is closer to what an idle machine would take
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,15 +34,34 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "maml-trpo" / "navigation2d.yaml"
 
 
-def measure(name: str, agent, iterations: int, warmup: int) -> dict:
-    rows = []
+@contextlib.contextmanager
+def autograd_curvature():
+    """Force the general autograd curvature path (what policies without a closed form use), as a reference."""
+    from unittest import mock
+
+    with (
+        mock.patch("metarl.agents.adaptation_jacobian.supports_closed_form", lambda policy: False),
+        mock.patch("metarl.agents.maml_rl.supports_closed_form", lambda policy: False),
+    ):
+        yield
+
+
+def measure_interleaved(variants, iterations: int, warmup: int) -> list[dict]:
+    """Run the variants' meta-iterations in turn (round robin), so that machine load hits them alike."""
+    rows: dict[str, list] = {name: [] for name, _, _ in variants}
     for i in range(warmup + iterations):
-        tick, cpu_tick = time.perf_counter(), time.process_time()
-        metrics = agent.meta_iteration(i)
-        total = time.perf_counter() - tick
-        metrics["cpu_seconds"] = time.process_time() - cpu_tick
-        if i >= warmup:
-            rows.append((metrics, total))
+        for name, agent, context in variants:
+            with context():
+                tick, cpu_tick = time.perf_counter(), time.process_time()
+                metrics = agent.meta_iteration(i)
+                total = time.perf_counter() - tick
+            metrics["cpu_seconds"] = time.process_time() - cpu_tick
+            if i >= warmup:
+                rows[name].append((metrics, total))
+    return [summarize(name, rows[name], iterations) for name, _, _ in variants]
+
+
+def summarize(name: str, rows: list, iterations: int) -> dict:
     median = statistics.median
 
     def col(key: str) -> float:
@@ -82,18 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = ["meta_batch_size=5", "episodes_per_task=10"] if args.quick else []
     iterations = 1 if args.quick else args.iterations
     config = load_config(TrainConfig, CONFIG, overrides)
+    first_order = load_config(TrainConfig, CONFIG, [*overrides, "inner.first_order=true"])
+    reptile = load_config(TrainConfig, ROOT / "configs/reptile/navigation2d.yaml", overrides)
     variants = [
-        ("maml-trpo (second order)", MAMLTRPO(config)),
-        (
-            "maml-trpo (first order)",
-            MAMLTRPO(load_config(TrainConfig, CONFIG, [*overrides, "inner.first_order=true"])),
-        ),
-        (
-            "reptile-pg (3 VPG steps)",
-            ReptilePG(load_config(TrainConfig, ROOT / "configs/reptile/navigation2d.yaml", overrides)),
-        ),
+        ("maml-trpo (second order)", MAMLTRPO(config), contextlib.nullcontext),
+        ("  autograd curvature", MAMLTRPO(config), autograd_curvature),
+        ("maml-trpo (first order)", MAMLTRPO(first_order), contextlib.nullcontext),
+        ("reptile-pg (3 VPG steps)", ReptilePG(reptile), contextlib.nullcontext),
     ]
-    results = [measure(name, agent, iterations, warmup=1) for name, agent in variants]
+    results = measure_interleaved(variants, iterations, warmup=1)
     env = {
         "config": str(CONFIG.relative_to(ROOT)),
         "overrides": overrides,
