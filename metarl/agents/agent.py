@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import yaml
 
 from metarl.agents.config import TrainConfig
 from metarl.agents.policies import MLPPolicy, make_policy
@@ -203,7 +204,12 @@ class MetaRLAgent:
         from metarl.agents.commands import agent_class
         from metarl.training import load_config
 
-        config = load_config(TrainConfig, run.config_path)
+        saved = yaml.safe_load(run.config_path.read_text()) or {}
+        # Runs written before policy.normalized_actions existed sampled raw (clipped) actions.
+        legacy = (
+            [] if "normalized_actions" in (saved.get("policy") or {}) else ["policy.normalized_actions=false"]
+        )
+        config = load_config(TrainConfig, run.config_path, legacy)
         agent = agent_class(config.algo)(config)
         if run.has_checkpoint():
             agent.load_state_dict(

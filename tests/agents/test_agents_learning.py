@@ -130,3 +130,17 @@ def test_a_fresh_agent_loaded_from_a_checkpoint_continues_exactly(algo, tmp_path
         return [{k: v for k, v in m.items() if not k.startswith("charts/")} for m in history]
 
     assert strip(uninterrupted[1:]) == strip(rest)
+
+
+def test_runs_saved_before_normalized_actions_existed_keep_raw_actions(tmp_path):
+    import yaml
+
+    from metarl.agents.agent import MetaRLAgent
+
+    MAMLTRPO(tiny("maml-trpo")).train(tmp_path / "run", progress=False)
+    assert MetaRLAgent.from_run(tmp_path / "run").config.policy.normalized_actions
+    config_path = tmp_path / "run" / "config.yaml"
+    saved = yaml.safe_load(config_path.read_text())
+    del saved["policy"]["normalized_actions"]  # a config.yaml written by an older metarl
+    config_path.write_text(yaml.safe_dump(saved))
+    assert not MetaRLAgent.from_run(tmp_path / "run").config.policy.normalized_actions
