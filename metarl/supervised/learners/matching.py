@@ -17,7 +17,7 @@ from torch import nn
 
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
-from metarl.supervised.learners.protonet import encode_tasks, flat_embedding
+from metarl.supervised.learners.protonet import encode_tasks, flat_embedding, prefer_channels_last
 
 _LOG_EPS = 1e-8
 
@@ -89,7 +89,7 @@ class MatchingNetwork(FewShotLearner):
         fce_steps: int = 5,
     ):
         super().__init__()
-        self.encoder = encoder
+        self.encoder = prefer_channels_last(encoder)
         self.full_context_embeddings = full_context_embeddings
         if full_context_embeddings:
             embedding_dim = embedding_dim or getattr(encoder, "embedding_dim", None)

@@ -42,7 +42,10 @@ def encode_tasks(
     n_support = batch.support_x.shape[1]
     support, query = [], []
     for task in range(batch.num_tasks):
-        features = encode(torch.cat([batch.support_x[task], batch.query_x[task]], dim=0))
+        images = torch.cat([batch.support_x[task], batch.query_x[task]], dim=0)
+        if images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        features = encode(images)
         support.append(features[:n_support])
         query.append(features[n_support:])
     return torch.stack(support), torch.stack(query)
@@ -70,6 +73,16 @@ def squared_euclidean(query: torch.Tensor, prototypes: torch.Tensor) -> torch.Te
     return (query.unsqueeze(2) - prototypes.unsqueeze(1)).pow(2).sum(-1)
 
 
+def prefer_channels_last(module: nn.Module) -> nn.Module:
+    """Store ``module``'s 4-D parameters in channels_last memory format (same values, in place).
+
+    On CPU, max-pooling and batch norm run several times faster in that layout and convolutions as fast, so the
+    metric learners keep their networks that way and :func:`encode_tasks` feeds images that way: about 1.4x
+    more ProtoNet episodes per second than the same Conv4 in the default layout (``BENCHMARKS.md``).
+    """
+    return module.to(memory_format=torch.channels_last)
+
+
 def flat_embedding(encoder: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The encoder's flat embedding function: its ``embed`` method when it has one, else its output flattened."""
     embed = getattr(encoder, "embed", None)
@@ -95,7 +108,7 @@ class PrototypicalNetwork(FewShotLearner):
         super().__init__()
         if distance not in ("squared_euclidean", "cosine"):
             raise ValueError(f"distance must be 'squared_euclidean' or 'cosine', got {distance!r}")
-        self.encoder = encoder
+        self.encoder = prefer_channels_last(encoder)
         self.distance = distance
         self.cosine_scale = cosine_scale
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
-from metarl.supervised.learners.protonet import encode_tasks
+from metarl.supervised.learners.protonet import encode_tasks, prefer_channels_last
 
 
 def conv_feature_map(encoder: nn.Module, x: torch.Tensor, pooled_blocks: int) -> torch.Tensor:
@@ -131,6 +131,7 @@ class RelationNetwork(FewShotLearner):
             raise ValueError(f"feature_shape must be (channels, height, width), got {feature_shape!r}")
         self.feature_shape = tuple(int(n) for n in feature_shape)
         self.relation = RelationModule(self.feature_shape, relation_channels, relation_hidden)
+        prefer_channels_last(self)
 
     def _measure_feature_shape(self) -> tuple[int, int, int]:
         in_channels, image_size = (
