@@ -271,3 +271,25 @@ def test_metric_learners_build_from_the_registry_around_the_runs_conv4():
         assert learner.predict(batch).shape == (2, 6, 3), name
         stats = learner.train_step(batch, torch.optim.Adam(learner.parameters(), 1e-3))
         assert torch.isfinite(torch.tensor(stats["loss"])), name
+
+
+def test_metric_learners_run_conv_encoders_in_channels_last_with_unchanged_values():
+    """The channels_last layout (a speed choice) gives the logits of the same Conv4 in the default layout."""
+    import copy
+
+    from metarl.supervised.models import Conv4
+
+    gen = torch.Generator().manual_seed(3)
+    encoder = Conv4(1, hidden=8)
+    reference = copy.deepcopy(encoder)
+    learner = PrototypicalNetwork(encoder)
+    conv = learner.encoder.features[1][0].weight  # the second block's convolution
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    batch = random_batch(gen, tasks=2, ways=3, shots=2, queries=2, size=28)
+    expected = []
+    for t in range(2):  # support and query share one batch-norm pass, as in encode_tasks
+        features = reference.embed(torch.cat([batch.support_x[t], batch.query_x[t]]))
+        support, query = features[:6], features[6:]
+        prototypes = class_means(support.unsqueeze(0), batch.support_y[t : t + 1], 3)[0]
+        expected.append(-(query.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).sum(-1))
+    torch.testing.assert_close(learner.predict(batch), torch.stack(expected), rtol=1e-4, atol=1e-4)
