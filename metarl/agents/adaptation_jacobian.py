@@ -12,9 +12,9 @@ both exact (second order). For a tanh or ReLU Gaussian MLP policy, ``H_i x``, ``
 computed in closed form with every vector-independent intermediate cached
 (:mod:`metarl.agents.gaussian_mlp_products`); for other policies ``H_i x`` for all tasks at once is one
 reverse pass through the saved graph of the inner gradient (``H`` is symmetric, so its vector-Jacobian product
-is its Hessian-vector product). Either is several times faster than ``torch.func``'s forward-over-reverse JVP plus reverse-over-reverse VJP through the
-adaptation (:func:`metarl.agents.trpo.functional_jacobian`), which remains the general path (several inner
-steps). With ``first_order`` the adaptation Jacobian is the identity.
+is its Hessian-vector product). Either is several times faster than ``torch.func``'s forward-over-reverse
+JVP plus reverse-over-reverse VJP through the adaptation (:func:`metarl.agents.trpo.functional_jacobian`),
+which remains the general path (several inner steps). With ``first_order`` the adaptation Jacobian is the identity.
 
 Meta-SGD's learned rates ``D`` (one per parameter, shared by the tasks) are meta-parameters too:
 ``phi_i = theta - D * g_i``, so ``d phi_i = (I - D H_i) d theta - g_i * d D`` and the transpose is
@@ -35,7 +35,7 @@ from metarl.agents.gaussian_mlp_products import (
     supports_closed_form,
 )
 from metarl.agents.inner import vpg_losses
-from metarl.agents.policies import MLPPolicy
+from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.trpo import JacobianProducts
 from metarl.core import flatten, unflatten_like
 
@@ -67,7 +67,7 @@ def one_step_adaptation_jacobian(
     num_tasks = inner_episodes.num_tasks
     learned = isinstance(lr, Mapping)
     rates = [lr[n].detach() if learned else lr for n in names]
-    stacked = [theta[n].detach().unsqueeze(0).expand(num_tasks, *theta[n].shape).contiguous() for n in names]
+    stacked = list(stack_params({n: theta[n].detach() for n in names}, num_tasks).values())
     closed_form = supports_closed_form(policy)
     inner = _closed_form_inner if closed_form else _autograd_inner
     inner_grads, inner_hessian_products = inner(
@@ -122,9 +122,7 @@ def policy_jacobian(
     """
     names = list(theta)
     num_tasks = observations.shape[0]
-    stacked = {
-        n: theta[n].detach().unsqueeze(0).expand(num_tasks, *theta[n].shape).contiguous() for n in names
-    }
+    stacked = stack_params({n: theta[n].detach() for n in names}, num_tasks)
     linearization = GaussianMLPLinearization(policy, stacked, observations)
 
     def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:

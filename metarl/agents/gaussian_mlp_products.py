@@ -11,7 +11,7 @@ matmuls and some sixty elementwise ops of the double-backward graph.
 
 Parameters are stacked per task (leading axis = task) and named like :class:`GaussianMLPPolicy`'s
 (``layers.{i}.weight``, ``layers.{i}.bias``, ``log_std``); products take and return such dicts.
-Exactness against autograd is tested in ``tests/agents/test_agents_meta_gradient.py``.
+Exactness against autograd is tested in ``tests/agents/test_agents_closed_form.py``.
 """
 
 from __future__ import annotations
