@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
 
-from metarl.agents.config import TrainConfig
+from metarl.agents.config import PolicyConfig, TrainConfig
 from metarl.agents.policies import MLPPolicy, make_policy
 from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import LearnedLearningRates, Params
@@ -39,6 +40,27 @@ INIT_STREAM = 2  # the policy's initial weights
 def stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
     """The numpy generator of ``(seed, stream, index)``; distinct triples give independent streams."""
     return np.random.default_rng([int(seed), int(stream), int(index)])
+
+
+def seeded_policy(
+    config: PolicyConfig,
+    observation_space: gym.spaces.Space,
+    action_space: gym.spaces.Space,
+    rng: np.random.Generator,
+    extra_inputs: int = 0,
+) -> MLPPolicy:
+    """The policy ``config`` describes for a pair of spaces, its initial weights drawn from ``rng``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**62)))
+        return make_policy(
+            observation_space,
+            action_space,
+            config.hidden_sizes,
+            config.activation,
+            config.init_std,
+            extra_inputs=extra_inputs,
+            min_std=config.min_std,
+        )
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -86,18 +108,13 @@ class MetaRLAgent:
         self.iteration = 0
 
     def _build_policy(self, extra_inputs: int) -> MLPPolicy:
-        cfg = self.config.policy
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(stream_rng(self.config.seed, INIT_STREAM).integers(2**62)))
-            return make_policy(
-                self.env.observation_space,
-                self.env.action_space,
-                cfg.hidden_sizes,
-                cfg.activation,
-                cfg.init_std,
-                extra_inputs=extra_inputs,
-                min_std=cfg.min_std,
-            )
+        return seeded_policy(
+            self.config.policy,
+            self.env.observation_space,
+            self.env.action_space,
+            stream_rng(self.config.seed, INIT_STREAM),
+            extra_inputs,
+        )
 
     # --- what subclasses provide ------------------------------------------------------------------
     def meta_iteration(self, iteration: int) -> dict[str, float]:

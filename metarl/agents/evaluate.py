@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, stream_rng, torch_generator
+from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, seeded_policy, stream_rng, torch_generator
 from metarl.agents.config import TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
-from metarl.agents.policies import MLPPolicy, make_policy, stack_params
+from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.sampler import BatchedSampler, sample_tasks
 from metarl.envs import Task, task_to_dict
 from metarl.training import (
@@ -174,16 +174,12 @@ def evaluate_run(
             pretrained.policy, pretrained.policy.params(), plain, tasks, adapt_steps
         )
     if "random-init" in baselines:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(stream_rng(config.seed, EVAL_STREAM, 2).integers(2**62)))
-            fresh = make_policy(
-                agent.sampler.observation_space,
-                agent.sampler.action_space,
-                config.policy.hidden_sizes,
-                config.policy.activation,
-                config.policy.init_std,
-                min_std=config.policy.min_std,
-            )
+        fresh = seeded_policy(
+            config.policy,
+            agent.sampler.observation_space,
+            agent.sampler.action_space,
+            stream_rng(config.seed, EVAL_STREAM, 2),
+        )
         curves["random-init"] = adaptation_curve(fresh, fresh.params(), plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
