@@ -17,7 +17,7 @@ import yaml
 
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
-from metarl.training import RunDir, config_help, load_config
+from metarl.training import RunDir, check_resume_overrides, config_help, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALGOS = ("maml-trpo", "reptile")
@@ -104,16 +104,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--resume continues a run with its saved config; drop --config/--algo/--env/--seed/--run-dir"
             )
-        changed = sorted(
-            key
-            for key in (o.split("=", 1)[0].strip() for o in args.overrides)
-            if key not in RESUME_OVERRIDES and not key.startswith("evaluation.")
-        )
-        if changed:
-            raise ValueError(
-                f"--resume keeps the run's config; only {', '.join(sorted(RESUME_OVERRIDES))} and evaluation.* "
-                f"may change (got {', '.join(changed)})"
-            )
+        check_resume_overrides(args.overrides, RESUME_OVERRIDES, ("evaluation.",))
         agent = MetaRLAgent.from_run(run)
         if args.overrides:
             agent.config = load_config(TrainConfig, None, args.overrides, base=agent.config)

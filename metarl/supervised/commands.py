@@ -23,17 +23,12 @@ RESUME_OVERRIDES = {"iterations", "val_every", "val_episodes", "log_every", "che
 def _train(args: argparse.Namespace) -> int:
     from metarl.supervised.config import FewShotConfig
     from metarl.supervised.runner import train
-    from metarl.training import RunDir, load_config
+    from metarl.training import RunDir, check_resume_overrides, load_config
 
     if args.resume:
         if args.config or args.learner or args.data_root or args.seed is not None:
             raise UserError("--resume continues a run with its saved config; drop --config/--learner/--seed")
-        changed = sorted({o.split("=", 1)[0] for o in args.overrides} - RESUME_OVERRIDES)
-        if changed:
-            raise UserError(
-                f"--resume keeps the run's config; only {', '.join(sorted(RESUME_OVERRIDES))} may change "
-                f"(got {', '.join(changed)})"
-            )
+        check_resume_overrides(args.overrides, RESUME_OVERRIDES)
         run = RunDir.open(args.resume)
         if not run.config_path.is_file():
             raise UserError(f"{run.path} has no config.yaml: it was not written by `metarl fewshot train`")

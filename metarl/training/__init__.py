@@ -29,6 +29,7 @@ from metarl.training.checkpoint import (
     save_checkpoint,
 )
 from metarl.training.config import (
+    check_resume_overrides,
     config_from_dict,
     config_help,
     config_to_dict,
@@ -58,6 +59,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "capture_rng_states",
+    "check_resume_overrides",
     "config_from_dict",
     "config_help",
     "config_to_dict",

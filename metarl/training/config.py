@@ -146,6 +146,22 @@ def _literal_hint(value: Any, tp: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def check_resume_overrides(
+    overrides: Iterable[str], allowed: Iterable[str], allowed_prefixes: tuple[str, ...] = ()
+) -> None:
+    """Refuse ``key=value`` overrides of a resumed run other than the ``allowed`` keys (budget, bookkeeping).
+
+    Raises:
+        ValueError: naming the keys that may change and the ones that were given.
+    """
+    allowed = set(allowed)
+    keys = (str(item).partition("=")[0].strip() for item in overrides)
+    changed = sorted(k for k in keys if k not in allowed and not k.startswith(allowed_prefixes))
+    if changed:
+        may = ", ".join([*sorted(allowed), *(f"{p}*" for p in allowed_prefixes)])
+        raise ValueError(f"--resume keeps the run's config; only {may} may change (got {', '.join(changed)})")
+
+
 def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """Parse ``"a.b=value"`` strings into a nested dict (values read with ``yaml.safe_load``).
 
