@@ -9,11 +9,14 @@ parameters is all the state a task needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from metarl.supervised.batch_norm import batch_norm_batch_stats
 
 Downsample = Literal["maxpool", "stride"]
 
@@ -117,6 +120,51 @@ class Conv4(nn.Module):
         """Logits ``(B, ways)`` with a head, else embeddings ``(B, embedding_dim)``."""
         z = self.embed(x)
         return self.head(z) if self.head is not None else z
+
+    def forward_tasks(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(tasks, n, ...)`` of every task's images ``(tasks, n, C, H, W)`` under its own parameters.
+
+        ``params`` holds each parameter stacked per task, ``(tasks, *shape)``, keyed as in ``named_parameters``.
+        The tasks run side by side as channel groups of one batch: ``(n, tasks * C, H, W)`` through grouped
+        convolutions, batch norm over ``tasks * C`` channels (each task's channels see only that task's
+        statistics, as in a per-task forward), pooling and ReLU, which act on each channel alone. Batch norm uses
+        :func:`~metarl.supervised.batch_norm.batch_norm_batch_stats`, whose second derivative is cheap. The
+        numbers equal ``torch.func.vmap`` of the per-task forward; what MAML's meta-batch runs on.
+        """
+        if x.dim() != 5 or x.shape[2] != self.in_channels:
+            raise ValueError(
+                f"Conv4.forward_tasks expects images shaped (tasks, n, {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        tasks, n = x.shape[:2]
+        h = x.transpose(0, 1).reshape(n, tasks * self.in_channels, *x.shape[3:])
+        for i, block in enumerate(self.features):
+            conv = block[0]
+            weight = params[f"features.{i}.0.weight"]
+            h = F.conv2d(
+                h,
+                weight.reshape(-1, *weight.shape[2:]),
+                params[f"features.{i}.0.bias"].reshape(-1),
+                stride=conv.stride,
+                padding=conv.padding,
+                groups=tasks,
+            )
+            h = batch_norm_batch_stats(
+                h,
+                params[f"features.{i}.1.weight"].reshape(-1),
+                params[f"features.{i}.1.bias"].reshape(-1),
+                block[1].eps,
+            )
+            # Max-pooling commutes with ReLU: pooling first rectifies four times fewer entries.
+            if self.downsample == "maxpool":
+                h = F.max_pool2d(h, 2)
+            h = F.relu(h)
+        maps = h.view(n, tasks, -1, *h.shape[2:])
+        z = maps.flatten(2) if self.downsample == "maxpool" else maps.mean((3, 4))
+        z = z.transpose(0, 1)
+        if self.head is None:
+            return z
+        return torch.baddbmm(params["head.bias"].unsqueeze(1), z, params["head.weight"].transpose(1, 2))
 
     @property
     def head_names(self) -> list[str]:

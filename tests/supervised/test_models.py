@@ -81,3 +81,28 @@ def test_mlp_is_the_maml_sinusoid_network():
     assert model(torch.zeros(7, 1)).shape == (7, 1)
     assert model.embed(torch.zeros(7, 1)).shape == (7, 40)
     assert model.head_names == ["head.weight", "head.bias"]
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "downsample", "ways"),
+    [(1, 28, "maxpool", 5), (3, 20, "maxpool", None), (1, 14, "stride", 3), (3, 20, "stride", None)],
+)
+def test_conv4_forward_tasks_equals_each_task_on_its_own(channels, size, downsample, ways):
+    """Tasks as channel groups give each task the outputs of its own forward pass (its own batch statistics)."""
+    from metarl.core import functional_forward
+
+    torch.manual_seed(0)
+    model = Conv4(channels, size, ways=ways, hidden=6, downsample=downsample).double()
+    gen = torch.Generator().manual_seed(1)
+    tasks = 3
+    params = {
+        name: p.detach() + 0.1 * torch.randn(tasks, *p.shape, generator=gen, dtype=p.dtype)
+        for name, p in model.named_parameters()
+    }
+    x = torch.rand(tasks, 4, channels, size, size, generator=gen, dtype=torch.float64)
+    out = model.forward_tasks(params, x)
+    for t in range(tasks):
+        alone = functional_forward(model, {n: p[t] for n, p in params.items()}, x[t])
+        torch.testing.assert_close(out[t], alone)
+    with pytest.raises(ValueError, match=r"\(tasks, n, "):
+        model.forward_tasks(params, x[0])

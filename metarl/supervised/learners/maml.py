@@ -6,7 +6,8 @@ gradients flow back to the shared meta-parameters) and the model runs per task w
 inner loss handed to ``adapt`` is the *sum* over tasks of each task's mean support loss: tasks share no
 parameters in the expanded view, so the gradient with respect to task ``t``'s slice is exactly task ``t``'s own
 inner gradient, and one ``adapt`` call (one ``torch.autograd.grad`` per step) adapts the whole meta-batch. The
-module is never cloned or mutated.
+module is never cloned or mutated. Conv4 runs the tasks as channel groups of one batch instead of under vmap
+(:meth:`metarl.supervised.models.Conv4.forward_tasks`), with a batch norm whose second derivative is cheap.
 
 * MAML (Finn et al. 2017): scalar inner learning rate, second-order meta-gradient (``create_graph=True``).
 * FOMAML: ``first_order=True``; the inner gradients are treated as constants.
@@ -55,9 +56,13 @@ def run_per_task(
 ) -> torch.Tensor:
     """``module`` on each task's inputs ``(tasks, n, ...)`` with that task's parameters ``(tasks, *shape)``.
 
-    With ``vectorize`` the tasks run in one :func:`torch.func.vmap` call (batched matmuls, grouped convolutions);
-    otherwise in a Python loop. Both give the same numbers; which is faster depends on the model and machine.
+    With ``vectorize`` the tasks run in one call: the module's own ``forward_tasks(params, inputs)`` if it has
+    one (:meth:`metarl.supervised.models.Conv4.forward_tasks`), else :func:`torch.func.vmap` (batched matmuls,
+    grouped convolutions); otherwise in a Python loop. All give the same numbers; which is faster depends on the
+    model and machine.
     """
+    if vectorize and hasattr(module, "forward_tasks"):
+        return module.forward_tasks(params, inputs)
     if vectorize:
         return torch.func.vmap(lambda p, x: functional_forward(module, p, x))(dict(params), inputs)
     outputs = [
@@ -77,7 +82,7 @@ class MAML(FewShotLearner):
         eval_inner_steps: inner steps when predicting for evaluation (3 on Omniglot); default ``inner_steps``.
         first_order: drop the second-order terms of the meta-gradient (FOMAML).
         loss: ``"cross_entropy"`` for classification, ``"mse"`` for regression.
-        vectorize: adapt all tasks of a batch in one ``vmap`` call instead of a loop over tasks.
+        vectorize: run all tasks of a batch in one call (``forward_tasks`` or ``vmap``) instead of a loop.
     """
 
     adapt_head_only = False
