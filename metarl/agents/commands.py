@@ -148,6 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_tasks=args.tasks,
         baselines=args.baselines,
         baseline_iterations=args.baseline_iterations,
+        episodes_per_task=args.episodes,
         progress=None if not args.no_progress else False,
     )
     print(format_results(results))
@@ -188,6 +189,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="a run directory written by `metarl train`")
     p.add_argument("--adapt-steps", type=int, help="fine-tuning steps (default: config, 3)")
     p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
+    p.add_argument(
+        "--episodes", type=int, help="episodes per fine-tuning step (default: config, else the training's)"
+    )
     p.add_argument(
         "--baselines",
         nargs="*",

@@ -134,8 +134,19 @@ class EvalConfig:
         default=None,
         metadata=_help("TRPO iterations of the pretrained/oracle policies (null: the run's meta-iterations)"),
     )
+    episodes_per_task: int | None = field(
+        default=None,
+        metadata=_help(
+            "episodes per fine-tuning step on a held-out task (null: the training's episodes_per_task; "
+            "the MAML paper's 2D-navigation test used 40, twice its training batch)"
+        ),
+    )
 
     def __post_init__(self) -> None:
+        if self.episodes_per_task is not None and self.episodes_per_task < 1:
+            raise ValueError(
+                f"config key 'evaluation.episodes_per_task' must be >= 1 or null, got {self.episodes_per_task}"
+            )
         if self.tasks < 2:
             raise ValueError(f"config key 'evaluation.tasks' must be >= 2 (for a CI), got {self.tasks}")
         if self.adapt_steps < 0:

@@ -1,8 +1,9 @@
 """Evaluation on held-out tasks: mean return after 0..k adaptation steps, for the meta-learner and baselines.
 
 Every learner is fine-tuned with exactly the meta-learner's inner update (``inner`` section of the run's
-config: algorithm, optimizer, learning rate, ``episodes_per_task`` episodes per step) on the same held-out
-tasks, with the same env seeds and action-noise stream (common random numbers):
+config: algorithm, optimizer, learning rate; ``evaluation.episodes_per_task`` episodes per step, by default the
+training's ``episodes_per_task``) on the same held-out tasks, with the same env seeds and action-noise stream
+(common random numbers):
 
 * the meta-learner (``maml-trpo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
 * ``pretrained``: one policy trained with TRPO on the task mixture (MAML-TRPO with 0 inner steps) for as many
@@ -118,6 +119,7 @@ def evaluate_run(
     num_tasks: int | None = None,
     baselines: list[str] | None = None,
     baseline_iterations: int | None = None,
+    episodes_per_task: int | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on held-out tasks; writes ``tasks.json``, ``eval.json`` and the adaptation-curve PNG.
@@ -128,6 +130,8 @@ def evaluate_run(
         num_tasks: held-out tasks (default: ``evaluation.tasks``).
         baselines: subset of ``pretrained``, ``random-init``, ``oracle`` (default: ``evaluation.baselines``).
         baseline_iterations: TRPO iterations of pretrained/oracle (default: the meta-learner's iterations).
+        episodes_per_task: episodes per fine-tuning step (default: ``evaluation.episodes_per_task``, else the
+            training's ``episodes_per_task``).
         progress: show progress bars while training baselines.
 
     Returns:
@@ -140,8 +144,16 @@ def evaluate_run(
         raise ValueError(f"run {run.path} has no trained checkpoint yet: train it first (metarl train)")
     adapt_steps = config.evaluation.adapt_steps if adapt_steps is None else int(adapt_steps)
     num_tasks = config.evaluation.tasks if num_tasks is None else int(num_tasks)
-    if adapt_steps < 0 or num_tasks < 2:
-        raise ValueError(f"need --adapt-steps >= 0 and --tasks >= 2, got {adapt_steps} and {num_tasks}")
+    episodes = next(
+        v
+        for v in (episodes_per_task, config.evaluation.episodes_per_task, config.episodes_per_task)
+        if v is not None
+    )
+    if adapt_steps < 0 or num_tasks < 2 or episodes < 1:
+        raise ValueError(
+            f"need --adapt-steps >= 0, --tasks >= 2 and --episodes >= 1, got {adapt_steps}, {num_tasks} and "
+            f"{episodes}"
+        )
     baselines = list(config.evaluation.baselines if baselines is None else baselines)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -157,12 +169,14 @@ def evaluate_run(
             "tasks": [task_to_dict(t) for t in tasks],
         },
     )
-    plain = dataclasses.replace(config, oracle=False)
+    plain = dataclasses.replace(config, oracle=False)  # what the baselines train with
+    tested = dataclasses.replace(config, episodes_per_task=episodes)  # what every learner fine-tunes with
+    tested_plain = dataclasses.replace(tested, oracle=False)
     curves: dict[str, np.ndarray] = {}
     curves[config.algo] = adaptation_curve(
         agent.policy,
         agent.policy.params(),
-        config,
+        tested,
         tasks,
         adapt_steps,
         lr=agent.adaptation_lr(),
@@ -171,7 +185,7 @@ def evaluate_run(
     if "pretrained" in baselines:
         pretrained = train_baseline(run, plain, "pretrained", iterations, progress)
         curves["pretrained"] = adaptation_curve(
-            pretrained.policy, pretrained.policy.params(), plain, tasks, adapt_steps
+            pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps
         )
     if "random-init" in baselines:
         fresh = seeded_policy(
@@ -180,12 +194,12 @@ def evaluate_run(
             agent.sampler.action_space,
             stream_rng(config.seed, EVAL_STREAM, 2),
         )
-        curves["random-init"] = adaptation_curve(fresh, fresh.params(), plain, tasks, adapt_steps)
+        curves["random-init"] = adaptation_curve(fresh, fresh.params(), tested_plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
         oracle = train_baseline(run, plain, "oracle", iterations, progress)
         curves["oracle"] = adaptation_curve(
-            oracle.policy, oracle.policy.params(), plain, tasks, adapt_steps, oracle=True
+            oracle.policy, oracle.policy.params(), tested_plain, tasks, adapt_steps, oracle=True
         )
     results = {
         "env": config.env,
@@ -195,7 +209,7 @@ def evaluate_run(
         "baseline_iterations": iterations,
         "tasks": num_tasks,
         "adapt_steps": adapt_steps,
-        "episodes_per_task": config.episodes_per_task,
+        "episodes_per_task": episodes,
         "inner": dataclasses.asdict(config.inner),
         "learners": {},
     }

@@ -54,3 +54,13 @@ def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
     # Re-evaluating reuses the cached baselines and gives the same numbers (common random numbers, fixed seeds).
     again = evaluate_run(tmp_path / "run", adapt_steps=2, num_tasks=5, baseline_iterations=1)
     assert again["learners"] == learners
+    # More episodes per fine-tuning step at test time (the MAML paper's protocol) changes only the evaluation:
+    # the baselines keep their training batch and are not retrained.
+    checkpoint = tmp_path / "run" / "baselines" / "pretrained" / "checkpoint.pt"
+    trained_at = checkpoint.stat().st_mtime_ns
+    wider = evaluate_run(
+        tmp_path / "run", adapt_steps=1, num_tasks=5, baseline_iterations=1, episodes_per_task=8
+    )
+    assert wider["episodes_per_task"] == 8 and "8 episodes per step" in format_results(wider)
+    assert checkpoint.stat().st_mtime_ns == trained_at
+    assert wider["learners"]["reptile"]["per_task"] != [row[:2] for row in learners["reptile"]["per_task"]]
