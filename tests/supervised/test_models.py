@@ -87,10 +87,15 @@ def test_mlp_is_the_maml_sinusoid_network():
     ("channels", "size", "downsample", "ways"),
     [(1, 28, "maxpool", 5), (3, 20, "maxpool", None), (1, 14, "stride", 3), (3, 20, "stride", None)],
 )
-def test_conv4_forward_tasks_equals_each_task_on_its_own(channels, size, downsample, ways):
+@pytest.mark.parametrize("chunk_bytes", [2**30, 1])  # all tasks in one group; one task per chunk
+def test_conv4_forward_tasks_equals_each_task_on_its_own(
+    channels, size, downsample, ways, chunk_bytes, monkeypatch
+):
     """Tasks as channel groups give each task the outputs of its own forward pass (its own batch statistics)."""
     from metarl.core import functional_forward
+    from metarl.supervised import models
 
+    monkeypatch.setattr(models, "TASK_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     model = Conv4(channels, size, ways=ways, hidden=6, downsample=downsample).double()
     gen = torch.Generator().manual_seed(1)

@@ -7,7 +7,8 @@ inner loss handed to ``adapt`` is the *sum* over tasks of each task's mean suppo
 parameters in the expanded view, so the gradient with respect to task ``t``'s slice is exactly task ``t``'s own
 inner gradient, and one ``adapt`` call (one ``torch.autograd.grad`` per step) adapts the whole meta-batch. The
 module is never cloned or mutated. Conv4 runs the tasks as channel groups of one batch instead of under vmap
-(:meth:`metarl.supervised.models.Conv4.forward_tasks`), with a batch norm whose second derivative is cheap.
+(:meth:`metarl.supervised.models.Conv4.forward_tasks`), with a batch norm whose second derivative is cheap and
+a faster max-pooling.
 
 * MAML (Finn et al. 2017): scalar inner learning rate, second-order meta-gradient (``create_graph=True``).
 * FOMAML: ``first_order=True``; the inner gradients are treated as constants.
