@@ -24,7 +24,8 @@ Two workloads, side by side in one run, on random Omniglot-shaped data (timing d
 
   - *metarl*: ``metarl.supervised.learners.protonet.PrototypicalNetwork.train_step`` (one encoder pass per
     episode, so batch norm sees the statistics of one episode; the learner keeps the encoder and the images in
-    channels_last memory format, where CPU max-pooling and batch norm are several times faster).
+    channels_last memory format, where CPU max-pooling and batch norm are several times faster, and runs the
+    backward pass in chunks of 8 episodes, gradients accumulated).
   - *reference loop*: the original implementation's structure: one episode at a time, embed, prototypes,
     loss, ``backward()``; gradients accumulated over the 32 episodes, one optimizer step; PyTorch's default
     memory layout.

@@ -293,3 +293,29 @@ def test_metric_learners_run_conv_encoders_in_channels_last_with_unchanged_value
         prototypes = class_means(support.unsqueeze(0), batch.support_y[t : t + 1], 3)[0]
         expected.append(-(query.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).sum(-1))
     torch.testing.assert_close(learner.predict(batch), torch.stack(expected), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_train_step_in_task_chunks_gives_the_same_update(chunk):
+    """Gradients accumulated over chunks of tasks equal one backward pass over the whole batch."""
+    from metarl.supervised.models import Conv4
+
+    batch = random_batch(torch.Generator().manual_seed(7), tasks=5, ways=3, shots=1, queries=2)
+    batch = EpisodeBatch(
+        batch.support_x.double(), batch.support_y, batch.query_x.double(), batch.query_y, 3, 1, 2
+    )
+    results = []
+    for backward_chunk in (None, chunk):
+        torch.manual_seed(0)
+        learner = PrototypicalNetwork(Conv4(1, 8, hidden=4, blocks=2).double())
+        learner.backward_chunk = backward_chunk
+        before = [p.detach().clone() for p in learner.parameters()]
+        metrics = learner.train_step(batch, torch.optim.SGD(learner.parameters(), lr=0.5))
+        results.append((metrics, [p.detach().clone() for p in learner.parameters()]))
+    (whole, whole_params), (chunked, chunked_params) = results
+    assert any(not torch.equal(a, b) for a, b in zip(before, whole_params, strict=True))
+    assert chunked.keys() == whole.keys() == {"loss", "accuracy"}
+    for key in whole:
+        assert chunked[key] == pytest.approx(whole[key], rel=1e-6)
+    for a, b in zip(whole_params, chunked_params, strict=True):
+        torch.testing.assert_close(a, b)

@@ -31,7 +31,11 @@ class EpisodeBatch:
 
     def task(self, i: int) -> EpisodeBatch:
         """The ``i``-th task as a batch of one."""
-        sl = slice(i, i + 1)
+        return self.tasks(i, i + 1)
+
+    def tasks(self, start: int, stop: int) -> EpisodeBatch:
+        """Tasks ``start`` to ``stop - 1`` as a batch (views, no copy)."""
+        sl = slice(start, stop)
         return EpisodeBatch(
             self.support_x[sl],
             self.support_y[sl],

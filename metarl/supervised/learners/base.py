@@ -17,6 +17,11 @@ class FewShotLearner(nn.Module, ABC):
     Learners whose outer update is not a gradient of a loss (Reptile) override :meth:`train_step`.
     """
 
+    backward_chunk: int | None = None
+    """Tasks per backward pass in :meth:`train_step`, gradients accumulated over the chunks (the same update,
+    since :meth:`meta_loss` is a mean over tasks); ``None``: the whole batch in one pass. Smaller chunks keep
+    less of the graph alive and, on the CPU, more of it in cache."""
+
     @abstractmethod
     def meta_loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean query loss over the tasks of ``batch`` and metrics to log (e.g. ``{"accuracy": ...}``)."""
@@ -26,12 +31,22 @@ class FewShotLearner(nn.Module, ABC):
         """Query predictions ``(tasks, N*Q, ways)`` logits (or regression outputs) after using the support set."""
 
     def train_step(self, batch: EpisodeBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-        """One meta-update: by default ``optimizer.step()`` on :meth:`meta_loss`."""
+        """One meta-update: by default ``optimizer.step()`` on :meth:`meta_loss` (in ``backward_chunk`` chunks).
+
+        Returns the loss and metrics averaged over the tasks.
+        """
         optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.meta_loss(batch)
-        loss.backward()
+        chunk = self.backward_chunk or batch.num_tasks
+        totals: dict[str, float] = {}
+        for start in range(0, batch.num_tasks, chunk):
+            part = batch.tasks(start, start + chunk)
+            weight = part.num_tasks / batch.num_tasks
+            loss, metrics = self.meta_loss(part)
+            (loss * weight if weight != 1 else loss).backward()
+            for key, value in {"loss": float(loss.detach()), **metrics}.items():
+                totals[key] = totals.get(key, 0.0) + weight * value
         optimizer.step()
-        return {"loss": float(loss.detach()), **metrics}
+        return totals
 
     def accuracy(self, batch: EpisodeBatch) -> torch.Tensor:
         """Per-task query accuracy ``(tasks,)`` of a classification learner."""
