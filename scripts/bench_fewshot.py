@@ -11,8 +11,8 @@ Two workloads, side by side in one run, on random Omniglot-shaped data (timing d
   - *metarl*: ``metarl.supervised.learners.maml.MAML.train_step``: the whole meta-batch adapts in one
     ``metarl.core.adapt`` call on task-expanded parameters; Conv4 runs the tasks as channel groups of one batch
     (``Conv4.forward_tasks``: grouped convolutions, a batch norm with a closed-form second derivative,
-    max-pooling found in channels-last layout, tasks in cache-sized chunks), the sinusoid MLP runs per task
-    under ``torch.func.vmap``.
+    max-pooling found in channels-last layout, tasks in cache-sized chunks, one backward pass per 8 tasks), the
+    sinusoid MLP runs per task under ``torch.func.vmap``.
   - *higher*: the library's documented MAML loop, ``higher.innerloop_ctx`` per task with a differentiable SGD
     optimizer, query loss ``backward()`` per task.
   - *clone loop*: ``copy.deepcopy`` of the module per task, ``torch.autograd.grad(create_graph=True)`` on the

@@ -229,3 +229,20 @@ def test_learner_registry_and_bad_options():
     model = tiny_conv()
     before = {n: p.clone() for n, p in model.named_parameters()}
     load_params_(model, before)
+
+
+def test_maml_backward_in_task_chunks_gives_the_same_update():
+    """MAML on Conv4 accumulates gradients over chunks of tasks: the same update as one backward pass."""
+    batch = image_batch(8, tasks=5)
+    updates = []
+    for chunk in (None, 2):
+        learner = MAML(tiny_conv(), inner_lr=0.4)
+        assert learner.backward_chunk == 8  # Conv4 has forward_tasks
+        learner.backward_chunk = chunk
+        metrics = learner.train_step(batch, torch.optim.SGD(learner.parameters(), lr=0.1))
+        updates.append((metrics, [p.detach().clone() for p in learner.parameters()]))
+    (whole, whole_params), (chunked, chunked_params) = updates
+    assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-10)
+    for a, b in zip(whole_params, chunked_params, strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(whole_params, tiny_conv().parameters(), strict=True))
