@@ -149,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         baselines=args.baselines,
         baseline_iterations=args.baseline_iterations,
         episodes_per_task=args.episodes,
+        later_steps_lr_scale=args.later_lr_scale,
         progress=None if not args.no_progress else False,
     )
     print(format_results(results))
@@ -191,6 +192,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", type=int, help="held-out tasks (default: config, 40)")
     p.add_argument(
         "--episodes", type=int, help="episodes per fine-tuning step (default: config, else the training's)"
+    )
+    p.add_argument(
+        "--later-lr-scale",
+        type=float,
+        help="multiplies the step size after the first fine-tuning step (default: config, 1; MAML paper: 0.5)",
     )
     p.add_argument(
         "--baselines",

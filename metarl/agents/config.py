@@ -141,8 +141,16 @@ class EvalConfig:
             "the MAML paper's 2D-navigation test used 40, twice its training batch)"
         ),
     )
+    later_steps_lr_scale: float = field(
+        default=1.0,
+        metadata=_help(
+            "multiplies the fine-tuning step size after the first step (the MAML paper's 2D-navigation test: "
+            "0.5, i.e. lr 0.5 then 0.25)"
+        ),
+    )
 
     def __post_init__(self) -> None:
+        _positive("evaluation.later_steps_lr_scale", self.later_steps_lr_scale)
         if self.episodes_per_task is not None and self.episodes_per_task < 1:
             raise ValueError(
                 f"config key 'evaluation.episodes_per_task' must be >= 1 or null, got {self.episodes_per_task}"

@@ -73,7 +73,14 @@ def adaptation_curve(
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)
     result = tuner.run(
-        stack_params(params, len(tasks)), tasks, sampler, rng, torch_generator(rng), steps=adapt_steps, lr=lr
+        stack_params(params, len(tasks)),
+        tasks,
+        sampler,
+        rng,
+        torch_generator(rng),
+        steps=adapt_steps,
+        lr=lr,
+        later_steps_lr_scale=config.evaluation.later_steps_lr_scale,
     )
     return result.returns.numpy().astype(np.float64)
 
@@ -120,6 +127,7 @@ def evaluate_run(
     baselines: list[str] | None = None,
     baseline_iterations: int | None = None,
     episodes_per_task: int | None = None,
+    later_steps_lr_scale: float | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on held-out tasks; writes ``tasks.json``, ``eval.json`` and the adaptation-curve PNG.
@@ -132,6 +140,8 @@ def evaluate_run(
         baseline_iterations: TRPO iterations of pretrained/oracle (default: the meta-learner's iterations).
         episodes_per_task: episodes per fine-tuning step (default: ``evaluation.episodes_per_task``, else the
             training's ``episodes_per_task``).
+        later_steps_lr_scale: multiplies the step size after the first fine-tuning step (default:
+            ``evaluation.later_steps_lr_scale``).
         progress: show progress bars while training baselines.
 
     Returns:
@@ -170,7 +180,11 @@ def evaluate_run(
         },
     )
     plain = dataclasses.replace(config, oracle=False)  # what the baselines train with
-    tested = dataclasses.replace(config, episodes_per_task=episodes)  # what every learner fine-tunes with
+    protocol = config.evaluation
+    if later_steps_lr_scale is not None:
+        protocol = dataclasses.replace(protocol, later_steps_lr_scale=float(later_steps_lr_scale))
+    # what every learner fine-tunes with
+    tested = dataclasses.replace(config, episodes_per_task=episodes, evaluation=protocol)
     tested_plain = dataclasses.replace(tested, oracle=False)
     curves: dict[str, np.ndarray] = {}
     curves[config.algo] = adaptation_curve(
@@ -210,6 +224,7 @@ def evaluate_run(
         "tasks": num_tasks,
         "adapt_steps": adapt_steps,
         "episodes_per_task": episodes,
+        "later_steps_lr_scale": protocol.later_steps_lr_scale,
         "inner": dataclasses.asdict(config.inner),
         "learners": {},
     }
@@ -239,9 +254,11 @@ def format_results(results: dict[str, Any]) -> str:
         for name, v in results["learners"].items()
     ]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    protocol = f"{results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']}"
+    if results.get("later_steps_lr_scale", 1.0) != 1:
+        protocol += f", x{results['later_steps_lr_scale']} after the first step"
     lines = [
-        f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks "
-        f"({results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']})",
+        f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks ({protocol})",
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
         "  ".join("-" * w for w in widths),
     ]

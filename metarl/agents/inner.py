@@ -103,6 +103,7 @@ class FineTuner:
         steps: int,
         lr: LearningRate | None = None,
         sample_after_last: bool = True,
+        later_steps_lr_scale: float = 1.0,
     ) -> FineTuneResult:
         """Fine-tune ``start`` (stacked per task) on ``tasks``.
 
@@ -115,6 +116,7 @@ class FineTuner:
             steps: policy-gradient steps.
             lr: step size (a scalar, or Meta-SGD's per-parameter rates); defaults to ``inner.lr``.
             sample_after_last: also sample after the last step to measure its return.
+            later_steps_lr_scale: multiplies the step size of every step after the first (SGD).
         """
         lr = self.inner.lr if lr is None else lr
         phi = {n: p.detach().clone().requires_grad_(True) for n, p in start.items()}
@@ -130,7 +132,7 @@ class FineTuner:
             env_steps += episodes.num_steps
             if step == steps:
                 break
-            self._update(phi, episodes, optimizer, lr)
+            self._update(phi, episodes, optimizer, lr if step == 0 else _scaled(lr, later_steps_lr_scale))
         return FineTuneResult(
             params={n: p.detach() for n, p in phi.items()},
             returns=torch.stack(returns, dim=1),
@@ -171,3 +173,12 @@ class FineTuner:
         with torch.no_grad():
             for (name, p), g in zip(phi.items(), grads, strict=True):
                 p.sub_((lr[name] if isinstance(lr, Mapping) else lr) * g)
+
+
+def _scaled(lr: LearningRate, scale: float) -> LearningRate:
+    """``lr`` times ``scale``, for a scalar or Meta-SGD's per-parameter rates."""
+    if scale == 1.0:
+        return lr
+    if isinstance(lr, Mapping):
+        return {name: rate * scale for name, rate in lr.items()}
+    return lr * scale

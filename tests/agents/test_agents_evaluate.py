@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
 from metarl.agents import ReptilePG, TrainConfig, evaluate_run, format_results
+from metarl.agents.agent import seeded_policy
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import held_out_tasks
-from metarl.agents.sampler import make_env, sample_tasks
+from metarl.agents.inner import FineTuner
+from metarl.agents.policies import stack_params
+from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
 
 
 def test_held_out_tasks_are_reproducible_and_not_training_tasks():
@@ -64,3 +68,22 @@ def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
     assert wider["episodes_per_task"] == 8 and "8 episodes per step" in format_results(wider)
     assert checkpoint.stat().st_mtime_ns == trained_at
     assert wider["learners"]["reptile"]["per_task"] != [row[:2] for row in learners["reptile"]["per_task"]]
+
+
+def test_later_fine_tuning_steps_can_take_a_smaller_step():
+    """The MAML paper's test protocol halves the step size after the first step: only later steps change."""
+    config = TrainConfig(episodes_per_task=4, inner=InnerConfig(lr=0.5))
+    env = make_env(config.env)
+    tasks = sample_tasks(env, 3, 0)
+    policy = seeded_policy(config.policy, env.observation_space, env.action_space, np.random.default_rng(0))
+    sampler = BatchedSampler(config.env, {}, policy, 4, normalized_actions=True)
+    tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
+    returns = []
+    for scale in (1.0, 0.5):
+        rng, generator = np.random.default_rng(1), torch.Generator().manual_seed(2)
+        start = stack_params(policy.params(), len(tasks))
+        result = tuner.run(start, tasks, sampler, rng, generator, steps=2, later_steps_lr_scale=scale)
+        returns.append(result.returns)
+    full, halved = returns
+    torch.testing.assert_close(full[:, :2], halved[:, :2])  # before and after the first step: identical
+    assert not torch.allclose(full[:, 2], halved[:, 2])
