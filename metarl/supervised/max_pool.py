@@ -3,7 +3,7 @@
 On channels-first ``(N, C, H, W)`` tensors with many channels and small planes (a MAML meta-batch run as channel
 groups has tasks x 64 channels of 28x28 or less), ``F.max_pool2d`` walks each plane on its own and costs several
 elementwise passes; in channels-last layout it vectorises over channels. The forward pass copies the input to
-channels-last, pools there, and returns the maxima and their indices in the usual layout; the backward pass is
+channels-last, pools there, and returns the maxima in the usual layout, keeping their indices; the backward pass is
 PyTorch's own ``max_pool2d_with_indices_backward`` (a scatter), whose derivative autograd knows (a gather), so
 second-order MAML differentiates through it as through ``F.max_pool2d``.
 """
