@@ -10,6 +10,8 @@ training's ``episodes_per_task``) on the same held-out tasks, with the same env 
   iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/``;
 * ``random-init``: a freshly initialised policy;
 * ``oracle``: like ``pretrained`` but the policy sees the task's features (where ``task_features`` exists).
+  It needs no adaptation and is not fine-tuned: the upper bound, the same return at every step (as in Finn et
+  al. 2017; a gradient step of the meta-learner's size wrecks a policy that is already near-optimal).
 
 Held-out tasks come from the evaluation random stream ``(seed, 1, .)``, disjoint from the training tasks'
 ``(seed, 0, iteration)``; they are written to ``tasks.json``.
@@ -212,9 +214,9 @@ def evaluate_run(
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
         oracle = train_baseline(run, plain, "oracle", iterations, progress)
-        curves["oracle"] = adaptation_curve(
-            oracle.policy, oracle.policy.params(), tested_plain, tasks, adapt_steps, oracle=True
-        )
+        params = oracle.policy.params()
+        unadapted = adaptation_curve(oracle.policy, params, tested_plain, tasks, 0, oracle=True)
+        curves["oracle"] = np.repeat(unadapted, adapt_steps + 1, axis=1)
     results = {
         "env": config.env,
         "algo": config.algo,
@@ -257,6 +259,8 @@ def format_results(results: dict[str, Any]) -> str:
     protocol = f"{results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']}"
     if results.get("later_steps_lr_scale", 1.0) != 1:
         protocol += f", x{results['later_steps_lr_scale']} after the first step"
+    if "oracle" in results["learners"]:
+        protocol += "; oracle not fine-tuned"
     lines = [
         f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks ({protocol})",
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),

@@ -55,6 +55,8 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert set(results["learners"]) == {"maml-trpo", "pretrained", "random-init", "oracle"}
     for learner in results["learners"].values():
         assert len(learner["mean"]) == 2 and len(learner["per_task"]) == 3
+    oracle = results["learners"]["oracle"]["mean"]
+    assert oracle[0] == oracle[1] and "oracle not fine-tuned" in result.stdout
     assert len(json.loads((run / "tasks.json").read_text())["tasks"]) == 3
     assert (run / "adaptation_curve.png").stat().st_size > 1000
     assert "maml-trpo" in result.stdout and "random-init" in result.stdout
