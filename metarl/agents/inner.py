@@ -116,7 +116,7 @@ class FineTuner:
             steps: policy-gradient steps.
             lr: step size (a scalar, or Meta-SGD's per-parameter rates); defaults to ``inner.lr``.
             sample_after_last: also sample after the last step to measure its return.
-            later_steps_lr_scale: multiplies the step size of every step after the first (SGD).
+            later_steps_lr_scale: multiplies the step size of every step after the first (SGD and Adam).
         """
         lr = self.inner.lr if lr is None else lr
         phi = {n: p.detach().clone().requires_grad_(True) for n, p in start.items()}
@@ -132,6 +132,9 @@ class FineTuner:
             env_steps += episodes.num_steps
             if step == steps:
                 break
+            if step == 1 and optimizer is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] *= later_steps_lr_scale
             self._update(phi, episodes, optimizer, lr if step == 0 else _scaled(lr, later_steps_lr_scale))
         return FineTuneResult(
             params={n: p.detach() for n, p in phi.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from metarl.agents import ReptilePG, TrainConfig, evaluate_run, format_results
@@ -70,9 +71,11 @@ def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
     assert wider["learners"]["reptile"]["per_task"] != [row[:2] for row in learners["reptile"]["per_task"]]
 
 
-def test_later_fine_tuning_steps_can_take_a_smaller_step():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_later_fine_tuning_steps_can_take_a_smaller_step(optimizer):
     """The MAML paper's test protocol halves the step size after the first step: only later steps change."""
-    config = TrainConfig(episodes_per_task=4, inner=InnerConfig(lr=0.5))
+    inner = InnerConfig(lr=0.5, optimizer=optimizer)
+    config = TrainConfig(algo="reptile", episodes_per_task=4, inner=inner)
     env = make_env(config.env)
     tasks = sample_tasks(env, 3, 0)
     policy = seeded_policy(config.policy, env.observation_space, env.action_space, np.random.default_rng(0))
