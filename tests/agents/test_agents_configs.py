@@ -1,0 +1,31 @@
+"""Every RL config in configs/ loads and names a registered env; the paper config has the paper's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import metarl.envs  # noqa: F401  (registers the MetaRL/ ids)
+from metarl.agents.config import TrainConfig
+from metarl.training.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+RL_CONFIGS = sorted((CONFIGS / "maml-trpo").glob("*.yaml")) + sorted((CONFIGS / "reptile").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_loads_and_names_a_registered_env(path):
+    config = load_config(TrainConfig, path)
+    assert config.algo == path.parent.name
+    assert gym.spec(config.env) is not None
+
+
+def test_navigation_paper_config_has_the_maml_papers_settings():
+    """cbfinn/maml_rl maml_trpo_point.py (training) and test_maml_point.py (evaluation)."""
+    config = load_config(TrainConfig, CONFIGS / "maml-trpo" / "navigation2d-paper.yaml")
+    assert (config.iterations, config.meta_batch_size, config.episodes_per_task) == (100, 40, 20)
+    assert (config.policy.hidden_sizes, config.policy.activation) == ([100, 100], "relu")
+    assert (config.inner.steps, config.inner.lr, config.trpo.max_kl) == (1, 0.5, 0.01)
+    assert (config.evaluation.episodes_per_task, config.evaluation.later_steps_lr_scale) == (40, 0.5)
