@@ -132,10 +132,12 @@ class FineTuner:
             env_steps += episodes.num_steps
             if step == steps:
                 break
-            if step == 1 and optimizer is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] *= later_steps_lr_scale
-            self._update(phi, episodes, optimizer, lr if step == 0 else _scaled(lr, later_steps_lr_scale))
+            if step == 1 and later_steps_lr_scale != 1.0:  # the step size of every later step
+                lr = _scaled(lr, later_steps_lr_scale)
+                if optimizer is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] *= later_steps_lr_scale
+            self._update(phi, episodes, optimizer, lr)
         return FineTuneResult(
             params={n: p.detach() for n, p in phi.items()},
             returns=torch.stack(returns, dim=1),
@@ -180,8 +182,6 @@ class FineTuner:
 
 def _scaled(lr: LearningRate, scale: float) -> LearningRate:
     """``lr`` times ``scale``, for a scalar or Meta-SGD's per-parameter rates."""
-    if scale == 1.0:
-        return lr
     if isinstance(lr, Mapping):
         return {name: rate * scale for name, rate in lr.items()}
     return lr * scale
