@@ -7,10 +7,13 @@ the general autograd curvature (double backward; the path of policies without a 
 MAML and Reptile-PG (3 inner VPG steps). Prints a table; ``--json PATH`` writes the numbers.
 Wall-clock columns are split by phase; ``cpu s/iter`` is the process CPU time of the whole iteration, which
 on a shared, oversubscribed machine is closer to what an idle machine would take than the wall-clock time.
+Freed memory is kept for reuse (:func:`metarl.training.keep_freed_memory`, as in every training run);
+``--system-malloc`` leaves glibc's malloc as it is, and the ``page faults`` column shows what that costs.
 
     python scripts/bench_maml_rl.py                 # 3 measured iterations per variant (after 1 warm-up)
     python scripts/bench_maml_rl.py --quick         # 5 tasks x 10 episodes, 1 measured iteration
     python scripts/bench_maml_rl.py --threads 2 --json bench_maml_rl.json
+    python scripts/bench_maml_rl.py --threads 2 --system-malloc   # without keep_freed_memory
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -28,7 +32,7 @@ from pathlib import Path
 import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
-from metarl.training import load_config
+from metarl.training import keep_freed_memory, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "maml-trpo" / "navigation2d.yaml"
@@ -52,10 +56,12 @@ def measure_interleaved(variants, iterations: int, warmup: int) -> list[dict]:
     for i in range(warmup + iterations):
         for name, agent, context in variants:
             with context():
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 tick, cpu_tick = time.perf_counter(), time.process_time()
                 metrics = agent.meta_iteration(i)
                 total = time.perf_counter() - tick
             metrics["cpu_seconds"] = time.process_time() - cpu_tick
+            metrics["page_faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             if i >= warmup:
                 rows[name].append((metrics, total))
     return [summarize(name, rows[name], iterations) for name, _, _ in variants]
@@ -81,6 +87,7 @@ def summarize(name: str, rows: list, iterations: int) -> dict:
         "variant": name,
         "seconds_per_iteration": total,
         "cpu_seconds_per_iteration": col("cpu_seconds"),
+        "page_faults_per_iteration": col("page_faults"),
         "sampling": sampling,
         "inner_adaptation": adaptation,
         "trpo_step": trpo,
@@ -99,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3, help="measured iterations per variant")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (training runs call metarl.training.keep_freed_memory)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    freed_memory_kept = False if args.system_malloc else keep_freed_memory()
     overrides = ["meta_batch_size=5", "episodes_per_task=10"] if args.quick else []
     iterations = 1 if args.quick else args.iterations
     config = load_config(TrainConfig, CONFIG, overrides)
@@ -120,16 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         "episodes_per_task": config.episodes_per_task,
         "hidden_sizes": config.policy.hidden_sizes,
         "torch_threads": args.threads,
+        "freed_memory_kept": freed_memory_kept,
         "cpus": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    header = f"{'variant':<26} {'s/iter':>8} {'cpu s/iter':>10} {'sampling':>9} {'adapt':>8} {'trpo':>8} {'env-steps/s':>12}"
+    header = (
+        f"{'variant':<26} {'s/iter':>8} {'cpu s/iter':>10} {'sampling':>9} {'adapt':>8} {'trpo':>8} "
+        f"{'env-steps/s':>12} {'page faults':>12}"
+    )
     print(
         f"MAML-RL on MetaRL/Navigation2D-v0: {config.meta_batch_size} tasks x {config.episodes_per_task} episodes "
         f"x 100 steps, policy {config.policy.hidden_sizes} tanh, {args.threads} torch thread(s), "
-        f"load average {env['load_average_1min']:.1f} on {env['cpus']} CPUs; median of {iterations} iteration(s)"
+        f"load average {env['load_average_1min']:.1f} on {env['cpus']} CPUs; median of {iterations} iteration(s); "
+        f"freed memory kept: {'yes' if freed_memory_kept else 'no'}"
     )
     print(header)
     print("-" * len(header))
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(
             f"{r['variant']:<26} {r['seconds_per_iteration']:>8.2f} {r['cpu_seconds_per_iteration']:>10.2f} "
-            f"{cells[0]:>9} {cells[1]} {cells[2]} {sps:>12,.0f}"
+            f"{cells[0]:>9} {cells[1]} {cells[2]} {sps:>12,.0f} {r['page_faults_per_iteration']:>12,.0f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2) + "\n")

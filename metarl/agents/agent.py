@@ -27,6 +27,7 @@ from metarl.training import (
     RunLogger,
     capture_rng_states,
     config_to_dict,
+    keep_freed_memory,
     load_checkpoint,
     save_checkpoint,
     save_config,
@@ -166,6 +167,7 @@ class MetaRLAgent:
             The scalars of each meta-iteration run by this call.
         """
         cfg = self.config
+        keep_freed_memory()
         run = _as_run_dir(run_dir) if run_dir is not None else None
         logger = None
         if run is not None:

@@ -33,6 +33,7 @@ from metarl.training import (
     RunDir,
     RunLogger,
     capture_rng_states,
+    keep_freed_memory,
     load_checkpoint,
     plot_adaptation_curves,
     restore_rng_states,
@@ -87,6 +88,7 @@ def train(
         echo: where one-line status messages go.
     """
     torch.set_num_threads(config.threads)
+    keep_freed_memory()
     if resume:
         if run_dir is None:
             raise ValueError("resume needs the run directory of the run to continue")

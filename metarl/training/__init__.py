@@ -46,6 +46,7 @@ from metarl.training.io import (
     write_json_atomic,
 )
 from metarl.training.logger import ProgressBar, RunLogger, read_metrics
+from metarl.training.memory import keep_freed_memory
 from metarl.training.plots import plot_adaptation_curves
 from metarl.training.run_dir import RunDir
 from metarl.training.stats import format_ci, mean_ci
@@ -64,6 +65,7 @@ __all__ = [
     "config_help",
     "config_to_dict",
     "format_ci",
+    "keep_freed_memory",
     "load_checkpoint",
     "load_config",
     "mean_ci",
