@@ -34,6 +34,17 @@ def tanh(z: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.tanh(z.numpy()))
 
 
+def outer_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a^T b`` per task for ``a (T, N, p)`` and ``b (T, N, q)``: a weight gradient, summed over samples.
+
+    Computed as ``(b^T a)^T`` when ``p > q``: MKL's batched GEMM is several times slower for a tall, narrow
+    result than for a wide one (the first layer's 64 x 2 gradient on Navigation2D: 1.9 vs 0.3 ms).
+    """
+    if a.shape[-1] > b.shape[-1]:
+        return torch.bmm(b.transpose(1, 2), a).transpose(1, 2)
+    return torch.bmm(a.transpose(1, 2), b)
+
+
 def supports_closed_form(policy: object) -> bool:
     """Whether :class:`GaussianMLPLinearization` handles this policy (a tanh or ReLU Gaussian MLP)."""
     return isinstance(policy, GaussianMLPPolicy) and policy.activation_name in ("tanh", "relu")
@@ -129,7 +140,7 @@ class GaussianMLPLinearization:
         grads: Params = {}
         signals = [signal]
         for i in range(self.num_layers - 1, -1, -1):
-            grads[f"layers.{i}.weight"] = torch.bmm(signal.transpose(1, 2), self.inputs[i])
+            grads[f"layers.{i}.weight"] = outer_sum(signal, self.inputs[i])
             grads[f"layers.{i}.bias"] = signal.sum(1)
             if i > 0:
                 signal = torch.bmm(signal, self.weights[i]) * self.slopes[i - 1]
@@ -200,7 +211,7 @@ class GaussianVPGDerivatives:
         }
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
-            weight_grad = torch.bmm(signal_tangent.transpose(1, 2), lin.inputs[i])
+            weight_grad = outer_sum(signal_tangent, lin.inputs[i])
             if i > 0:
                 weight_grad.baddbmm_(signal.transpose(1, 2), hidden[i - 1][1])
             out[f"layers.{i}.weight"] = weight_grad
