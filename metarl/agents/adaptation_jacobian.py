@@ -28,13 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch.func import jvp
 
+from metarl.agents.config import InnerObjective
 from metarl.agents.episodes import Episodes
 from metarl.agents.gaussian_mlp_products import (
     GaussianMLPLinearization,
     GaussianVPGDerivatives,
     supports_closed_form,
 )
-from metarl.agents.inner import vpg_losses
+from metarl.agents.inner import inner_losses
 from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.trpo import JacobianProducts
 from metarl.core import flatten, unflatten_like
@@ -48,6 +49,7 @@ def one_step_adaptation_jacobian(
     lr: float | Mapping[str, torch.Tensor],
     post_observations: torch.Tensor,
     first_order: bool = False,
+    objective: InnerObjective = "log_likelihood",
 ) -> JacobianProducts:
     """Products with the Jacobian of ``policy.distribution_parameters(post_observations, phi(theta))``.
 
@@ -62,6 +64,7 @@ def one_step_adaptation_jacobian(
         lr: the inner step size, or Meta-SGD's rates keyed like ``theta``.
         post_observations: the post-adaptation observations ``(T, E, H, obs)``.
         first_order: drop the second-order term (``d phi / d theta = I``).
+        objective: the inner loss whose Hessian ``H_i`` is (:func:`metarl.agents.inner.inner_losses`).
     """
     names = list(theta)
     num_tasks = inner_episodes.num_tasks
@@ -71,7 +74,7 @@ def one_step_adaptation_jacobian(
     closed_form = supports_closed_form(policy)
     inner = _closed_form_inner if closed_form else _autograd_inner
     inner_grads, inner_hessian_products = inner(
-        policy, names, stacked, inner_episodes, inner_advantages, not first_order
+        policy, names, stacked, inner_episodes, inner_advantages, not first_order, objective
     )
     phi = [p - r * g for p, r, g in zip(stacked, rates, inner_grads, strict=True)]
     post = _closed_form_post if closed_form else _autograd_post
@@ -140,10 +143,12 @@ Products = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 
 
 def _closed_form_inner(
-    policy, names, stacked, episodes, advantages, second_order
+    policy, names, stacked, episodes, advantages, second_order, objective
 ) -> tuple[list[torch.Tensor], Products]:
     params = dict(zip(names, stacked, strict=True))
-    derivatives = GaussianVPGDerivatives(policy, params, episodes, advantages, second_order)
+    derivatives = GaussianVPGDerivatives(
+        policy, params, episodes, advantages, second_order, objective == "likelihood_ratio"
+    )
 
     def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
         products = derivatives.hvp(dict(zip(names, vectors, strict=True)))
@@ -153,12 +158,12 @@ def _closed_form_inner(
 
 
 def _autograd_inner(
-    policy, names, stacked, episodes, advantages, second_order
+    policy, names, stacked, episodes, advantages, second_order, objective
 ) -> tuple[list[torch.Tensor], Products]:
     """The inner gradient with its graph saved: ``H_i x`` is one reverse pass through it (``H`` symmetric)."""
     with torch.enable_grad():
         leaves = [p.clone().requires_grad_(True) for p in stacked]
-        loss = vpg_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages)
+        loss = inner_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages, objective)
         grads = torch.autograd.grad(loss.sum(), leaves, create_graph=second_order)
 
     def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+InnerObjective = Literal["log_likelihood", "likelihood_ratio"]
+
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -72,6 +74,13 @@ class InnerConfig:
         default="sgd", metadata=_help("inner optimizer (MAML needs sgd; Reptile may use adam)")
     )
     first_order: bool = field(default=False, metadata=_help("MAML: drop second-order terms (FOMAML)"))
+    objective: InnerObjective = field(
+        default="log_likelihood",
+        metadata=_help(
+            "MAML's inner loss: log_likelihood (-A log pi, MAML-TRPO) or likelihood_ratio (-A pi/stop_grad(pi), "
+            "ProMP's low-variance curvature: the same step, a meta-gradient that credits pre-update exploration)"
+        ),
+    )
     meta_sgd: bool = field(default=False, metadata=_help("MAML: learn per-parameter inner rates (Meta-SGD)"))
     ppo_clip: float = field(default=0.2, metadata=_help("PPO clip range when algorithm=ppo"))
     ppo_epochs: int = field(

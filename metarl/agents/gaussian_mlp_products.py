@@ -151,12 +151,18 @@ class GaussianMLPLinearization:
 class GaussianVPGDerivatives:
     """Gradient and exact Hessian-vector products of each task's VPG loss ``-mean_t A_t log pi(a_t|s_t)``.
 
+    With ``likelihood_ratio`` the loss is ProMP's ``-mean_t A_t pi(a_t|s_t) / stop_grad(pi(a_t|s_t))``
+    (:func:`metarl.agents.inner.likelihood_ratio_losses`): the same gradient, and a Hessian with the extra term
+    ``-mean_t A_t s_t s_t^T`` (``s_t`` the score ``grad log pi(a_t|s_t)``), computed here as one more
+    cotangent of the same backward pass.
+
     Args:
         policy: a tanh or ReLU :class:`GaussianMLPPolicy`.
         params: stacked per-task parameters at which to differentiate.
         episodes: each task's episodes (stacked by task).
         advantages: their advantages ``(T, E, H)``.
         second_order: prepare :meth:`hvp` (``False``: only the gradient is wanted).
+        likelihood_ratio: products with the Hessian of the likelihood-ratio loss instead.
 
     Attributes:
         gradient: the per-task gradients ``{name: (T, ...)}`` (as :func:`metarl.agents.inner.vpg_losses`).
@@ -169,6 +175,7 @@ class GaussianVPGDerivatives:
         episodes: Episodes,
         advantages: torch.Tensor,
         second_order: bool = True,
+        likelihood_ratio: bool = False,
     ) -> None:
         lin = GaussianMLPLinearization(policy, params, episodes.observations)
         num_tasks = lin.mean.shape[0]
@@ -191,6 +198,10 @@ class GaussianVPGDerivatives:
             upstream = None if curvature is None else torch.bmm(self.signals[i + 1], lin.weights[i + 1])
             self.curvature_terms.append(None if upstream is None else upstream.mul_(curvature))
         self.second_order = second_order
+        self.likelihood_ratio = likelihood_ratio
+        if likelihood_ratio:  # the score of each sample in output space: d log pi / d (mean, log_std)
+            self.score_mean = residual * self.inv_var
+            self.score_log_std = residual.square() * self.inv_var - 1.0
         grads["log_std"] = (self.weights.sum(1) - self.weighted_sq) * lin.log_std_free
         self.gradient = grads
         self.lin = lin
@@ -209,6 +220,12 @@ class GaussianVPGDerivatives:
             * (free_tangent * self.weighted_sq - (self.mean_grad * mean_tangent).sum(1))
             * lin.log_std_free
         }
+        if self.likelihood_ratio:  # - sum_n w_n s_n (s_n . v), back-propagated with the other cotangents
+            score_dot_v = (self.score_mean * mean_tangent).sum(-1, keepdim=True)
+            score_dot_v += (self.score_log_std * log_std_tangent).sum(-1, keepdim=True)
+            weighted = self.weights * score_dot_v
+            signal_tangent -= weighted * self.score_mean
+            out["log_std"] -= (weighted * self.score_log_std).sum(1) * lin.log_std_free
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
             weight_grad = outer_sum(signal_tangent, lin.inputs[i])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from metarl.agents.baseline import LinearFeatureBaseline
-from metarl.agents.config import InnerConfig
+from metarl.agents.config import InnerConfig, InnerObjective
 from metarl.agents.episodes import Episodes, generalized_advantages, masked_task_mean, normalize_per_task
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
@@ -44,6 +44,35 @@ def vpg_losses(
 ) -> torch.Tensor:
     """REINFORCE loss of each task ``-mean_t log pi(a_t|s_t) A_t``, shape ``(T,)``."""
     return -masked_task_mean(log_probs(policy, params, episodes) * advantages, episodes.mask)
+
+
+def likelihood_ratio_losses(
+    policy: MLPPolicy, params: Mapping[str, torch.Tensor], episodes: Episodes, advantages: torch.Tensor
+) -> torch.Tensor:
+    """ProMP's low-variance-curvature (LVC) inner loss ``-mean_t A_t pi(a_t|s_t) / stop_grad(pi(a_t|s_t))``,
+    shape ``(T,)`` (Rothfuss et al. 2019, "ProMP: Proximal Meta-Policy Search").
+
+    Its gradient is :func:`vpg_losses`' (the same inner step); its Hessian adds ``-mean_t A_t s_t s_t^T``
+    (``s_t = grad log pi(a_t|s_t)``), so that the meta-gradient differentiated through the step also credits
+    how the pre-update policy's exploration shapes it.
+    """
+    log_prob = log_probs(policy, params, episodes)
+    ratio = torch.exp(log_prob - log_prob.detach())
+    return -masked_task_mean(ratio * advantages, episodes.mask)
+
+
+def inner_losses(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    episodes: Episodes,
+    advantages: torch.Tensor,
+    objective: InnerObjective = "log_likelihood",
+) -> torch.Tensor:
+    """MAML's inner loss of each task, shape ``(T,)``: :func:`vpg_losses` (``"log_likelihood"``) or
+    :func:`likelihood_ratio_losses` (``"likelihood_ratio"``)."""
+    if objective == "likelihood_ratio":
+        return likelihood_ratio_losses(policy, params, episodes, advantages)
+    return vpg_losses(policy, params, episodes, advantages)
 
 
 def ppo_losses(

@@ -33,7 +33,7 @@ from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_gen
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import GaussianVPGDerivatives, supports_closed_form
-from metarl.agents.inner import compute_advantages, vpg_losses
+from metarl.agents.inner import compute_advantages, inner_losses
 from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.sampler import sample_tasks
 from metarl.agents.trpo import TRPOResult, functional_jacobian, output_space_kl_hvp, trpo_step
@@ -81,12 +81,14 @@ class MAMLTRPO(MetaRLAgent):
         if not inner_episodes:
             return dict(theta)
         phi = stack_params(theta, inner_episodes[0].num_tasks)
+        objective = self.config.inner.objective
         for episodes, advantages in zip(inner_episodes, inner_advantages, strict=True):
 
             def inner_loss(params, episodes=episodes, advantages=advantages):
-                return vpg_losses(self.policy, params, episodes, advantages).sum()
+                return inner_losses(self.policy, params, episodes, advantages, objective).sum()
 
-            if not torch.is_grad_enabled() and supports_closed_form(self.policy):  # values only: fast path
+            # Values only: the fast path (both objectives have the same gradient).
+            if not torch.is_grad_enabled() and supports_closed_form(self.policy):
                 grads = GaussianVPGDerivatives(self.policy, phi, episodes, advantages, False).gradient
             else:
                 grads = grad(inner_loss)(phi)
@@ -202,6 +204,7 @@ class MAMLTRPO(MetaRLAgent):
                 self._current_lr(),
                 post.observations,
                 first_order=self.config.inner.first_order,
+                objective=self.config.inner.objective,
             )
         else:
             jacobian = functional_jacobian(outputs_fn, trainable)

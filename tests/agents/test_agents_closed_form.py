@@ -9,7 +9,7 @@ from torch.func import grad, jvp
 from metarl.agents.adaptation_jacobian import policy_jacobian
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import GaussianMLPLinearization, GaussianVPGDerivatives
-from metarl.agents.inner import vpg_losses
+from metarl.agents.inner import inner_losses
 from metarl.agents.maml_rl import mean_kl_curvature
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.agents.trpo import functional_jacobian
@@ -43,18 +43,21 @@ CASES = [("tanh", (5,)), ("tanh", (7, 6)), ("tanh", (4, 4, 4)), ("relu", (7, 6))
 FLOORS = [(*case, 1e-6) for case in CASES] + [("tanh", (7, 6), 0.7)]
 
 
+@pytest.mark.parametrize("objective", ["log_likelihood", "likelihood_ratio"])
 @pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)
-def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes, min_std):
+def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes, min_std, objective):
     policy, params, episodes, advantages, v = _problem(activation, hidden_sizes, min_std=min_std)
     if min_std > 1e-6:
         assert 0 < int((params["log_std"] < policy.min_log_std).sum()) < params["log_std"].numel()
     names = list(params)
     leaves = [params[n].clone().requires_grad_(True) for n in names]
-    loss = vpg_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages).sum()
+    loss = inner_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages, objective).sum()
     grads = torch.autograd.grad(loss, leaves, create_graph=True)
     hessian_v = torch.autograd.grad(grads, leaves, [v[n] for n in names])
 
-    closed = GaussianVPGDerivatives(policy, params, episodes, advantages)
+    closed = GaussianVPGDerivatives(
+        policy, params, episodes, advantages, likelihood_ratio=objective == "likelihood_ratio"
+    )
     products = closed.hvp(v)
     for n, g, h in zip(names, grads, hessian_v, strict=True):
         torch.testing.assert_close(closed.gradient[n], g.detach(), msg=n)

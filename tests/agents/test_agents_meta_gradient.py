@@ -12,13 +12,13 @@ from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.trpo import functional_jacobian
 
 
-def _problem(first_order: bool):
+def _problem(first_order: bool, objective: str = "log_likelihood"):
     config = TrainConfig(
         env_kwargs={"horizon": 5},
         meta_batch_size=2,
         episodes_per_task=3,
         policy=PolicyConfig(hidden_sizes=[5]),
-        inner=InnerConfig(lr=0.5, first_order=first_order),
+        inner=InnerConfig(lr=0.5, first_order=first_order, objective=objective),
     )
     agent = MAMLTRPO(config)
     agent.policy.double()
@@ -81,11 +81,19 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
 
 
 @pytest.mark.parametrize(
-    ("first_order", "meta_sgd"), [(False, False), (True, False), (False, True), (True, True)]
+    ("first_order", "meta_sgd", "objective"),
+    [
+        (False, False, "log_likelihood"),
+        (True, False, "log_likelihood"),
+        (False, True, "log_likelihood"),
+        (True, True, "log_likelihood"),
+        (False, False, "likelihood_ratio"),
+        (False, True, "likelihood_ratio"),
+    ],
 )
-def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order, meta_sgd):
+def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order, meta_sgd, objective):
     """The fast symmetric-Hessian products equal torch.func's JVP and VJP through the adaptation."""
-    agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order)
+    agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order, objective=objective)
     names = list(theta)
     gen = torch.Generator().manual_seed(5)
     if meta_sgd:
@@ -101,7 +109,7 @@ def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_or
 
     general = functional_jacobian(outputs_fn, params)
     fast = one_step_adaptation_jacobian(
-        agent.policy, theta, pre, pre_adv, lr, post.observations, first_order=first_order
+        agent.policy, theta, pre, pre_adv, lr, post.observations, first_order=first_order, objective=objective
     )
     for a, b in zip(fast.outputs, general.outputs, strict=True):
         torch.testing.assert_close(a, b)
@@ -112,3 +120,20 @@ def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_or
             torch.testing.assert_close(a, b)
         cotangents = tuple(torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in general.outputs)
         torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))
+
+
+def test_likelihood_ratio_objective_changes_the_curvature_but_not_the_step():
+    """ProMP's LVC loss: the same adapted parameters, a different (second-order) meta-gradient."""
+    results = {}
+    for objective in ("log_likelihood", "likelihood_ratio"):
+        agent, theta, post_loss, pre, pre_adv, *_ = _problem(first_order=False, objective=objective)
+        with torch.no_grad():
+            phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
+        meta_gradient = torch.autograd.grad(post_loss(theta), list(theta.values()))
+        results[objective] = phi, meta_gradient
+    for a, b in zip(
+        results["log_likelihood"][0].values(), results["likelihood_ratio"][0].values(), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+    pairs = zip(results["log_likelihood"][1], results["likelihood_ratio"][1], strict=True)
+    assert any(not torch.allclose(a, b) for a, b in pairs)
