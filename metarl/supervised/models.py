@@ -118,8 +118,13 @@ class Conv4(nn.Module):
             raise ValueError(
                 f"Conv4 expects images shaped (batch, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        maps = self.features(x)
-        return maps.flatten(1) if self.downsample == "maxpool" else maps.mean((2, 3))
+        h = x
+        for block in self.features:
+            h = block[1](block[0](h))  # convolution, batch norm
+            if self.downsample == "maxpool":  # pooling commutes with ReLU: rectify four times fewer entries
+                h = F.max_pool2d(h, 2)
+            h = F.relu(h)
+        return h.flatten(1) if self.downsample == "maxpool" else h.mean((2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, ways)`` with a head, else embeddings ``(B, embedding_dim)``."""

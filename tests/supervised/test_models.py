@@ -26,6 +26,22 @@ def test_conv4_shapes(channels, size, downsample, dim):
     assert encoder.head_names == []
 
 
+@pytest.mark.parametrize("downsample", ["maxpool", "stride"])
+def test_conv4_embed_equals_its_blocks_in_order(downsample):
+    """embed pools before the ReLU (they commute): same embeddings and gradients as conv, BN, ReLU, pool."""
+    torch.manual_seed(0)
+    encoder = Conv4(1, 28, ways=None, downsample=downsample).double()
+    x = torch.randn(10, 1, 28, 28, dtype=torch.float64)
+    maps = encoder.features(x)
+    reference = maps.flatten(1) if downsample == "maxpool" else maps.mean((2, 3))
+    reference_grads = torch.autograd.grad(reference.square().sum(), list(encoder.parameters()))
+    embedding = encoder.embed(x)
+    grads = torch.autograd.grad(embedding.square().sum(), list(encoder.parameters()))
+    torch.testing.assert_close(embedding, reference)
+    for mine, ref in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(mine, ref)
+
+
 def test_conv4_has_four_blocks_of_64_filters():
     convs = [m for m in Conv4(1, 28, 5).modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 64, (3, 3))] + [
