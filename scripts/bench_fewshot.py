@@ -63,6 +63,7 @@ from torch import nn
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.maml import MAML
 from metarl.supervised.models import MLP, Conv4
+from metarl.training import keep_freed_memory
 
 WAYS, SHOTS = 5, 1
 
@@ -242,6 +243,7 @@ def maml_row(
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as every training run does; the same for all implementations in this process
     seed = 0
     rows = []
     mb = args.meta_batch
