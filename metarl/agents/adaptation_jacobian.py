@@ -38,7 +38,103 @@ from metarl.agents.gaussian_mlp_products import (
 from metarl.agents.inner import inner_losses
 from metarl.agents.policies import MLPPolicy, stack_params
 from metarl.agents.trpo import JacobianProducts
-from metarl.core import flatten, unflatten_like
+from metarl.core import Params, flatten, unflatten_like
+
+
+class OneStepAdaptation:
+    """One VPG step of every task from ``theta``, ``phi_i = theta - lr * grad L_i(theta)``, kept ready for products
+    with the Jacobian of the post-adaptation policy (:meth:`jacobian`).
+
+    The inner gradients and the Hessian products' cached intermediates are computed once, here: the same
+    object gives the adapted parameters to sample with and, once those episodes exist, the outer loop's
+    Jacobian products.
+
+    Args:
+        policy: the policy.
+        theta: the meta-parameters (unstacked).
+        inner_episodes: the pre-adaptation episodes of every task (stacked by task).
+        inner_advantages: their advantages.
+        lr: the inner step size, or Meta-SGD's rates keyed like ``theta``.
+        first_order: drop the second-order term (``d phi / d theta = I``).
+        objective: the inner loss whose Hessian ``H_i`` is (:func:`metarl.agents.inner.inner_losses`).
+
+    Attributes:
+        params: the adapted per-task parameters ``phi`` (detached, stacked by task).
+    """
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        theta: Mapping[str, torch.Tensor],
+        inner_episodes: Episodes,
+        inner_advantages: torch.Tensor,
+        lr: float | Mapping[str, torch.Tensor],
+        first_order: bool = False,
+        objective: InnerObjective = "log_likelihood",
+    ) -> None:
+        self.policy = policy
+        self.names = list(theta)
+        self.theta = {n: theta[n].detach() for n in self.names}
+        self.learned = isinstance(lr, Mapping)
+        self.rates = [lr[n].detach() if self.learned else lr for n in self.names]
+        self.first_order = first_order
+        stacked = list(stack_params(self.theta, inner_episodes.num_tasks).values())
+        self.closed_form = supports_closed_form(policy)
+        inner = _closed_form_inner if self.closed_form else _autograd_inner
+        self.inner_grads, self._hessian_products = inner(
+            policy, self.names, stacked, inner_episodes, inner_advantages, not first_order, objective
+        )
+        phi = [p - r * g for p, r, g in zip(stacked, self.rates, self.inner_grads, strict=True)]
+        self.params: Params = {n: p.detach() for n, p in zip(self.names, phi, strict=True)}
+
+    def hessian_products(self, vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+        """``H_i x_i`` for every task (zero to first order)."""
+        if self.first_order:
+            return [torch.zeros_like(x) for x in vectors]
+        return self._hessian_products(vectors)
+
+    def jacobian(self, post_observations: torch.Tensor) -> JacobianProducts:
+        """Products with the Jacobian of ``policy.distribution_parameters(post_observations, phi(theta))``.
+
+        The flat vectors are ``theta``'s parameters in order, followed by the rates in the same order when
+        ``lr`` holds Meta-SGD's per-parameter rates.
+
+        Args:
+            post_observations: the post-adaptation observations ``(T, E, H, obs)``.
+        """
+        names, rates, learned, inner_grads = self.names, self.rates, self.learned, self.inner_grads
+        phi = [self.params[n] for n in names]
+        post = _closed_form_post if self.closed_form else _autograd_post
+        outputs, post_jvp, post_vjp = post(self.policy, names, phi, post_observations)
+        theta_like = dict(self.theta)
+        if learned:
+            theta_like.update({f"lr.{n}": self.theta[n] for n in names})
+
+        def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            v = unflatten_like(vector, theta_like)
+            directions = [v[n].unsqueeze(0).expand_as(p) for n, p in zip(names, phi, strict=True)]
+            tangents = [
+                x - r * h
+                for x, r, h in zip(directions, rates, self.hessian_products(directions), strict=True)
+            ]
+            if learned:
+                tangents = [
+                    t - g * v[f"lr.{n}"] for t, g, n in zip(tangents, inner_grads, names, strict=True)
+                ]
+            return post_jvp(tangents)
+
+        def vector_jacobian(cotangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            per_task = post_vjp(cotangents)
+            scaled = [r * c for r, c in zip(rates, per_task, strict=True)]
+            theta_part = [
+                (c - h).sum(0) for c, h in zip(per_task, self.hessian_products(scaled), strict=True)
+            ]
+            if not learned:
+                return flatten(theta_part).detach()
+            rate_part = [-(g * c).sum(0) for g, c in zip(inner_grads, per_task, strict=True)]
+            return flatten(theta_part + rate_part).detach()
+
+        return JacobianProducts(outputs, jacobian_vector, vector_jacobian)
 
 
 def one_step_adaptation_jacobian(
@@ -51,65 +147,12 @@ def one_step_adaptation_jacobian(
     first_order: bool = False,
     objective: InnerObjective = "log_likelihood",
 ) -> JacobianProducts:
-    """Products with the Jacobian of ``policy.distribution_parameters(post_observations, phi(theta))``.
-
-    The flat vectors are ``theta``'s parameters in order, followed by the rates in the same order when ``lr``
-    holds Meta-SGD's per-parameter rates.
-
-    Args:
-        policy: the policy.
-        theta: the meta-parameters (unstacked).
-        inner_episodes: the pre-adaptation episodes of every task (stacked by task).
-        inner_advantages: their advantages.
-        lr: the inner step size, or Meta-SGD's rates keyed like ``theta``.
-        post_observations: the post-adaptation observations ``(T, E, H, obs)``.
-        first_order: drop the second-order term (``d phi / d theta = I``).
-        objective: the inner loss whose Hessian ``H_i`` is (:func:`metarl.agents.inner.inner_losses`).
-    """
-    names = list(theta)
-    num_tasks = inner_episodes.num_tasks
-    learned = isinstance(lr, Mapping)
-    rates = [lr[n].detach() if learned else lr for n in names]
-    stacked = list(stack_params({n: theta[n].detach() for n in names}, num_tasks).values())
-    closed_form = supports_closed_form(policy)
-    inner = _closed_form_inner if closed_form else _autograd_inner
-    inner_grads, inner_hessian_products = inner(
-        policy, names, stacked, inner_episodes, inner_advantages, not first_order, objective
+    """Products with the Jacobian of ``policy.distribution_parameters(post_observations, phi(theta))``: the
+    arguments of :class:`OneStepAdaptation`, then :meth:`OneStepAdaptation.jacobian`'s."""
+    adaptation = OneStepAdaptation(
+        policy, theta, inner_episodes, inner_advantages, lr, first_order, objective
     )
-    phi = [p - r * g for p, r, g in zip(stacked, rates, inner_grads, strict=True)]
-    post = _closed_form_post if closed_form else _autograd_post
-    outputs, post_jvp, post_vjp = post(policy, names, phi, post_observations)
-
-    def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
-        """``H_i x_i`` for every task (zero to first order)."""
-        if first_order:
-            return [torch.zeros_like(x) for x in vectors]
-        return inner_hessian_products(vectors)
-
-    theta_like = {n: theta[n] for n in names}
-    if learned:
-        theta_like.update({f"lr.{n}": theta[n] for n in names})
-
-    def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        v = unflatten_like(vector, theta_like)
-        directions = [v[n].unsqueeze(0).expand_as(p) for n, p in zip(names, phi, strict=True)]
-        tangents = [
-            x - r * h for x, r, h in zip(directions, rates, hessian_products(directions), strict=True)
-        ]
-        if learned:
-            tangents = [t - g * v[f"lr.{n}"] for t, g, n in zip(tangents, inner_grads, names, strict=True)]
-        return post_jvp(tangents)
-
-    def vector_jacobian(cotangents: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        per_task = post_vjp(cotangents)
-        scaled = [r * c for r, c in zip(rates, per_task, strict=True)]
-        theta_part = [(c - h).sum(0) for c, h in zip(per_task, hessian_products(scaled), strict=True)]
-        if not learned:
-            return flatten(theta_part).detach()
-        rate_part = [-(g * c).sum(0) for g, c in zip(inner_grads, per_task, strict=True)]
-        return flatten(theta_part + rate_part).detach()
-
-    return JacobianProducts(outputs, jacobian_vector, vector_jacobian)
+    return adaptation.jacobian(post_observations)
 
 
 def policy_jacobian(

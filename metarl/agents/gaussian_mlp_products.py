@@ -18,20 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 
 from metarl.agents.episodes import Episodes
-from metarl.agents.policies import GaussianMLPPolicy
+from metarl.agents.policies import GaussianMLPPolicy, tanh
 from metarl.core import Params
-
-
-def tanh(z: torch.Tensor) -> torch.Tensor:
-    """``tanh(z)`` for a CPU tensor outside autograd with numpy's vectorised tanh, within 2 ulp of the exact value
-    and about 7x faster than ``torch.tanh`` on this project's CPUs (a (20, 2000, 64) tensor: 1.0 vs 7.0 ms)."""
-    if z.device.type != "cpu" or z.requires_grad:
-        return torch.tanh(z)
-    return torch.from_numpy(np.tanh(z.numpy()))
 
 
 def outer_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch.func import grad
 
-from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian, policy_jacobian
+from metarl.agents.adaptation_jacobian import OneStepAdaptation, policy_jacobian
 from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
@@ -122,16 +122,32 @@ class MAMLTRPO(MetaRLAgent):
         inner_episodes: list[Episodes] = []
         inner_advantages: list[torch.Tensor] = []
         current = tuple(p.detach() for p in trainable)
-        phi = stack_params(dict(zip(names, current[: len(names)], strict=False)), cfg.meta_batch_size)
+        theta = dict(zip(names, current[: len(names)], strict=True))
+        phi = stack_params(theta, cfg.meta_batch_size)
         returns, env_steps = [], 0
+        one_step = None  # one inner step: its gradients and curvature, shared by sampling and the TRPO step
         for _ in range(cfg.inner.steps):
             episodes = timed("sampling", self.sampler.sample, phi, tasks, int(rng.integers(2**31)), generator)
             inner_episodes.append(episodes)
             inner_advantages.append(
                 timed("adaptation", compute_advantages, episodes, cfg.gamma, cfg.gae_lambda, self.baseline)
             )
-            with torch.no_grad():
-                phi = timed("adaptation", adapted_params, *current)
+            if cfg.inner.steps == 1:
+                one_step = timed(
+                    "adaptation",
+                    OneStepAdaptation,
+                    self.policy,
+                    theta,
+                    episodes,
+                    inner_advantages[0],
+                    self._current_lr(),
+                    first_order=cfg.inner.first_order,
+                    objective=cfg.inner.objective,
+                )
+                phi = one_step.params
+            else:
+                with torch.no_grad():
+                    phi = timed("adaptation", adapted_params, *current)
             returns.append(episodes.task_returns().mean().item())
             env_steps += episodes.num_steps
         post = timed("sampling", self.sampler.sample, phi, tasks, int(rng.integers(2**31)), generator)
@@ -141,9 +157,7 @@ class MAMLTRPO(MetaRLAgent):
             "adaptation", compute_advantages, post, cfg.gamma, cfg.gae_lambda, self.baseline
         )
         tick = time.perf_counter()
-        result = self._trpo_update(
-            trainable, adapted_params, post, post_advantages, inner_episodes, inner_advantages
-        )
+        result = self._trpo_update(trainable, adapted_params, post, post_advantages, inner_episodes, one_step)
         timing["trpo"] += time.perf_counter() - tick
         metrics = {"meta/return_before": returns[0]}
         for step in range(1, len(returns)):
@@ -174,9 +188,10 @@ class MAMLTRPO(MetaRLAgent):
         post: Episodes,
         advantages: torch.Tensor,
         inner_episodes: Sequence[Episodes],
-        inner_advantages: Sequence[torch.Tensor],
+        one_step: OneStepAdaptation | None,
     ) -> TRPOResult:
-        """TRPO on the post-adaptation surrogate, with KL curvature taken through the adaptation."""
+        """TRPO on the post-adaptation surrogate, with KL curvature taken through the adaptation (``one_step``'s
+        Jacobian for one inner step, the general functorch path for several)."""
         policy = self.policy
 
         def outputs_fn(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -195,17 +210,8 @@ class MAMLTRPO(MetaRLAgent):
         theta = {n: p.detach() for n, p in zip(names, trainable[: len(names)], strict=True)}
         if not inner_episodes and supports_closed_form(policy):  # plain TRPO (the baselines)
             jacobian = policy_jacobian(policy, theta, post.observations)
-        elif len(inner_episodes) == 1:
-            jacobian = one_step_adaptation_jacobian(
-                policy,
-                theta,
-                inner_episodes[0],
-                inner_advantages[0],
-                self._current_lr(),
-                post.observations,
-                first_order=self.config.inner.first_order,
-                objective=self.config.inner.objective,
-            )
+        elif one_step is not None:
+            jacobian = one_step.jacobian(post.observations)
         else:
             jacobian = functional_jacobian(outputs_fn, trainable)
         old_outputs = jacobian.outputs

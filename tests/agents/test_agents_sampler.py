@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, stack_params, task_slice
+from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, stack_params, tanh, task_slice
 from metarl.agents.sampler import BatchedSampler, sample_tasks
 
 
@@ -27,6 +27,21 @@ def test_stacked_parameters_equal_a_per_task_loop():
             single = policy.distribution_parameters(obs[i], task_slice(params, i))
             for b, s in zip(batched, single, strict=True):
                 torch.testing.assert_close(b[i], s, rtol=1e-5, atol=1e-6)
+
+
+def test_fast_tanh_matches_torch_tanh_and_keeps_every_derivative():
+    z = torch.linspace(-12.0, 12.0, 4001).reshape(1, -1, 1).expand(3, -1, 2) * torch.tensor([1.0, 0.3])
+    torch.testing.assert_close(tanh(z), torch.tanh(z), rtol=4e-7, atol=2e-7)  # also a strided input
+    assert tanh(z).dtype == torch.float32
+    # Tracked inputs go through torch.tanh: reverse mode, and torch.func transforms even under no_grad.
+    leaf = z.detach().clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(tanh(leaf).sum(), leaf)
+    torch.testing.assert_close(gradient, 1.0 - torch.tanh(z) ** 2)
+    direction = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, tangent = torch.func.jvp(tanh, (z,), (direction,))
+    torch.testing.assert_close(tangent, (1.0 - torch.tanh(z) ** 2) * direction)
+    torch.testing.assert_close(torch.func.vmap(tanh)(z), torch.tanh(z))
 
 
 def test_sampler_episodes_replay_exactly_in_single_envs_with_per_task_parameters():
