@@ -53,7 +53,8 @@ class BatchedSampler:
         episodes_per_task: episodes collected in parallel for every task.
         task_features: whether to append ``env.task_features(task)`` to each observation (oracle policy).
         normalized_actions: the policy's Box actions live in ``[-1, 1]`` and are mapped linearly onto the env's
-            action bounds (the env still clips); the episodes keep the policy's own actions.
+            action bounds (the env still clips); the episodes keep the policy's own actions. The default is
+            ``PolicyConfig.normalized_actions``'.
     """
 
     def __init__(
@@ -63,7 +64,7 @@ class BatchedSampler:
         policy: MLPPolicy,
         episodes_per_task: int,
         task_features: bool = False,
-        normalized_actions: bool = False,
+        normalized_actions: bool = True,
     ) -> None:
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})

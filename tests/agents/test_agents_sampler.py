@@ -47,7 +47,7 @@ def test_fast_tanh_matches_torch_tanh_and_keeps_every_derivative():
 def test_sampler_episodes_replay_exactly_in_single_envs_with_per_task_parameters():
     env_id = "MetaRL/Navigation2D-v0"
     policy = GaussianMLPPolicy(2, 2, (16, 16))
-    sampler = BatchedSampler(env_id, {"horizon": 15}, policy, episodes_per_task=3)
+    sampler = BatchedSampler(env_id, {"horizon": 15}, policy, episodes_per_task=3, normalized_actions=False)
     tasks = sample_tasks(sampler.env, 4, seed=7)
     params = _perturbed_stack(policy, 4)
     episodes = sampler.sample(params, tasks, seed=11, generator=torch.Generator().manual_seed(0))
@@ -111,7 +111,7 @@ def test_normalized_actions_are_mapped_onto_the_action_box_and_recorded_unscaled
 
 def test_normalized_actions_need_a_bounded_action_space(monkeypatch):
     policy = GaussianMLPPolicy(2, 2, (8,))
-    sampler = BatchedSampler("MetaRL/Navigation2D-v0", {}, policy, 1)
+    sampler = BatchedSampler("MetaRL/Navigation2D-v0", {}, policy, 1, normalized_actions=False)
     unbounded = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
     monkeypatch.setattr(type(sampler.env), "action_space", unbounded, raising=False)
     with pytest.raises(ValueError, match="normalized_actions=false"):
