@@ -134,6 +134,12 @@ class MLPPolicy(nn.Module):
         """Draw actions from ``dist`` with an explicit generator (reproducible sampling)."""
         raise NotImplementedError
 
+    def act(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor], generator: torch.Generator
+    ) -> torch.Tensor:
+        """Actions drawn at ``obs`` with ``params`` (what the sampler calls at every step)."""
+        return self.sample(self.distribution(obs, params), generator)
+
 
 class GaussianMLPPolicy(MLPPolicy):
     """Diagonal Gaussian policy for ``Box`` actions: MLP mean, learned state-independent log-std.
@@ -169,10 +175,22 @@ class GaussianMLPPolicy(MLPPolicy):
         self, obs: torch.Tensor, params: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, ...]:
         mean = self._body(obs, params)
+        return mean, self._broadcastable_log_std(params, mean).expand_as(mean)
+
+    def _broadcastable_log_std(self, params: Mapping[str, torch.Tensor], mean: torch.Tensor) -> torch.Tensor:
+        """The floored log-std, shaped to broadcast against ``mean`` (per task: ``(T, A) -> (T, 1, ..., 1, A)``)."""
         log_std = params["log_std"].clamp_min(self.min_log_std)
-        if log_std.dim() == 2:  # per task: (T, A) -> (T, 1, ..., 1, A)
+        if log_std.dim() == 2:
             log_std = log_std.reshape(log_std.shape[0], *([1] * (mean.dim() - 2)), log_std.shape[1])
-        return mean, log_std.expand_as(mean)
+        return log_std
+
+    def act(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor], generator: torch.Generator
+    ) -> torch.Tensor:
+        # The same draws as sample(distribution(...)), without building a distribution at every step.
+        mean = self._body(obs, params)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + torch.exp(self._broadcastable_log_std(params, mean)) * noise
 
     def distribution_from(self, parameters: tuple[torch.Tensor, ...]) -> Distribution:
         mean, log_std = parameters

@@ -133,7 +133,7 @@ class BatchedSampler:
             observations, actions, rewards, masks = [], [], [], []
             for _ in range(benv.horizon):
                 obs = self._encode(raw_obs, features)
-                action = self.policy.sample(self.policy.distribution(obs, params), generator)
+                action = self.policy.act(obs, params, generator)
                 raw_obs, reward, _, _, info = benv.step(self._env_actions(action))
                 observations.append(obs)
                 actions.append(action)

@@ -29,6 +29,15 @@ def test_stacked_parameters_equal_a_per_task_loop():
                 torch.testing.assert_close(b[i], s, rtol=1e-5, atol=1e-6)
 
 
+def test_act_draws_what_sampling_the_distribution_draws():
+    obs = torch.randn(5, 7, 11, 3, generator=torch.Generator().manual_seed(1))
+    for policy in (GaussianMLPPolicy(3, 2, (16, 16), min_std=0.9), CategoricalMLPPolicy(3, 4, (16, 16))):
+        for params in (_perturbed_stack(policy, 5), {n: p.detach() for n, p in policy.params().items()}):
+            drawn = policy.act(obs, params, torch.Generator().manual_seed(2))
+            expected = policy.sample(policy.distribution(obs, params), torch.Generator().manual_seed(2))
+            assert torch.equal(drawn, expected)
+
+
 def test_fast_tanh_matches_torch_tanh_and_keeps_every_derivative():
     z = torch.linspace(-12.0, 12.0, 4001).reshape(1, -1, 1).expand(3, -1, 2) * torch.tensor([1.0, 0.3])
     torch.testing.assert_close(tanh(z), torch.tanh(z), rtol=4e-7, atol=2e-7)  # also a strided input
