@@ -137,24 +137,6 @@ class OneStepAdaptation:
         return JacobianProducts(outputs, jacobian_vector, vector_jacobian)
 
 
-def one_step_adaptation_jacobian(
-    policy: MLPPolicy,
-    theta: Mapping[str, torch.Tensor],
-    inner_episodes: Episodes,
-    inner_advantages: torch.Tensor,
-    lr: float | Mapping[str, torch.Tensor],
-    post_observations: torch.Tensor,
-    first_order: bool = False,
-    objective: InnerObjective = "log_likelihood",
-) -> JacobianProducts:
-    """Products with the Jacobian of ``policy.distribution_parameters(post_observations, phi(theta))``: the
-    arguments of :class:`OneStepAdaptation`, then :meth:`OneStepAdaptation.jacobian`'s."""
-    adaptation = OneStepAdaptation(
-        policy, theta, inner_episodes, inner_advantages, lr, first_order, objective
-    )
-    return adaptation.jacobian(post_observations)
-
-
 def policy_jacobian(
     policy: MLPPolicy, theta: Mapping[str, torch.Tensor], observations: torch.Tensor
 ) -> JacobianProducts:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from metarl.agents import MAMLTRPO, TrainConfig
-from metarl.agents.adaptation_jacobian import one_step_adaptation_jacobian
+from metarl.agents.adaptation_jacobian import OneStepAdaptation
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.trpo import functional_jacobian
@@ -91,8 +91,9 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
         (False, True, "likelihood_ratio"),
     ],
 )
-def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_order, meta_sgd, objective):
-    """The fast symmetric-Hessian products equal torch.func's JVP and VJP through the adaptation."""
+def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta_sgd, objective):
+    """The adapted parameters and the fast symmetric-Hessian products equal the agent's adaptation and
+    torch.func's JVP and VJP through it."""
     agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order, objective=objective)
     names = list(theta)
     gen = torch.Generator().manual_seed(5)
@@ -108,9 +109,11 @@ def test_one_step_adaptation_jacobian_equals_the_general_functorch_path(first_or
         return agent.policy.distribution_parameters(post.observations, phi)
 
     general = functional_jacobian(outputs_fn, params)
-    fast = one_step_adaptation_jacobian(
-        agent.policy, theta, pre, pre_adv, lr, post.observations, first_order=first_order, objective=objective
-    )
+    adaptation = OneStepAdaptation(agent.policy, theta, pre, pre_adv, lr, first_order, objective)
+    with torch.no_grad():
+        for name, adapted in agent.adapt(theta, [pre], [pre_adv], lr).items():
+            torch.testing.assert_close(adaptation.params[name], adapted)
+    fast = adaptation.jacobian(post.observations)
     for a, b in zip(fast.outputs, general.outputs, strict=True):
         torch.testing.assert_close(a, b)
     size = sum(p.numel() for p in params)
