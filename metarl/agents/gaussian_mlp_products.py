@@ -134,7 +134,7 @@ class GaussianMLPLinearization:
             grads[f"layers.{i}.weight"] = outer_sum(signal, self.inputs[i])
             grads[f"layers.{i}.bias"] = signal.sum(1)
             if i > 0:
-                signal = torch.bmm(signal, self.weights[i]) * self.slopes[i - 1]
+                signal = torch.bmm(signal, self.weights[i]).mul_(self.slopes[i - 1])
                 signals.append(signal)
         return grads, signals[::-1]
 
