@@ -53,8 +53,8 @@ class BatchedSampler:
         episodes_per_task: episodes collected in parallel for every task.
         task_features: whether to append ``env.task_features(task)`` to each observation (oracle policy).
         normalized_actions: the policy's Box actions live in ``[-1, 1]`` and are mapped linearly onto the env's
-            action bounds (the env still clips); the episodes keep the policy's own actions. The default is
-            ``PolicyConfig.normalized_actions``'.
+            action bounds (the env still clips); the episodes keep the policy's own actions. True by default,
+            as ``PolicyConfig.normalized_actions``.
     """
 
     def __init__(
