@@ -24,6 +24,10 @@ from metarl.agents.episodes import Episodes
 from metarl.agents.policies import GaussianMLPPolicy, tanh
 from metarl.core import Params
 
+# Observations with at most this many dimensions (plus one for the bias) take the factored form of
+# GaussianVPGDerivatives' second-layer product (Navigation2D's 2-D positions).
+LOW_DIMENSIONAL_INPUT = 4
+
 
 def outer_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a^T b`` per task for ``a (T, N, p)`` and ``b (T, N, q)``: a weight gradient, summed over samples.
@@ -189,6 +193,7 @@ class GaussianVPGDerivatives:
             upstream = None if curvature is None else torch.bmm(self.signals[i + 1], lin.weights[i + 1])
             self.curvature_terms.append(None if upstream is None else upstream.mul_(curvature))
         self.second_order = second_order
+        self.input_moments = self._input_moments(lin) if second_order else None
         self.likelihood_ratio = likelihood_ratio
         if likelihood_ratio:  # the score of each sample in output space: d log pi / d (mean, log_std)
             self.score_mean = residual * self.inv_var
@@ -196,6 +201,30 @@ class GaussianVPGDerivatives:
         grads["log_std"] = (self.weights.sum(1) - self.weighted_sq) * lin.log_std_free
         self.gradient = grads
         self.lin = lin
+
+    @staticmethod
+    def _input_moments_wanted(lin: GaussianMLPLinearization) -> bool:
+        return lin.num_layers > 2 and lin.inputs[0].shape[-1] + 1 <= LOW_DIMENSIONAL_INPUT
+
+    def _input_moments(self, lin: GaussianMLPLinearization) -> torch.Tensor | None:
+        """``M_k = signal_1^T (slope_0 * c_k)`` for the columns ``c_k`` of ``[inputs, 1]``, shape
+        ``(T, inputs + 1, out_1, in_1)``, when the observation has few dimensions (else ``None``).
+
+        The first layer's tangent is ``c W0'^T`` (with ``W0' = [weight', bias']``) at every sample, so the
+        second layer's weight-gradient term ``signal_1^T (slope_0 * tangent_0)`` of every Hessian product is
+        ``sum_k M_k * W0'[:, k]``: a few small elementwise products instead of a ``(T, N)``-long GEMM.
+        """
+        if not self._input_moments_wanted(lin):
+            return None
+        inputs = lin.inputs[0]
+        columns = torch.cat([inputs, torch.ones_like(inputs[..., :1])], dim=-1)
+        return torch.stack(
+            [
+                outer_sum(self.signals[1], lin.slopes[0] * columns[..., k : k + 1])
+                for k in range(columns.shape[-1])
+            ],
+            dim=1,
+        )
 
     def hvp(self, vectors: Mapping[str, torch.Tensor]) -> Params:
         """``H_i v_i`` for every task: ``vectors`` are per-task directions ``{name: (T, ...)}``."""
@@ -220,7 +249,12 @@ class GaussianVPGDerivatives:
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
             weight_grad = outer_sum(signal_tangent, lin.inputs[i])
-            if i > 0:
+            if i == 1 and self.input_moments is not None:
+                first = torch.cat(
+                    [vectors["layers.0.weight"], vectors["layers.0.bias"].unsqueeze(-1)], dim=-1
+                )
+                weight_grad += (self.input_moments * first.transpose(1, 2).unsqueeze(2)).sum(1)
+            elif i > 0:
                 weight_grad.baddbmm_(signal.transpose(1, 2), hidden[i - 1][1])
             out[f"layers.{i}.weight"] = weight_grad
             out[f"layers.{i}.bias"] = signal_tangent.sum(1)

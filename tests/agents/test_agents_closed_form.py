@@ -8,17 +8,21 @@ from torch.func import grad, jvp
 
 from metarl.agents.adaptation_jacobian import policy_jacobian
 from metarl.agents.episodes import Episodes, masked_task_mean
-from metarl.agents.gaussian_mlp_products import GaussianMLPLinearization, GaussianVPGDerivatives
+from metarl.agents.gaussian_mlp_products import (
+    LOW_DIMENSIONAL_INPUT,
+    GaussianMLPLinearization,
+    GaussianVPGDerivatives,
+)
 from metarl.agents.inner import inner_losses
 from metarl.agents.maml_rl import mean_kl_curvature
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.agents.trpo import functional_jacobian
 
 
-def _problem(activation, hidden_sizes, seed=0, min_std=1e-6):
+def _problem(activation, hidden_sizes, seed=0, min_std=1e-6, obs_dim=3):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    policy = GaussianMLPPolicy(3, 2, hidden_sizes, activation, init_std=0.7, min_std=min_std).double()
+    policy = GaussianMLPPolicy(obs_dim, 2, hidden_sizes, activation, init_std=0.7, min_std=min_std).double()
     tasks, shape = 3, (3, 4, 5)
 
     def randn(*size):
@@ -29,7 +33,7 @@ def _problem(activation, hidden_sizes, seed=0, min_std=1e-6):
         for n, p in policy.named_parameters()
     }
     episodes = Episodes(
-        observations=randn(*shape, 3),
+        observations=randn(*shape, obs_dim),
         actions=randn(*shape, 2),
         rewards=torch.zeros(shape, dtype=torch.float64),
         mask=(torch.rand(shape, generator=gen) > 0.3).double(),  # padded steps must not count
@@ -43,10 +47,15 @@ CASES = [("tanh", (5,)), ("tanh", (7, 6)), ("tanh", (4, 4, 4)), ("relu", (7, 6))
 FLOORS = [(*case, 1e-6) for case in CASES] + [("tanh", (7, 6), 0.7)]
 
 
+@pytest.mark.parametrize("obs_dim", [3, LOW_DIMENSIONAL_INPUT + 2])
 @pytest.mark.parametrize("objective", ["log_likelihood", "likelihood_ratio"])
 @pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)
-def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_sizes, min_std, objective):
-    policy, params, episodes, advantages, v = _problem(activation, hidden_sizes, min_std=min_std)
+def test_vpg_gradient_and_hessian_products_equal_autograd(
+    activation, hidden_sizes, min_std, objective, obs_dim
+):
+    policy, params, episodes, advantages, v = _problem(
+        activation, hidden_sizes, min_std=min_std, obs_dim=obs_dim
+    )
     if min_std > 1e-6:
         assert 0 < int((params["log_std"] < policy.min_log_std).sum()) < params["log_std"].numel()
     names = list(params)
@@ -58,6 +67,9 @@ def test_vpg_gradient_and_hessian_products_equal_autograd(activation, hidden_siz
     closed = GaussianVPGDerivatives(
         policy, params, episodes, advantages, likelihood_ratio=objective == "likelihood_ratio"
     )
+    # Few observation dimensions: the second layer's product takes the factored form (both forms tested).
+    factored = obs_dim + 1 <= LOW_DIMENSIONAL_INPUT and len(hidden_sizes) > 1
+    assert (closed.input_moments is not None) == factored
     products = closed.hvp(v)
     for n, g, h in zip(names, grads, hessian_v, strict=True):
         torch.testing.assert_close(closed.gradient[n], g.detach(), msg=n)
