@@ -193,7 +193,11 @@ class GaussianVPGDerivatives:
             upstream = None if curvature is None else torch.bmm(self.signals[i + 1], lin.weights[i + 1])
             self.curvature_terms.append(None if upstream is None else upstream.mul_(curvature))
         self.second_order = second_order
-        self.input_moments = self._input_moments(lin) if second_order else None
+        self.factored_first_layer = (
+            FactoredFirstLayer(lin, self.signals[1], self.curvature_terms[0])
+            if second_order and FactoredFirstLayer.applies(lin)
+            else None
+        )
         self.likelihood_ratio = likelihood_ratio
         if likelihood_ratio:  # the score of each sample in output space: d log pi / d (mean, log_std)
             self.score_mean = residual * self.inv_var
@@ -201,30 +205,6 @@ class GaussianVPGDerivatives:
         grads["log_std"] = (self.weights.sum(1) - self.weighted_sq) * lin.log_std_free
         self.gradient = grads
         self.lin = lin
-
-    @staticmethod
-    def _input_moments_wanted(lin: GaussianMLPLinearization) -> bool:
-        return lin.num_layers > 2 and lin.inputs[0].shape[-1] + 1 <= LOW_DIMENSIONAL_INPUT
-
-    def _input_moments(self, lin: GaussianMLPLinearization) -> torch.Tensor | None:
-        """``M_k = signal_1^T (slope_0 * c_k)`` for the columns ``c_k`` of ``[inputs, 1]``, shape
-        ``(T, inputs + 1, out_1, in_1)``, when the observation has few dimensions (else ``None``).
-
-        The first layer's tangent is ``c W0'^T`` (with ``W0' = [weight', bias']``) at every sample, so the
-        second layer's weight-gradient term ``signal_1^T (slope_0 * tangent_0)`` of every Hessian product is
-        ``sum_k M_k * W0'[:, k]``: a few small elementwise products instead of a ``(T, N)``-long GEMM.
-        """
-        if not self._input_moments_wanted(lin):
-            return None
-        inputs = lin.inputs[0]
-        columns = torch.cat([inputs, torch.ones_like(inputs[..., :1])], dim=-1)
-        return torch.stack(
-            [
-                outer_sum(self.signals[1], lin.slopes[0] * columns[..., k : k + 1])
-                for k in range(columns.shape[-1])
-            ],
-            dim=1,
-        )
 
     def hvp(self, vectors: Mapping[str, torch.Tensor]) -> Params:
         """``H_i v_i`` for every task: ``vectors`` are per-task directions ``{name: (T, ...)}``."""
@@ -246,23 +226,83 @@ class GaussianVPGDerivatives:
             weighted = self.weights * score_dot_v
             signal_tangent -= weighted * self.score_mean
             out["log_std"] -= (weighted * self.score_log_std).sum(1) * lin.log_std_free
+        factored = self.factored_first_layer
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
             weight_grad = outer_sum(signal_tangent, lin.inputs[i])
-            if i == 1 and self.input_moments is not None:
-                first = torch.cat(
-                    [vectors["layers.0.weight"], vectors["layers.0.bias"].unsqueeze(-1)], dim=-1
-                )
-                weight_grad += (self.input_moments * first.transpose(1, 2).unsqueeze(2)).sum(1)
+            if i == 1 and factored is not None:
+                weight_grad += factored.second_layer_term(vectors)
             elif i > 0:
                 weight_grad.baddbmm_(signal.transpose(1, 2), hidden[i - 1][1])
             out[f"layers.{i}.weight"] = weight_grad
             out[f"layers.{i}.bias"] = signal_tangent.sum(1)
-            if i > 0:
-                upstream_tangent = torch.bmm(signal_tangent, lin.weights[i])
-                upstream_tangent.baddbmm_(signal, vectors[f"layers.{i}.weight"])
-                signal_tangent = upstream_tangent.mul_(lin.slopes[i - 1])
-                curvature_term = self.curvature_terms[i - 1]
-                if curvature_term is not None:
-                    signal_tangent.addcmul_(curvature_term, hidden[i - 1][0])
+            if i == 0:
+                break
+            upstream_tangent = torch.bmm(signal_tangent, lin.weights[i])
+            if i == 1 and factored is not None:
+                out.update(factored.first_layer_products(upstream_tangent.mul_(lin.slopes[0]), vectors))
+                break
+            upstream_tangent.baddbmm_(signal, vectors[f"layers.{i}.weight"])
+            signal_tangent = upstream_tangent.mul_(lin.slopes[i - 1])
+            curvature_term = self.curvature_terms[i - 1]
+            if curvature_term is not None:
+                signal_tangent.addcmul_(curvature_term, hidden[i - 1][0])
         return out
+
+
+class FactoredFirstLayer:
+    """The sample sums of :meth:`GaussianVPGDerivatives.hvp` that involve the first layer, precomputed once when
+    the observation has few dimensions (Navigation2D's 2-D position).
+
+    With ``c_n = [x_n, 1]`` (the observation and a one) and ``V = [W0', b0']`` the first layer's direction,
+    the first layer's tangent is ``z0'_n = V c_n``: every sample-long sum that is linear in it, or in the
+    direction of the second layer's weight, contracts to ``(inputs + 1)`` precomputed matrices:
+
+    - the second layer's weight-gradient term ``sum_n signal1_n (slope0_n * z0'_n)^T = sum_k M_k * V[:, k]``,
+      ``M_k = sum_n c_nk signal1_n (slope0_n)^T``;
+    - the first layer's products ``sum_n d0'_n c_n^T``, where the signal tangent ``d0'`` is
+      ``(signal_tangent1 W1) * slope0 + (signal1 W1') * slope0 + curvature0 * z0'``: its second term gives
+      ``sum_a W1'[a] * M_k[a]``, its third ``sum_j V[:, j] * Q_jk``, ``Q_jk = sum_n c_nj c_nk curvature0_n``.
+
+    Each Hessian product then skips two of its six sample-long ``64 x 64`` GEMMs.
+    """
+
+    MAX_INPUTS = LOW_DIMENSIONAL_INPUT
+
+    @staticmethod
+    def applies(lin: GaussianMLPLinearization) -> bool:
+        """Whether the policy has two hidden layers or more and few enough observation dimensions."""
+        return lin.num_layers > 2 and lin.inputs[0].shape[-1] + 1 <= FactoredFirstLayer.MAX_INPUTS
+
+    def __init__(
+        self, lin: GaussianMLPLinearization, signal1: torch.Tensor, curvature0: torch.Tensor | None
+    ) -> None:
+        inputs = lin.inputs[0]
+        self.columns = torch.cat([inputs, torch.ones_like(inputs[..., :1])], dim=-1)  # (T, N, K)
+        count = self.columns.shape[-1]
+        # (T, K, out_1, in_1)
+        self.moments = torch.stack(
+            [outer_sum(signal1, lin.slopes[0] * self.columns[..., k : k + 1]) for k in range(count)], dim=1
+        )
+        self.curvature_moments = None  # (T, K, K, in_1); ReLU has no curvature term
+        if curvature0 is not None:
+            pairs = (self.columns.unsqueeze(-1) * self.columns.unsqueeze(-2)).flatten(2)  # (T, N, K * K)
+            self.curvature_moments = outer_sum(pairs, curvature0).unflatten(1, (count, count))
+
+    @staticmethod
+    def _first_direction(vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``V = [W0', b0']``, shape ``(T, in_1, K)``."""
+        return torch.cat([vectors["layers.0.weight"], vectors["layers.0.bias"].unsqueeze(-1)], dim=-1)
+
+    def second_layer_term(self, vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``sum_n signal1_n (slope0_n * z0'_n)^T``, shape ``(T, out_1, in_1)``."""
+        first = self._first_direction(vectors)
+        return (self.moments * first.transpose(1, 2).unsqueeze(2)).sum(1)
+
+    def first_layer_products(self, partial: torch.Tensor, vectors: Mapping[str, torch.Tensor]) -> Params:
+        """The first layer's weight and bias products, given ``partial = (signal_tangent1 W1) * slope0``."""
+        products = outer_sum(partial, self.columns)  # (T, in_1, K)
+        products += (self.moments * vectors["layers.1.weight"].unsqueeze(1)).sum(2).transpose(1, 2)
+        if self.curvature_moments is not None:
+            products += torch.einsum("tjkb,tbj->tbk", self.curvature_moments, self._first_direction(vectors))
+        return {"layers.0.weight": products[..., :-1], "layers.0.bias": products[..., -1]}

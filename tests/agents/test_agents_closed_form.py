@@ -69,7 +69,7 @@ def test_vpg_gradient_and_hessian_products_equal_autograd(
     )
     # Few observation dimensions: the second layer's product takes the factored form (both forms tested).
     factored = obs_dim + 1 <= LOW_DIMENSIONAL_INPUT and len(hidden_sizes) > 1
-    assert (closed.input_moments is not None) == factored
+    assert (closed.factored_first_layer is not None) == factored
     products = closed.hvp(v)
     for n, g, h in zip(names, grads, hessian_v, strict=True):
         torch.testing.assert_close(closed.gradient[n], g.detach(), msg=n)
