@@ -7,7 +7,8 @@ activation derivative; here everything that does not depend on the vector (the a
 and second derivatives, the back-propagated signals of the gradient) is computed once, and a product is a
 forward tangent pass and one backward pass of that tangent (Pearlmutter's R-operator): for a 64x64 policy,
 six ``(tasks, samples, 64) x (64, 64)`` batched matmuls and about a dozen elementwise ops, against fourteen
-matmuls and some sixty elementwise ops of the double-backward graph.
+matmuls and some sixty elementwise ops of the double-backward graph; four when the observation has few
+dimensions (:class:`FactoredFirstLayer`).
 
 Parameters are stacked per task (leading axis = task) and named like :class:`GaussianMLPPolicy`'s
 (``layers.{i}.weight``, ``layers.{i}.bias``, ``log_std``); products take and return such dicts.
@@ -24,8 +25,8 @@ from metarl.agents.episodes import Episodes
 from metarl.agents.policies import GaussianMLPPolicy, tanh
 from metarl.core import Params
 
-# Observations with at most this many dimensions (plus one for the bias) take the factored form of
-# GaussianVPGDerivatives' second-layer product (Navigation2D's 2-D positions).
+# Observations whose dimension plus one (for the bias) is at most this take FactoredFirstLayer
+# (Navigation2D's 2-D positions).
 LOW_DIMENSIONAL_INPUT = 4
 
 
@@ -267,12 +268,10 @@ class FactoredFirstLayer:
     Each Hessian product then skips two of its six sample-long ``64 x 64`` GEMMs.
     """
 
-    MAX_INPUTS = LOW_DIMENSIONAL_INPUT
-
     @staticmethod
     def applies(lin: GaussianMLPLinearization) -> bool:
         """Whether the policy has two hidden layers or more and few enough observation dimensions."""
-        return lin.num_layers > 2 and lin.inputs[0].shape[-1] + 1 <= FactoredFirstLayer.MAX_INPUTS
+        return lin.num_layers > 2 and lin.inputs[0].shape[-1] + 1 <= LOW_DIMENSIONAL_INPUT
 
     def __init__(
         self, lin: GaussianMLPLinearization, signal1: torch.Tensor, curvature0: torch.Tensor | None
