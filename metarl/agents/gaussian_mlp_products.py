@@ -162,6 +162,7 @@ class GaussianVPGDerivatives:
 
     Attributes:
         gradient: the per-task gradients ``{name: (T, ...)}`` (as :func:`metarl.agents.inner.vpg_losses`).
+        factored_first_layer: the :class:`FactoredFirstLayer` of the Hessian products, when it applies.
     """
 
     def __init__(
