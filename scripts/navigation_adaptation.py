@@ -33,20 +33,17 @@ from metarl.envs import make_batched
 ENV_ID = "MetaRL/Navigation2D-v0"
 
 
-def deterministic_rollout(agent: MetaRLAgent, params, tasks) -> tuple[np.ndarray, np.ndarray]:
+def deterministic_rollout(sampler: BatchedSampler, params, tasks) -> tuple[np.ndarray, np.ndarray]:
     """Return per task and final position of one episode that takes the policy's mean action."""
-    config = agent.config
-    benv = make_batched(config.env, tasks, 1, seed=0, **config.env_kwargs)
-    low, high = benv.action_space.low, benv.action_space.high
+    benv = make_batched(sampler.env_id, tasks, 1, seed=0, **sampler.env_kwargs)
     obs = benv.reset(seed=0)
     returns = np.zeros(len(tasks))
     with torch.no_grad():
         for _ in range(benv.horizon):
-            mean = agent.policy.distribution_parameters(torch.as_tensor(obs, dtype=torch.float32), params)[0]
-            actions = mean.numpy()
-            if config.policy.normalized_actions:
-                actions = (high + low) / 2.0 + actions * (high - low) / 2.0
-            obs, reward, _, _, _ = benv.step(actions.astype(np.float32))
+            mean = sampler.policy.distribution_parameters(torch.as_tensor(obs, dtype=torch.float32), params)[
+                0
+            ]
+            obs, reward, _, _, _ = benv.step(sampler.env_actions(mean))
             returns += reward[:, 0]
             if benv.done.all():
                 break
@@ -76,7 +73,7 @@ def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = N
         theta, tasks, sampler, rng, torch_generator(rng), steps=1, lr=agent.adaptation_lr()
     )
     adapted_returns = result.returns[:, 1].numpy().astype(np.float64)
-    deterministic, final = deterministic_rollout(agent, result.params, tasks)
+    deterministic, final = deterministic_rollout(sampler, result.params, tasks)
     goals = np.array([t.goal for t in tasks])
     distance = np.linalg.norm(goals, axis=1)
     spread = pre.observations.norm(dim=-1)  # (T, E, H): distance from the start of every pre-update step

@@ -229,11 +229,12 @@ class GaussianVPGDerivatives:
             signal_tangent -= weighted * self.score_mean
             out["log_std"] -= (weighted * self.score_log_std).sum(1) * lin.log_std_free
         factored = self.factored_first_layer
+        first = None if factored is None else factored.first_direction(vectors)
         for i in range(lin.num_layers - 1, -1, -1):
             signal = self.signals[i]
             weight_grad = outer_sum(signal_tangent, lin.inputs[i])
             if i == 1 and factored is not None:
-                weight_grad += factored.second_layer_term(vectors)
+                weight_grad += factored.second_layer_term(first)
             elif i > 0:
                 weight_grad.baddbmm_(signal.transpose(1, 2), hidden[i - 1][1])
             out[f"layers.{i}.weight"] = weight_grad
@@ -242,7 +243,8 @@ class GaussianVPGDerivatives:
                 break
             upstream_tangent = torch.bmm(signal_tangent, lin.weights[i])
             if i == 1 and factored is not None:
-                out.update(factored.first_layer_products(upstream_tangent.mul_(lin.slopes[0]), vectors))
+                partial = upstream_tangent.mul_(lin.slopes[0])
+                out.update(factored.first_layer_products(partial, first, vectors["layers.1.weight"]))
                 break
             upstream_tangent.baddbmm_(signal, vectors[f"layers.{i}.weight"])
             signal_tangent = upstream_tangent.mul_(lin.slopes[i - 1])
@@ -290,19 +292,21 @@ class FactoredFirstLayer:
             self.curvature_moments = outer_sum(pairs, curvature0).unflatten(1, (count, count))
 
     @staticmethod
-    def _first_direction(vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``V = [W0', b0']``, shape ``(T, in_1, K)``."""
+    def first_direction(vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``V = [W0', b0']`` of per-task directions ``vectors``, shape ``(T, in_1, K)``."""
         return torch.cat([vectors["layers.0.weight"], vectors["layers.0.bias"].unsqueeze(-1)], dim=-1)
 
-    def second_layer_term(self, vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``sum_n signal1_n (slope0_n * z0'_n)^T``, shape ``(T, out_1, in_1)``."""
-        first = self._first_direction(vectors)
+    def second_layer_term(self, first: torch.Tensor) -> torch.Tensor:
+        """``sum_n signal1_n (slope0_n * z0'_n)^T`` for ``first = V``, shape ``(T, out_1, in_1)``."""
         return (self.moments * first.transpose(1, 2).unsqueeze(2)).sum(1)
 
-    def first_layer_products(self, partial: torch.Tensor, vectors: Mapping[str, torch.Tensor]) -> Params:
-        """The first layer's weight and bias products, given ``partial = (signal_tangent1 W1) * slope0``."""
+    def first_layer_products(
+        self, partial: torch.Tensor, first: torch.Tensor, second: torch.Tensor
+    ) -> Params:
+        """The first layer's weight and bias products, given ``partial = (signal_tangent1 W1) * slope0``,
+        ``first = V`` and the second layer's weight direction ``second = W1'``."""
         products = outer_sum(partial, self.columns)  # (T, in_1, K)
-        products += (self.moments * vectors["layers.1.weight"].unsqueeze(1)).sum(2).transpose(1, 2)
+        products += (self.moments * second.unsqueeze(1)).sum(2).transpose(1, 2)
         if self.curvature_moments is not None:
-            products += torch.einsum("tjkb,tbj->tbk", self.curvature_moments, self._first_direction(vectors))
+            products += torch.einsum("tjkb,tbj->tbk", self.curvature_moments, first)
         return {"layers.0.weight": products[..., :-1], "layers.0.bias": products[..., -1]}

@@ -189,8 +189,12 @@ class GaussianMLPPolicy(MLPPolicy):
     ) -> torch.Tensor:
         # The same draws as sample(distribution(...)), without building a distribution at every step.
         mean = self._body(obs, params)
+        return self._draw(mean, torch.exp(self._broadcastable_log_std(params, mean)), generator)
+
+    @staticmethod
+    def _draw(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return mean + torch.exp(self._broadcastable_log_std(params, mean)) * noise
+        return mean + std * noise
 
     def distribution_from(self, parameters: tuple[torch.Tensor, ...]) -> Distribution:
         mean, log_std = parameters
@@ -211,8 +215,7 @@ class GaussianMLPPolicy(MLPPolicy):
 
     def sample(self, dist: Distribution, generator: torch.Generator) -> torch.Tensor:
         base = dist.base_dist
-        noise = torch.randn(base.loc.shape, generator=generator, dtype=base.loc.dtype)
-        return base.loc + base.scale * noise
+        return self._draw(base.loc, base.scale, generator)
 
 
 class CategoricalMLPPolicy(MLPPolicy):

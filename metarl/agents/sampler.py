@@ -98,7 +98,8 @@ class BatchedSampler:
         extra = features.unsqueeze(1).expand(encoded.shape[0], encoded.shape[1], features.shape[-1])
         return torch.cat([encoded, extra], dim=-1)
 
-    def _env_actions(self, actions: torch.Tensor) -> np.ndarray:
+    def env_actions(self, actions: torch.Tensor) -> np.ndarray:
+        """The env's actions for the policy's (Box actions scaled onto the action box when normalized)."""
         if isinstance(self.action_space, gym.spaces.Discrete):
             return actions.numpy() + int(self.action_space.start)
         values = actions.numpy()
@@ -134,7 +135,7 @@ class BatchedSampler:
             for _ in range(benv.horizon):
                 obs = self._encode(raw_obs, features)
                 action = self.policy.act(obs, params, generator)
-                raw_obs, reward, _, _, info = benv.step(self._env_actions(action))
+                raw_obs, reward, _, _, info = benv.step(self.env_actions(action))
                 observations.append(obs)
                 actions.append(action)
                 rewards.append(torch.as_tensor(reward, dtype=torch.float32))
