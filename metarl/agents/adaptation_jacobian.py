@@ -57,6 +57,7 @@ class OneStepAdaptation:
         lr: the inner step size, or Meta-SGD's rates keyed like ``theta``.
         first_order: drop the second-order term (``d phi / d theta = I``).
         objective: the inner loss whose Hessian ``H_i`` is (:func:`metarl.agents.inner.inner_losses`).
+        dice_lambda: Loaded DiCE's discount, for ``objective="dice"``.
 
     Attributes:
         params: the adapted per-task parameters ``phi`` (detached, stacked by task).
@@ -71,6 +72,7 @@ class OneStepAdaptation:
         lr: float | Mapping[str, torch.Tensor],
         first_order: bool = False,
         objective: InnerObjective = "log_likelihood",
+        dice_lambda: float = 1.0,
     ) -> None:
         self.policy = policy
         self.names = list(theta)
@@ -82,7 +84,14 @@ class OneStepAdaptation:
         self.closed_form = supports_closed_form(policy)
         inner = _closed_form_inner if self.closed_form else _autograd_inner
         self.inner_grads, self._hessian_products = inner(
-            policy, self.names, stacked, inner_episodes, inner_advantages, not first_order, objective
+            policy,
+            self.names,
+            stacked,
+            inner_episodes,
+            inner_advantages,
+            not first_order,
+            objective,
+            dice_lambda,
         )
         phi = [p - r * g for p, r, g in zip(stacked, self.rates, self.inner_grads, strict=True)]
         self.params: Params = {n: p.detach() for n, p in zip(self.names, phi, strict=True)}
@@ -168,11 +177,11 @@ Products = Callable[[Sequence[torch.Tensor]], Sequence[torch.Tensor]]
 
 
 def _closed_form_inner(
-    policy, names, stacked, episodes, advantages, second_order, objective
+    policy, names, stacked, episodes, advantages, second_order, objective, dice_lambda
 ) -> tuple[list[torch.Tensor], Products]:
     params = dict(zip(names, stacked, strict=True))
     derivatives = GaussianVPGDerivatives(
-        policy, params, episodes, advantages, second_order, objective == "likelihood_ratio"
+        policy, params, episodes, advantages, second_order, objective, dice_lambda
     )
 
     def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
@@ -183,12 +192,13 @@ def _closed_form_inner(
 
 
 def _autograd_inner(
-    policy, names, stacked, episodes, advantages, second_order, objective
+    policy, names, stacked, episodes, advantages, second_order, objective, dice_lambda
 ) -> tuple[list[torch.Tensor], Products]:
     """The inner gradient with its graph saved: ``H_i x`` is one reverse pass through it (``H`` symmetric)."""
     with torch.enable_grad():
         leaves = [p.clone().requires_grad_(True) for p in stacked]
-        loss = inner_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages, objective)
+        params = dict(zip(names, leaves, strict=True))
+        loss = inner_losses(policy, params, episodes, advantages, objective, dice_lambda)
         grads = torch.autograd.grad(loss.sum(), leaves, create_graph=second_order)
 
     def hessian_products(vectors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-InnerObjective = Literal["log_likelihood", "likelihood_ratio"]
+InnerObjective = Literal["log_likelihood", "likelihood_ratio", "dice"]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -78,7 +78,15 @@ class InnerConfig:
         default="log_likelihood",
         metadata=_help(
             "MAML's inner loss: log_likelihood (-A log pi, MAML-TRPO) or likelihood_ratio (-A pi/stop_grad(pi), "
-            "ProMP's low-variance curvature: the same step, a meta-gradient that credits pre-update exploration)"
+            "ProMP's low-variance curvature: the same step, a meta-gradient that credits pre-update exploration) "
+            "or dice (Loaded DiCE: also credits how earlier actions shape later states, see inner.dice_lambda)"
+        ),
+    )
+    dice_lambda: float = field(
+        default=1.0,
+        metadata=_help(
+            "objective=dice: discount in [0, 1] of the credit an action gets for later steps' advantages "
+            "(1: DiCE's unbiased curvature, 0: the same as likelihood_ratio)"
         ),
     )
     meta_sgd: bool = field(default=False, metadata=_help("MAML: learn per-parameter inner rates (Meta-SGD)"))
@@ -91,6 +99,8 @@ class InnerConfig:
         if self.steps < 0:
             raise ValueError(f"config key 'inner.steps' must be >= 0, got {self.steps}")
         _positive("inner.lr", self.lr)
+        if not 0.0 <= self.dice_lambda <= 1.0:
+            raise ValueError(f"config key 'inner.dice_lambda' must be in [0, 1], got {self.dice_lambda}")
         _positive("inner.ppo_clip", self.ppo_clip)
         if self.ppo_epochs < 1:
             raise ValueError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")

@@ -86,6 +86,14 @@ def normalize_per_task(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e
     return (values - mean) / (var.sqrt() + eps) * mask
 
 
+def discount_matrix(horizon: int, discount: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Lower-triangular ``(H, H)`` matrix ``L[t, s] = discount^(t - s)`` for ``s <= t``, else 0: ``x @ L.T`` is the
+    discounted cumulative sum ``sum_{s <= t} discount^(t - s) x_s`` along the last axis (``discount=0``: identity)."""
+    steps = torch.arange(horizon, dtype=dtype)
+    lags = steps.unsqueeze(1) - steps.unsqueeze(0)
+    return torch.where(lags >= 0, torch.tensor(discount, dtype=dtype).pow(lags.clamp_min(0)), 0.0)
+
+
 def masked_task_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``(T, ...)`` values over the valid entries of each task, ``(T,)``."""
     dims = tuple(range(1, values.dim()))

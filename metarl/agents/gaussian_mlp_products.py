@@ -21,7 +21,8 @@ from collections.abc import Mapping
 
 import torch
 
-from metarl.agents.episodes import Episodes
+from metarl.agents.config import InnerObjective
+from metarl.agents.episodes import Episodes, discount_matrix
 from metarl.agents.policies import GaussianMLPPolicy, tanh
 from metarl.core import Params
 
@@ -147,10 +148,11 @@ class GaussianMLPLinearization:
 class GaussianVPGDerivatives:
     """Gradient and exact Hessian-vector products of each task's VPG loss ``-mean_t A_t log pi(a_t|s_t)``.
 
-    With ``likelihood_ratio`` the loss is ProMP's ``-mean_t A_t pi(a_t|s_t) / stop_grad(pi(a_t|s_t))``
-    (:func:`metarl.agents.inner.likelihood_ratio_losses`): the same gradient, and a Hessian with the extra term
-    ``-mean_t A_t s_t s_t^T`` (``s_t`` the score ``grad log pi(a_t|s_t)``), computed here as one more
-    cotangent of the same backward pass.
+    The other inner objectives (:func:`metarl.agents.inner.inner_losses`) have the same gradient and a Hessian
+    with extra score outer products (``s_t`` the score ``grad log pi(a_t|s_t)``), computed here as one more
+    cotangent of the same backward pass: ``likelihood_ratio`` (ProMP's ``-mean_t A_t pi / stop_grad(pi)``) adds
+    ``-mean_t A_t s_t s_t^T``; ``dice`` (Loaded DiCE) also the cross terms
+    ``-mean_t A_t lambda^(t - s) (s_t s_s^T + s_s s_t^T)`` over each episode's earlier steps ``s < t``.
 
     Args:
         policy: a tanh or ReLU :class:`GaussianMLPPolicy`.
@@ -158,7 +160,8 @@ class GaussianVPGDerivatives:
         episodes: each task's episodes (stacked by task).
         advantages: their advantages ``(T, E, H)``.
         second_order: prepare :meth:`hvp` (``False``: only the gradient is wanted).
-        likelihood_ratio: products with the Hessian of the likelihood-ratio loss instead.
+        objective: the inner loss whose Hessian :meth:`hvp` multiplies.
+        dice_lambda: Loaded DiCE's discount, for ``objective="dice"``.
 
     Attributes:
         gradient: the per-task gradients ``{name: (T, ...)}`` (as :func:`metarl.agents.inner.vpg_losses`).
@@ -172,7 +175,8 @@ class GaussianVPGDerivatives:
         episodes: Episodes,
         advantages: torch.Tensor,
         second_order: bool = True,
-        likelihood_ratio: bool = False,
+        objective: InnerObjective = "log_likelihood",
+        dice_lambda: float = 1.0,
     ) -> None:
         lin = GaussianMLPLinearization(policy, params, episodes.observations)
         num_tasks = lin.mean.shape[0]
@@ -200,10 +204,15 @@ class GaussianVPGDerivatives:
             if second_order and FactoredFirstLayer.applies(lin)
             else None
         )
-        self.likelihood_ratio = likelihood_ratio
-        if likelihood_ratio:  # the score of each sample in output space: d log pi / d (mean, log_std)
+        self.score_products = objective != "log_likelihood"
+        if self.score_products:  # the score of each sample in output space: d log pi / d (mean, log_std)
             self.score_mean = residual * self.inv_var
             self.score_log_std = residual.square() * self.inv_var - 1.0
+        # Loaded DiCE's dependencies along each episode: discounted sums over earlier (and later) steps.
+        self.dependencies = None
+        if objective == "dice" and dice_lambda > 0:
+            self.episode_mask = mask
+            self.dependencies = discount_matrix(mask.shape[-1], dice_lambda, mask.dtype)
         grads["log_std"] = (self.weights.sum(1) - self.weighted_sq) * lin.log_std_free
         self.gradient = grads
         self.lin = lin
@@ -222,10 +231,10 @@ class GaussianVPGDerivatives:
             * (free_tangent * self.weighted_sq - (self.mean_grad * mean_tangent).sum(1))
             * lin.log_std_free
         }
-        if self.likelihood_ratio:  # - sum_n w_n s_n (s_n . v), back-propagated with the other cotangents
+        if self.score_products:  # - sum_n u_n s_n, back-propagated with the other cotangents
             score_dot_v = (self.score_mean * mean_tangent).sum(-1, keepdim=True)
             score_dot_v += (self.score_log_std * log_std_tangent).sum(-1, keepdim=True)
-            weighted = self.weights * score_dot_v
+            weighted = self._score_cotangent_weights(score_dot_v)
             signal_tangent -= weighted * self.score_mean
             out["log_std"] -= (weighted * self.score_log_std).sum(1) * lin.log_std_free
         factored = self.factored_first_layer
@@ -252,6 +261,21 @@ class GaussianVPGDerivatives:
             if curvature_term is not None:
                 signal_tangent.addcmul_(curvature_term, hidden[i - 1][0])
         return out
+
+    def _score_cotangent_weights(self, score_dot_v: torch.Tensor) -> torch.Tensor:
+        """The weights ``u_n`` of the scores in the extra Hessian term ``-sum_n u_n s_n``, given ``j_n = s_n . v``.
+
+        Likelihood ratio: ``u_t = w_t j_t``. Loaded DiCE, along each episode: ``u_t = w_t C_t + sum_{r > t}
+        lambda^(r - t) w_r j_r`` with ``C_t = sum_{s <= t} lambda^(t - s) j_s`` (``lambda = 0``: the former).
+        """
+        if self.dependencies is None:
+            return self.weights * score_dot_v
+        mask = self.episode_mask  # steps after an episode ended have no log-probability to depend on
+        j = score_dot_v.reshape(mask.shape) * mask
+        w = self.weights.reshape(mask.shape)
+        later = (w * j) @ self.dependencies  # sum_{r >= t} lambda^(r - t) w_r j_r
+        u = w * (j @ self.dependencies.T - j) + later
+        return (u * mask).reshape(score_dot_v.shape)
 
 
 class FactoredFirstLayer:

@@ -16,7 +16,13 @@ import torch
 
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import InnerConfig, InnerObjective
-from metarl.agents.episodes import Episodes, generalized_advantages, masked_task_mean, normalize_per_task
+from metarl.agents.episodes import (
+    Episodes,
+    discount_matrix,
+    generalized_advantages,
+    masked_task_mean,
+    normalize_per_task,
+)
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
 from metarl.core import Params
@@ -61,17 +67,44 @@ def likelihood_ratio_losses(
     return -masked_task_mean(ratio * advantages, episodes.mask)
 
 
+def dice_losses(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    episodes: Episodes,
+    advantages: torch.Tensor,
+    dice_lambda: float,
+) -> torch.Tensor:
+    """Loaded DiCE inner loss ``-mean_t A_t [box(w_t) - box(w_t - log pi_t)]``, shape ``(T,)``, with
+    ``w_t = sum_{s <= t} lambda^(t - s) log pi(a_s|s_s)`` along each episode and ``box(x) = exp(x - stop_grad(x))``
+    (Foerster et al. 2018, "DiCE"; Farquhar et al. 2019, "Loaded DiCE").
+
+    Its gradient is :func:`vpg_losses`' (the same inner step). Its Hessian adds to :func:`likelihood_ratio_losses`'
+    the cross terms ``-mean_t A_t lambda^(t - s) (s_t s_s^T + s_s s_t^T)`` for every earlier step ``s < t`` of the
+    episode: the meta-gradient also credits how earlier actions moved the states that later advantages are
+    measured in. ``dice_lambda=1`` is DiCE's unbiased Hessian estimate, ``0`` is the likelihood-ratio loss.
+    """
+    log_prob = log_probs(policy, params, episodes) * episodes.mask
+    cumulative = log_prob @ discount_matrix(log_prob.shape[-1], dice_lambda, log_prob.dtype).T
+    before = cumulative - log_prob
+    surrogate = torch.exp(cumulative - cumulative.detach()) - torch.exp(before - before.detach())
+    return -masked_task_mean(surrogate * advantages, episodes.mask)
+
+
 def inner_losses(
     policy: MLPPolicy,
     params: Mapping[str, torch.Tensor],
     episodes: Episodes,
     advantages: torch.Tensor,
     objective: InnerObjective = "log_likelihood",
+    dice_lambda: float = 1.0,
 ) -> torch.Tensor:
-    """MAML's inner loss of each task, shape ``(T,)``: :func:`vpg_losses` (``"log_likelihood"``) or
-    :func:`likelihood_ratio_losses` (``"likelihood_ratio"``)."""
+    """MAML's inner loss of each task, shape ``(T,)``: :func:`vpg_losses` (``"log_likelihood"``),
+    :func:`likelihood_ratio_losses` (``"likelihood_ratio"``) or :func:`dice_losses` (``"dice"``, with
+    ``dice_lambda``). All three have the same gradient and differ in their Hessian."""
     if objective == "likelihood_ratio":
         return likelihood_ratio_losses(policy, params, episodes, advantages)
+    if objective == "dice":
+        return dice_losses(policy, params, episodes, advantages, dice_lambda)
     return vpg_losses(policy, params, episodes, advantages)
 
 

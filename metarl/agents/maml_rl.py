@@ -81,13 +81,13 @@ class MAMLTRPO(MetaRLAgent):
         if not inner_episodes:
             return dict(theta)
         phi = stack_params(theta, inner_episodes[0].num_tasks)
-        objective = self.config.inner.objective
+        objective, dice_lambda = self.config.inner.objective, self.config.inner.dice_lambda
         for episodes, advantages in zip(inner_episodes, inner_advantages, strict=True):
 
             def inner_loss(params, episodes=episodes, advantages=advantages):
-                return inner_losses(self.policy, params, episodes, advantages, objective).sum()
+                return inner_losses(self.policy, params, episodes, advantages, objective, dice_lambda).sum()
 
-            # Values only: the fast path (both objectives have the same gradient).
+            # Values only: the fast path (every objective has the same gradient).
             if not torch.is_grad_enabled() and supports_closed_form(self.policy):
                 grads = GaussianVPGDerivatives(self.policy, phi, episodes, advantages, False).gradient
             else:
@@ -143,6 +143,7 @@ class MAMLTRPO(MetaRLAgent):
                     self._current_lr(),
                     first_order=cfg.inner.first_order,
                     objective=cfg.inner.objective,
+                    dice_lambda=cfg.inner.dice_lambda,
                 )
                 phi = one_step.params
             else:

@@ -7,6 +7,7 @@ import torch
 from metarl.agents.baseline import LinearFeatureBaseline, baseline_features, fit_linear
 from metarl.agents.episodes import (
     Episodes,
+    discount_matrix,
     discounted_returns,
     generalized_advantages,
     masked_task_mean,
@@ -19,6 +20,13 @@ def test_discounted_returns_match_hand_computed_values_and_respect_the_mask():
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the episode ended after 3 steps
     returns = discounted_returns(rewards, mask, gamma=0.5)
     torch.testing.assert_close(returns, torch.tensor([[1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0, 0.0]]))
+
+
+def test_discount_matrix_gives_discounted_cumulative_sums():
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    torch.testing.assert_close(x @ discount_matrix(3, 0.5).T, torch.tensor([[1.0, 2.5, 4.25]]))
+    torch.testing.assert_close(x @ discount_matrix(3, 1.0).T, torch.tensor([[1.0, 3.0, 6.0]]))
+    torch.testing.assert_close(discount_matrix(3, 0.0), torch.eye(3))
 
 
 def test_gae_matches_hand_computed_values():

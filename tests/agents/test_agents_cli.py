@@ -89,6 +89,7 @@ def test_overrides_may_come_anywhere_between_options():
     [
         (("train", "--env", "MetaRL/NoSuchEnv-v0"), "unknown env id"),
         (("train", "inner.lr=fast"), "inner.lr"),
+        (("train", "inner.dice_lambda=1.5"), "inner.dice_lambda"),
         (("train", "meta_batch_size=0"), "meta_batch_size"),
         (("train", "no_such_key=1"), "no_such_key"),
         (("train", "--config", "does/not/exist.yaml"), "not found"),

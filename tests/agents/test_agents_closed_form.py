@@ -13,7 +13,7 @@ from metarl.agents.gaussian_mlp_products import (
     GaussianMLPLinearization,
     GaussianVPGDerivatives,
 )
-from metarl.agents.inner import inner_losses
+from metarl.agents.inner import inner_losses, log_probs
 from metarl.agents.maml_rl import mean_kl_curvature
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
 from metarl.agents.trpo import functional_jacobian
@@ -48,10 +48,13 @@ FLOORS = [(*case, 1e-6) for case in CASES] + [("tanh", (7, 6), 0.7)]
 
 
 @pytest.mark.parametrize("obs_dim", [3, LOW_DIMENSIONAL_INPUT + 2])
-@pytest.mark.parametrize("objective", ["log_likelihood", "likelihood_ratio"])
+@pytest.mark.parametrize(
+    ("objective", "dice_lambda"),
+    [("log_likelihood", 1.0), ("likelihood_ratio", 1.0), ("dice", 0.5), ("dice", 1.0)],
+)
 @pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)
 def test_vpg_gradient_and_hessian_products_equal_autograd(
-    activation, hidden_sizes, min_std, objective, obs_dim
+    activation, hidden_sizes, min_std, objective, dice_lambda, obs_dim
 ):
     policy, params, episodes, advantages, v = _problem(
         activation, hidden_sizes, min_std=min_std, obs_dim=obs_dim
@@ -60,12 +63,14 @@ def test_vpg_gradient_and_hessian_products_equal_autograd(
         assert 0 < int((params["log_std"] < policy.min_log_std).sum()) < params["log_std"].numel()
     names = list(params)
     leaves = [params[n].clone().requires_grad_(True) for n in names]
-    loss = inner_losses(policy, dict(zip(names, leaves, strict=True)), episodes, advantages, objective).sum()
+    loss = inner_losses(
+        policy, dict(zip(names, leaves, strict=True)), episodes, advantages, objective, dice_lambda
+    ).sum()
     grads = torch.autograd.grad(loss, leaves, create_graph=True)
     hessian_v = torch.autograd.grad(grads, leaves, [v[n] for n in names])
 
     closed = GaussianVPGDerivatives(
-        policy, params, episodes, advantages, likelihood_ratio=objective == "likelihood_ratio"
+        policy, params, episodes, advantages, objective=objective, dice_lambda=dice_lambda
     )
     # Few observation dimensions: the second layer's product takes the factored form (both forms tested).
     factored = obs_dim + 1 <= LOW_DIMENSIONAL_INPUT and len(hidden_sizes) > 1
@@ -78,6 +83,46 @@ def test_vpg_gradient_and_hessian_products_equal_autograd(
     torch.testing.assert_close(gradient_only.gradient, closed.gradient)
     with pytest.raises(RuntimeError, match="second_order=False"):
         gradient_only.hvp(v)
+
+
+def test_dice_hessian_adds_the_discounted_score_outer_products():
+    """Loaded DiCE's Hessian minus the VPG loss's is ``-sum_t w_t (s_t s_t^T + lambda^(t-s) (s_t s_s^T + s_s s_t^T))``
+    over each episode's earlier steps ``s < t`` (``w_t`` the loss weights, ``s_t`` per-sample scores)."""
+    policy, params, episodes, advantages, v = _problem("tanh", (4,))
+    names, dice_lambda = list(params), 0.6
+    leaves = [params[n].clone().requires_grad_(True) for n in names]
+    leaf_params = dict(zip(names, leaves, strict=True))
+
+    def hessian_v(objective):
+        loss = inner_losses(policy, leaf_params, episodes, advantages, objective, dice_lambda).sum()
+        grads = torch.autograd.grad(loss, leaves, create_graph=True)
+        return torch.cat([h.flatten(1) for h in torch.autograd.grad(grads, leaves, [v[n] for n in names])], 1)
+
+    extra = hessian_v("dice") - hessian_v("log_likelihood")
+    log_prob = log_probs(policy, leaf_params, episodes) * episodes.mask
+    tasks, num_episodes, horizon = log_prob.shape
+    weights = episodes.mask * advantages / episodes.mask.sum((1, 2)).reshape(-1, 1, 1)
+    direction = torch.cat([v[n].flatten(1) for n in names], 1)
+    expected = torch.zeros_like(extra)
+    for e in range(num_episodes):
+        scores = [
+            torch.cat(
+                [
+                    g.flatten(1)
+                    for g in torch.autograd.grad(log_prob[:, e, t].sum(), leaves, retain_graph=True)
+                ],
+                1,
+            )
+            for t in range(horizon)
+        ]
+        for t in range(horizon):
+            earlier = sum((dice_lambda ** (t - s) * scores[s] for s in range(t)), torch.zeros_like(scores[t]))
+            s_t = scores[t]
+            product = s_t * ((s_t + earlier) * direction).sum(1, keepdim=True) + earlier * (
+                s_t * direction
+            ).sum(1, keepdim=True)
+            expected -= weights[:, e, t : t + 1] * product
+    torch.testing.assert_close(extra, expected)
 
 
 @pytest.mark.parametrize(("activation", "hidden_sizes", "min_std"), FLOORS)

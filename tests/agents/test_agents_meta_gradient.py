@@ -12,13 +12,13 @@ from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.trpo import functional_jacobian
 
 
-def _problem(first_order: bool, objective: str = "log_likelihood"):
+def _problem(first_order: bool, objective: str = "log_likelihood", dice_lambda: float = 1.0):
     config = TrainConfig(
         env_kwargs={"horizon": 5},
         meta_batch_size=2,
         episodes_per_task=3,
         policy=PolicyConfig(hidden_sizes=[5]),
-        inner=InnerConfig(lr=0.5, first_order=first_order, objective=objective),
+        inner=InnerConfig(lr=0.5, first_order=first_order, objective=objective, dice_lambda=dice_lambda),
     )
     agent = MAMLTRPO(config)
     agent.policy.double()
@@ -89,6 +89,8 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
         (True, True, "log_likelihood"),
         (False, False, "likelihood_ratio"),
         (False, True, "likelihood_ratio"),
+        (False, False, "dice"),
+        (False, True, "dice"),
     ],
 )
 def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta_sgd, objective):
@@ -109,7 +111,8 @@ def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta
         return agent.policy.distribution_parameters(post.observations, phi)
 
     general = functional_jacobian(outputs_fn, params)
-    adaptation = OneStepAdaptation(agent.policy, theta, pre, pre_adv, lr, first_order, objective)
+    dice_lambda = agent.config.inner.dice_lambda
+    adaptation = OneStepAdaptation(agent.policy, theta, pre, pre_adv, lr, first_order, objective, dice_lambda)
     with torch.no_grad():
         for name, adapted in agent.adapt(theta, [pre], [pre_adv], lr).items():
             torch.testing.assert_close(adaptation.params[name], adapted)
@@ -125,18 +128,29 @@ def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta
         torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))
 
 
-def test_likelihood_ratio_objective_changes_the_curvature_but_not_the_step():
-    """ProMP's LVC loss: the same adapted parameters, a different (second-order) meta-gradient."""
-    results = {}
-    for objective in ("log_likelihood", "likelihood_ratio"):
-        agent, theta, post_loss, pre, pre_adv, *_ = _problem(first_order=False, objective=objective)
-        with torch.no_grad():
-            phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
-        meta_gradient = torch.autograd.grad(post_loss(theta), list(theta.values()))
-        results[objective] = phi, meta_gradient
-    for a, b in zip(
-        results["log_likelihood"][0].values(), results["likelihood_ratio"][0].values(), strict=True
-    ):
+def _adapted_and_meta_gradient(objective: str, dice_lambda: float = 1.0):
+    agent, theta, post_loss, pre, pre_adv, *_ = _problem(False, objective, dice_lambda)
+    with torch.no_grad():
+        phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
+    return list(phi.values()), torch.autograd.grad(post_loss(theta), list(theta.values()))
+
+
+@pytest.mark.parametrize(
+    ("objective", "dice_lambda"), [("likelihood_ratio", 1.0), ("dice", 0.5), ("dice", 1.0)]
+)
+def test_other_inner_objectives_change_the_curvature_but_not_the_step(objective, dice_lambda):
+    """ProMP's LVC and Loaded DiCE losses: the same adapted parameters, a different (second-order) meta-gradient."""
+    reference_phi, reference_meta_gradient = _adapted_and_meta_gradient("log_likelihood")
+    phi, meta_gradient = _adapted_and_meta_gradient(objective, dice_lambda)
+    for a, b in zip(reference_phi, phi, strict=True):
         torch.testing.assert_close(a, b)
-    pairs = zip(results["log_likelihood"][1], results["likelihood_ratio"][1], strict=True)
-    assert any(not torch.allclose(a, b) for a, b in pairs)
+    assert any(not torch.allclose(a, b) for a, b in zip(reference_meta_gradient, meta_gradient, strict=True))
+
+
+def test_dice_with_no_dependency_discount_is_the_likelihood_ratio_loss_and_differs_otherwise():
+    _, likelihood_ratio = _adapted_and_meta_gradient("likelihood_ratio")
+    _, dice_zero = _adapted_and_meta_gradient("dice", 0.0)
+    _, dice_half = _adapted_and_meta_gradient("dice", 0.5)
+    for a, b in zip(likelihood_ratio, dice_zero, strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, c) for a, c in zip(likelihood_ratio, dice_half, strict=True))
