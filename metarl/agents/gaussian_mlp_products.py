@@ -204,6 +204,8 @@ class GaussianVPGDerivatives:
             if second_order and FactoredFirstLayer.applies(lin)
             else None
         )
+        if self.factored_first_layer is not None:  # its moments replace the first curvature term
+            self.curvature_terms[0] = None
         self.score_products = objective != "log_likelihood"
         if self.score_products:  # the score of each sample in output space: d log pi / d (mean, log_std)
             self.score_mean = residual * self.inv_var

@@ -207,9 +207,8 @@ class MAMLTRPO(MetaRLAgent):
             kl = policy.kl(old_outputs, outputs)
             return masked_task_mean(kl, post.mask).mean()
 
-        names = self._meta_parameters()[0]
-        theta = {n: p.detach() for n, p in zip(names, trainable[: len(names)], strict=True)}
         if not inner_episodes and supports_closed_form(policy):  # plain TRPO (the baselines)
+            theta = {n: p.detach() for n, p in zip(policy.params(), trainable, strict=False)}
             jacobian = policy_jacobian(policy, theta, post.observations)
         elif one_step is not None:
             jacobian = one_step.jacobian(post.observations)
