@@ -8,6 +8,7 @@ import gymnasium as gym
 import pytest
 
 import metarl.envs  # noqa: F401  (registers the MetaRL/ ids)
+from metarl.agents.commands import find_config
 from metarl.agents.config import TrainConfig
 from metarl.training.config import load_config
 
@@ -29,3 +30,11 @@ def test_navigation_paper_config_has_the_maml_papers_settings():
     assert (config.policy.hidden_sizes, config.policy.activation) == ([100, 100], "relu")
     assert (config.inner.steps, config.inner.lr, config.trpo.max_kl) == (1, 0.5, 0.01)
     assert (config.evaluation.episodes_per_task, config.evaluation.later_steps_lr_scale) == (40, 0.5)
+
+
+@pytest.mark.parametrize("algo", ["maml-trpo", "reptile"])
+def test_train_without_config_picks_the_reference_file_over_its_variants(algo):
+    """`metarl train --algo A --env ID` takes the issue's reference settings, not the paper variant of the same env."""
+    assert find_config(algo, "MetaRL/Navigation2D-v0") == CONFIGS / algo / "navigation2d.yaml"
+    config = load_config(TrainConfig, find_config(algo, "MetaRL/Navigation2D-v0"))
+    assert (config.iterations, config.meta_batch_size, config.inner.lr) == (500, 20, 0.1)
