@@ -62,6 +62,24 @@ def test_maml_options_first_order_and_meta_sgd_run_and_learn_rates():
     )
 
 
+def test_maml_inner_objectives_take_the_same_inner_step_and_differ_in_the_meta_update():
+    """A meta-iteration with each inner objective: the same pre- and post-update returns (the same step), a meta-update
+    of its own; Loaded DiCE with no dependency discount updates exactly like the likelihood-ratio loss."""
+
+    def iterate(**inner):
+        agent = MAMLTRPO(tiny("maml-trpo", inner=InnerConfig(**inner)))
+        metrics = agent.meta_iteration(0)
+        return (metrics["meta/return_before"], metrics["meta/return_after_step1"]), _flat(agent)
+
+    returns, plain = iterate()
+    lvc_returns, lvc = iterate(objective="likelihood_ratio")
+    dice_zero_returns, dice_zero = iterate(objective="dice", dice_lambda=0.0)
+    dice_returns, dice = iterate(objective="dice", dice_lambda=0.5)
+    assert returns == lvc_returns == dice_zero_returns == dice_returns
+    assert torch.equal(lvc, dice_zero)
+    assert not torch.allclose(plain, lvc) and not torch.allclose(lvc, dice)
+
+
 def test_reptile_with_ppo_and_adam_inner_loop():
     agent = ReptilePG(tiny("reptile", inner=InnerConfig(steps=2, algorithm="ppo", optimizer="adam", lr=0.01)))
     before = _flat(agent)
