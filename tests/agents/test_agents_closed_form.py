@@ -100,7 +100,7 @@ def test_dice_hessian_adds_the_discounted_score_outer_products():
 
     extra = hessian_v("dice") - hessian_v("log_likelihood")
     log_prob = log_probs(policy, leaf_params, episodes) * episodes.mask
-    tasks, num_episodes, horizon = log_prob.shape
+    _, num_episodes, horizon = log_prob.shape
     weights = episodes.mask * advantages / episodes.mask.sum((1, 2)).reshape(-1, 1, 1)
     direction = torch.cat([v[n].flatten(1) for n in names], 1)
     expected = torch.zeros_like(extra)
