@@ -52,6 +52,12 @@ def vpg_losses(
     return -masked_task_mean(log_probs(policy, params, episodes) * advantages, episodes.mask)
 
 
+def magic_box(log_prob: torch.Tensor) -> torch.Tensor:
+    """DiCE's ``box(x) = exp(x - stop_grad(x))``: 1 in value, ``box(x) * grad x`` in gradient, so that every
+    derivative of ``box(log pi) * A`` is a score-function estimate (Foerster et al. 2018)."""
+    return torch.exp(log_prob - log_prob.detach())
+
+
 def likelihood_ratio_losses(
     policy: MLPPolicy, params: Mapping[str, torch.Tensor], episodes: Episodes, advantages: torch.Tensor
 ) -> torch.Tensor:
@@ -62,8 +68,7 @@ def likelihood_ratio_losses(
     (``s_t = grad log pi(a_t|s_t)``), so that the meta-gradient differentiated through the step also credits
     how the pre-update policy's exploration shapes it.
     """
-    log_prob = log_probs(policy, params, episodes)
-    ratio = torch.exp(log_prob - log_prob.detach())
+    ratio = magic_box(log_probs(policy, params, episodes))
     return -masked_task_mean(ratio * advantages, episodes.mask)
 
 
@@ -75,7 +80,7 @@ def dice_losses(
     dice_lambda: float,
 ) -> torch.Tensor:
     """Loaded DiCE inner loss ``-mean_t A_t [box(w_t) - box(w_t - log pi_t)]``, shape ``(T,)``, with
-    ``w_t = sum_{s <= t} lambda^(t - s) log pi(a_s|s_s)`` along each episode and ``box(x) = exp(x - stop_grad(x))``
+    ``w_t = sum_{s <= t} lambda^(t - s) log pi(a_s|s_s)`` along each episode and :func:`magic_box` ``box``
     (Foerster et al. 2018, "DiCE"; Farquhar et al. 2019, "Loaded DiCE").
 
     Its gradient is :func:`vpg_losses`' (the same inner step). Its Hessian adds to :func:`likelihood_ratio_losses`'
@@ -85,8 +90,7 @@ def dice_losses(
     """
     log_prob = log_probs(policy, params, episodes) * episodes.mask
     cumulative = log_prob @ discount_matrix(log_prob.shape[-1], dice_lambda, log_prob.dtype).T
-    before = cumulative - log_prob
-    surrogate = torch.exp(cumulative - cumulative.detach()) - torch.exp(before - before.detach())
+    surrogate = magic_box(cumulative) - magic_box(cumulative - log_prob)
     return -masked_task_mean(surrogate * advantages, episodes.mask)
 
 
