@@ -16,7 +16,6 @@ goal; one that also learns its distance ends near the goal.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from metarl.agents.inner import FineTuner
 from metarl.agents.policies import stack_params
 from metarl.agents.sampler import BatchedSampler
 from metarl.envs import make_batched
+from metarl.training.io import write_json_atomic
 
 ENV_ID = "MetaRL/Navigation2D-v0"
 
@@ -137,7 +137,7 @@ def main() -> None:
         ]
         print("  ".join(f"{v:18.3f}" for v in values))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json_atomic(args.json, report)
 
 
 if __name__ == "__main__":
