@@ -10,7 +10,10 @@ stray from the start (the exploration the adaptation step learns from).
     python scripts/navigation_adaptation.py RUN_DIR [--episodes N] [--tasks N] [--json PATH]
 
 A policy that learns only the goal's direction in one step ends at the same distance from the origin for every
-goal; one that also learns its distance ends near the goal.
+goal; one that also learns its distance ends near the goal. The report's last line bounds what direction alone
+can score: the return, on the same tasks, of the best controller that knows each goal's direction but not its
+distance (it runs at full speed to the distance that is best for goals in that direction, then holds; the
+distances are fitted on other goals from the task distribution), next to the same controller told the goal.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ from metarl.agents.agent import EVAL_STREAM, stream_rng, torch_generator
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import stack_params
-from metarl.agents.sampler import BatchedSampler
+from metarl.agents.sampler import BatchedSampler, sample_tasks
 from metarl.envs import make_batched
 from metarl.training.io import write_json_atomic
 
 ENV_ID = "MetaRL/Navigation2D-v0"
+DIRECTION_BINS = 8  # sectors of [0, 45] degrees (the goal square's symmetries fold every angle into it)
+FIT_GOALS = 4000  # goals the per-sector distances are fitted on
+HOLD_DISTANCES = np.linspace(0.0, 0.72, 73)  # candidate distances (the farthest goal is 0.71 from the start)
 
 
 def deterministic_rollout(sampler: BatchedSampler, params, tasks) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +54,58 @@ def deterministic_rollout(sampler: BatchedSampler, params, tasks) -> tuple[np.nd
             if benv.done.all():
                 break
     return returns, obs[:, 0].astype(np.float64)
+
+
+def hold_returns(tasks, targets: np.ndarray, env_kwargs: dict | None = None) -> np.ndarray:
+    """Return per task and target of one episode that moves at full speed to ``targets[i, k]`` and stays there.
+
+    ``targets`` is ``(tasks, K, 2)``; the env clips each step's displacement to its action box.
+    """
+    benv = make_batched(ENV_ID, tasks, targets.shape[1], seed=0, **(env_kwargs or {}))
+    obs = benv.reset(seed=0)
+    returns = np.zeros(targets.shape[:2])
+    for _ in range(benv.horizon):
+        obs, reward, _, _, _ = benv.step(targets - obs)
+        returns += reward
+        if benv.done.all():
+            break
+    return returns
+
+
+def direction_sector(goals: np.ndarray) -> np.ndarray:
+    """Index in ``[0, DIRECTION_BINS)`` of each goal's angle from the nearest axis, in equal sectors of 45 degrees.
+
+    Goals are uniform on a square centred on the start, so the distance to a goal has the same distribution in
+    all eight directions that the square's reflections map onto each other.
+    """
+    angle = np.arctan2(np.abs(goals[:, 1]), np.abs(goals[:, 0]))
+    from_axis = np.minimum(angle, np.pi / 2 - angle)
+    return np.minimum((from_axis / (np.pi / 4) * DIRECTION_BINS).astype(int), DIRECTION_BINS - 1)
+
+
+def unit_directions(goals: np.ndarray) -> np.ndarray:
+    """Each goal's direction from the start (the origin)."""
+    return goals / np.maximum(np.linalg.norm(goals, axis=1, keepdims=True), 1e-12)
+
+
+def fit_hold_distances(
+    env, seed: int, env_kwargs: dict | None = None, num_goals: int = FIT_GOALS
+) -> np.ndarray:
+    """Per direction sector, the holding distance with the best mean return on ``num_goals`` fresh goals."""
+    fit = sample_tasks(env, num_goals, seed)
+    goals = np.array([t.goal for t in fit])
+    targets = unit_directions(goals)[:, None, :] * HOLD_DISTANCES[None, :, None]
+    returns = hold_returns(fit, targets, env_kwargs)
+    sectors = direction_sector(goals)
+    return np.array([HOLD_DISTANCES[returns[sectors == b].mean(0).argmax()] for b in range(DIRECTION_BINS)])
+
+
+def direction_only_bound(tasks, distances: np.ndarray, env_kwargs: dict | None = None) -> dict:
+    """Mean returns on ``tasks`` of the controller holding at ``distances`` (per sector) and of one told the goal."""
+    goals = np.array([t.goal for t in tasks])
+    guessed = unit_directions(goals) * distances[direction_sector(goals)][:, None]
+    both = hold_returns(tasks, np.stack([guessed, goals], axis=1), env_kwargs)
+    return {"direction_only_return": float(both[:, 0].mean()), "goal_known_return": float(both[:, 1].mean())}
 
 
 def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = None) -> dict:
@@ -90,6 +148,8 @@ def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = N
                 "final_distance_from_start": float(np.linalg.norm(final[rows], axis=1).mean()),
             }
         )
+    distances = fit_hold_distances(agent.sampler.env, config.seed + 1, config.env_kwargs)
+    bound = direction_only_bound(tasks, distances, config.env_kwargs)
     return {
         "run": str(run_dir),
         "tasks": len(tasks),
@@ -102,6 +162,7 @@ def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = N
         .mean()
         .item(),
         "quarters": quarters,
+        **bound,
     }
 
 
@@ -136,6 +197,10 @@ def main() -> None:
             q["final_distance_from_start"],
         ]
         print("  ".join(f"{v:18.3f}" for v in values))
+    print(
+        f"direction alone: the best controller that knows each goal's direction but not its distance scores"
+        f" {report['direction_only_return']:.2f} on these tasks (told the goal: {report['goal_known_return']:.2f})"
+    )
     if args.json:
         write_json_atomic(args.json, report)
 
