@@ -141,7 +141,7 @@ def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from metarl.agents.evaluate import evaluate_run, format_results
+    from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results
 
     results = evaluate_run(
         args.run_dir,
@@ -152,12 +152,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         episodes_per_task=args.episodes,
         later_steps_lr_scale=args.later_lr_scale,
         progress=None if not args.no_progress else False,
+        output=args.output,
     )
     print(format_results(results))
     run = RunDir(args.run_dir)
-    print(
-        f"\nresults: {run.eval_path}\nplot:    {run.plot_path}\nTensorBoard: tensorboard --logdir {run.path}"
-    )
+    results_path, plot_path = evaluation_paths(run, args.output)
+    print(f"\nresults: {results_path}\nplot:    {plot_path}\nTensorBoard: tensorboard --logdir {run.path}")
     return 0
 
 
@@ -207,6 +207,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--baseline-iterations", type=int, help="TRPO iterations of pretrained/oracle (default: the run's)"
+    )
+    p.add_argument(
+        "--output",
+        help="results JSON (default RUN_DIR/eval.json; the plot goes next to it as .png): keeps another"
+        " protocol's results",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_evaluate)

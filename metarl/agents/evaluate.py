@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +122,16 @@ def train_baseline(
     return agent
 
 
+def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """Where an evaluation writes its results JSON and plot: the run's defaults, or ``output`` and its ``.png``."""
+    if output is None:
+        return run.eval_path, run.plot_path
+    output = Path(output)
+    if output.suffix != ".json":
+        raise ValueError(f"--output must name a .json file, got {str(output)!r}")
+    return output, output.with_suffix(".png")
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str] | RunDir,
     *,
@@ -131,6 +142,7 @@ def evaluate_run(
     episodes_per_task: int | None = None,
     later_steps_lr_scale: float | None = None,
     progress: bool | None = None,
+    output: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on held-out tasks; writes ``tasks.json``, ``eval.json`` and the adaptation-curve PNG.
 
@@ -145,11 +157,14 @@ def evaluate_run(
         later_steps_lr_scale: multiplies the step size after the first fine-tuning step (default:
             ``evaluation.later_steps_lr_scale``).
         progress: show progress bars while training baselines.
+        output: write the results here instead of ``RUN/eval.json``, and the plot next to them with the
+            suffix ``.png`` (keeps the results of another protocol, e.g. ``RUN/eval-paper.json``).
 
     Returns:
         The content of ``eval.json``.
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
+    results_path, plot_path = evaluation_paths(run, output)
     agent = MetaRLAgent.from_run(run)
     config = agent.config
     if agent.iteration == 0:
@@ -238,10 +253,10 @@ def evaluate_run(
             "ci": [c for _, c in stats],
             "per_task": per_task.tolist(),
         }
-    write_json_atomic(run.eval_path, results)
+    write_json_atomic(results_path, results)
     plot_adaptation_curves(
         {name: {k: v[k] for k in ("steps", "mean", "ci")} for name, v in results["learners"].items()},
-        run.plot_path,
+        plot_path,
         title=f"{config.env}: {num_tasks} held-out tasks",
     )
     return results

@@ -60,6 +60,17 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert len(json.loads((run / "tasks.json").read_text())["tasks"]) == 3
     assert (run / "adaptation_curve.png").stat().st_size > 1000
     assert "maml-trpo" in result.stdout and "random-init" in result.stdout
+    # Another protocol written to --output leaves eval.json and its plot as they were.
+    before = (run / "eval.json").read_bytes(), (run / "adaptation_curve.png").read_bytes()
+    other = run / "eval-other.json"
+    args = ["--tasks", "3", "--adapt-steps", "1", "--episodes", "2", "--baselines", "random-init"]
+    result = metarl("evaluate", str(run), *args, "--output", str(other))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(other.read_text())["episodes_per_task"] == 2 and str(other) in result.stdout
+    assert other.with_suffix(".png").stat().st_size > 1000
+    assert ((run / "eval.json").read_bytes(), (run / "adaptation_curve.png").read_bytes()) == before
+    result = metarl("evaluate", str(run), *args, "--output", str(run / "eval.txt"))
+    assert result.returncode == 2 and "--output must name a .json file" in result.stderr
     # --resume extends the budget; changing the algorithm of a run is refused with exit status 2.
     result = metarl("train", "--resume", str(run), "--no-progress", "iterations=3")
     assert result.returncode == 0, result.stderr
