@@ -29,13 +29,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from gymnasium.vector import SyncVectorEnv
 
 import metarl  # noqa: F401  (registers the ids)
 from metarl.envs import make_batched
+from metarl.training.io import write_json_atomic
 
 HIDDEN = (64, 64)
 
@@ -192,14 +191,6 @@ def format_table(rows: list[dict], meta: dict) -> str:
             f"{r['sync_vector_loop_steps_per_s']:>27,.0f} {r['speedup']:>7.1f}x"
         )
     return "\n".join(lines)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-        tmp = Path(handle.name)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import resource
@@ -33,6 +32,7 @@ import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.training import keep_freed_memory, load_config
+from metarl.training.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "maml-trpo" / "navigation2d.yaml"
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{cells[0]:>9} {cells[1]} {cells[2]} {sps:>12,.0f} {r['page_faults_per_iteration']:>12,.0f}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2) + "\n")
+        write_json_atomic(args.json, {"environment": env, "results": results})
         print(f"wrote {args.json}")
     return 0
 
