@@ -40,21 +40,29 @@ FIT_SEED = 2017  # ...drawn with this seed, the same for every run
 HOLD_DISTANCES = np.linspace(0.0, 0.72, 73)  # candidate distances (the farthest goal is 0.71 from the start)
 
 
+def rollout(tasks, episodes: int, env_kwargs: dict | None, controller) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(tasks, episodes)`` and final positions of episodes whose actions are ``controller(obs)``."""
+    benv = make_batched(ENV_ID, tasks, episodes, seed=0, **(env_kwargs or {}))
+    obs = benv.reset(seed=0)
+    returns = np.zeros((len(tasks), episodes))
+    for _ in range(benv.horizon):
+        obs, reward, _, _, _ = benv.step(controller(obs))
+        returns += reward
+        if benv.done.all():
+            break
+    return returns, obs.astype(np.float64)
+
+
 def deterministic_rollout(sampler: BatchedSampler, params, tasks) -> tuple[np.ndarray, np.ndarray]:
     """Return per task and final position of one episode that takes the policy's mean action."""
-    benv = make_batched(sampler.env_id, tasks, 1, seed=0, **sampler.env_kwargs)
-    obs = benv.reset(seed=0)
-    returns = np.zeros(len(tasks))
-    with torch.no_grad():
-        for _ in range(benv.horizon):
-            mean = sampler.policy.distribution_parameters(torch.as_tensor(obs, dtype=torch.float32), params)[
-                0
-            ]
-            obs, reward, _, _, _ = benv.step(sampler.env_actions(mean))
-            returns += reward[:, 0]
-            if benv.done.all():
-                break
-    return returns, obs[:, 0].astype(np.float64)
+
+    def mean_action(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            observations = torch.as_tensor(obs, dtype=torch.float32)
+            return sampler.env_actions(sampler.policy.distribution_parameters(observations, params)[0])
+
+    returns, final = rollout(tasks, 1, sampler.env_kwargs, mean_action)
+    return returns[:, 0], final[:, 0]
 
 
 def hold_returns(tasks, targets: np.ndarray, env_kwargs: dict | None = None) -> np.ndarray:
@@ -62,15 +70,7 @@ def hold_returns(tasks, targets: np.ndarray, env_kwargs: dict | None = None) -> 
 
     ``targets`` is ``(tasks, K, 2)``; the env clips each step's displacement to its action box.
     """
-    benv = make_batched(ENV_ID, tasks, targets.shape[1], seed=0, **(env_kwargs or {}))
-    obs = benv.reset(seed=0)
-    returns = np.zeros(targets.shape[:2])
-    for _ in range(benv.horizon):
-        obs, reward, _, _, _ = benv.step(targets - obs)
-        returns += reward
-        if benv.done.all():
-            break
-    return returns
+    return rollout(tasks, targets.shape[1], env_kwargs, lambda obs: targets - obs)[0]
 
 
 def direction_sector(goals: np.ndarray) -> np.ndarray:
