@@ -1,7 +1,7 @@
 """The ``metarl`` command.
 
 Sub-commands live next to what they drive and register themselves here through ``add_commands``:
-``metarl envs`` / ``metarl demo`` (this file), ``train`` / ``evaluate`` (metarl.agents.commands),
+``metarl envs`` (this file), ``train`` / ``evaluate`` / ``demo`` (metarl.agents.commands),
 ``fewshot`` (metarl.supervised.commands). User errors exit with status 2 and a one-line message.
 """
 
@@ -26,12 +26,6 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from metarl.agents.commands import run_demo
-
-    return run_demo(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available sub-command."""
     parser = argparse.ArgumentParser(
@@ -40,8 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered task distributions")
     p.set_defaults(func=_envs)
-    p = sub.add_parser("demo", help="the quick demonstration run by `make demo`")
-    p.set_defaults(func=_demo)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

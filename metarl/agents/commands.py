@@ -119,11 +119,16 @@ def _train(args: argparse.Namespace) -> int:
             flush=True,
         )
     started = time.perf_counter()
-    history = agent.train(run, progress=None if not args.no_progress else False)
+    history = agent.train(run, progress=_progress(args))
     print(_summary(agent, history, time.perf_counter() - started))
     print(f"run directory: {run.path}\nevaluate with: metarl evaluate {run.path}")
     print(f"TensorBoard:   tensorboard --logdir {run.tensorboard_dir}")
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """``--no-progress``: no bars; otherwise bars only on a terminal."""
+    return False if args.no_progress else None
 
 
 def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
@@ -151,7 +156,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         baseline_iterations=args.baseline_iterations,
         episodes_per_task=args.episodes,
         later_steps_lr_scale=args.later_lr_scale,
-        progress=None if not args.no_progress else False,
+        progress=_progress(args),
         output=args.output,
     )
     print(format_results(results))
@@ -162,7 +167,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``evaluate`` on the ``metarl`` parser."""
+    """Register ``train``, ``evaluate`` and ``demo`` on the ``metarl`` parser."""
     p = subparsers.add_parser(
         "train",
         help="meta-train MAML-TRPO or Reptile-PG on a task distribution",
@@ -213,19 +218,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="results JSON (default RUN_DIR/eval.json; the plot goes next to it as .png): keeps another"
         " protocol's results",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
 
+    p = subparsers.add_parser("demo", help="the quick demonstration run by `make demo`")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="overrides of the demo's config, e.g. iterations=20"
+    )
+    p.add_argument(
+        "--runs-root", default="runs", help="parent folder of the demo's run directory (default runs/)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_demo)
 
-def run_demo(args: argparse.Namespace) -> int:
-    """``metarl demo``: MAML-TRPO on Navigation2D for a bounded time, then evaluation on 40 held-out tasks."""
-    from metarl.agents.evaluate import evaluate_run, format_results
-    from metarl.agents.maml_rl import MAMLTRPO
 
-    # The MAML paper's settings (100x100 ReLU, inner lr 0.5, its test protocol) with a smaller meta-batch
-    # (10 tasks x 10 episodes) so that a few dozen meta-iterations fit in the time budget; the pretrained and
-    # oracle baselines get as many TRPO iterations (same env steps).
-    config = load_config(
+def demo_config(overrides: list[str] | None = None) -> TrainConfig:
+    """The config of ``metarl demo``: the MAML paper's Navigation2D settings on a budget, then ``overrides``.
+
+    The paper's settings (100x100 ReLU, inner lr 0.5, its test protocol) with a smaller meta-batch (10 tasks x
+    10 episodes), so that 100 meta-iterations take about 45 s on 2 cores; ``time_limit_seconds`` caps the
+    training on a slower or busier machine.
+    """
+    return load_config(
         TrainConfig,
         CONFIG_DIR / "maml-trpo" / "navigation2d-paper.yaml",
         [
@@ -234,9 +248,21 @@ def run_demo(args: argparse.Namespace) -> int:
             "iterations=100",
             f"time_limit_seconds={DEMO_TRAIN_SECONDS}",
             "torch_threads=2",
+            *(overrides or []),
         ],
     )
-    run = RunDir.create("runs", f"demo-maml-trpo-navigation2d-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``metarl demo``: MAML-TRPO on Navigation2D for a bounded time, then evaluation on held-out tasks.
+
+    The pretrained and oracle baselines get as many TRPO iterations as the meta-learner had (same env steps).
+    """
+    from metarl.agents.evaluate import evaluate_run, format_results
+    from metarl.agents.maml_rl import MAMLTRPO
+
+    config = demo_config(args.overrides)
+    run = RunDir.create(args.runs_root, f"demo-maml-trpo-navigation2d-{time.strftime('%Y%m%d-%H%M%S')}")
     print(
         f"metarl demo: MAML-TRPO on {config.env} ({config.meta_batch_size} tasks x {config.episodes_per_task} "
         f"episodes per iteration, up to {config.iterations} iterations or {config.time_limit_seconds:g} s)\n"
@@ -245,13 +271,22 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     agent = MAMLTRPO(config)
     started = time.perf_counter()
-    history = agent.train(run)
+    history = agent.train(run, progress=_progress(args))
     print(_summary(agent, history, time.perf_counter() - started), flush=True)
+    if agent.iteration < config.iterations:
+        print(
+            f"note: the {config.time_limit_seconds:g} s limit stopped training at iteration {agent.iteration} of"
+            f" {config.iterations} (a slow or busy machine), so the numbers below differ from a full run's;"
+            f" `metarl train --resume {run.path}` finishes it, then `metarl evaluate {run.path}`",
+            flush=True,
+        )
+    protocol = config.evaluation
     print(
-        "\nevaluating on 40 held-out tasks (pretrained and oracle policies are trained with TRPO first)...",
+        f"\nevaluating on {protocol.tasks} held-out tasks (pretrained and oracle policies are trained with TRPO"
+        " first)...",
         flush=True,
     )
-    results = evaluate_run(run, adapt_steps=3, num_tasks=40, baseline_iterations=agent.iteration)
+    results = evaluate_run(run, baseline_iterations=agent.iteration, progress=_progress(args))
     print()
     print(format_results(results))
     print(f"\nadaptation curve: {run.plot_path}\nresults:          {run.eval_path}")

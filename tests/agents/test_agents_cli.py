@@ -79,6 +79,45 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert result.returncode == 2 and "inner.lr" in result.stderr and "Traceback" not in result.stderr
 
 
+DEMO_OVERRIDES = [
+    "meta_batch_size=2",
+    "episodes_per_task=2",
+    "policy.hidden_sizes=[8,8]",
+    "evaluation.tasks=3",
+    "evaluation.episodes_per_task=2",
+    "evaluation.adapt_steps=1",
+]
+
+
+def test_demo_trains_evaluates_and_shows_the_table(tmp_path):
+    result = metarl("demo", "--runs-root", str(tmp_path), "--no-progress", *DEMO_OVERRIDES, "iterations=2")
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.glob("demo-maml-trpo-navigation2d-*")
+    results = json.loads((run / "eval.json").read_text())
+    assert results["meta_iterations"] == 2 and results["baseline_iterations"] == 2 and results["tasks"] == 3
+    assert set(results["learners"]) == {"maml-trpo", "pretrained", "random-init", "oracle"}
+    for name in results["learners"]:
+        assert name in result.stdout
+    assert str(run / "adaptation_curve.png") in result.stdout and "tensorboard --logdir" in result.stdout
+    assert "limit stopped training" not in result.stdout
+
+
+def test_demo_says_when_its_time_limit_cut_training_short(tmp_path):
+    # An iteration takes far longer than 1 ms, so the limit stops training after the first one.
+    overrides = [
+        *DEMO_OVERRIDES,
+        "iterations=3",
+        "time_limit_seconds=0.001",
+        "evaluation.baselines=[random-init]",
+    ]
+    result = metarl("demo", "--runs-root", str(tmp_path), "--no-progress", *overrides)
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.glob("demo-*")
+    assert "limit stopped training at iteration 1 of 3" in result.stdout
+    assert f"metarl train --resume {run}" in result.stdout
+    assert json.loads((run / "eval.json").read_text())["meta_iterations"] == 1
+
+
 def test_overrides_may_come_anywhere_between_options():
     args = parse_args(["train", "inner.lr=0.05", "--seed", "3", "iterations=2", "--env", "E", "gamma=0.9"])
     assert args.overrides == ["inner.lr=0.05", "iterations=2", "gamma=0.9"]
@@ -104,11 +143,14 @@ def test_overrides_may_come_anywhere_between_options():
         (("train", "meta_batch_size=0"), "meta_batch_size"),
         (("train", "no_such_key=1"), "no_such_key"),
         (("train", "--config", "does/not/exist.yaml"), "not found"),
+        (("demo", "iterations=many"), "iterations"),
         (("evaluate", "does/not/exist"), "not found"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, args, needle):
-    extra = ["--run-dir", str(tmp_path / "r")] if args[0] == "train" else []
+    extra = {"train": ["--run-dir", str(tmp_path / "r")], "demo": ["--runs-root", str(tmp_path)]}.get(
+        args[0], []
+    )
     result = metarl(*args, *extra)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
