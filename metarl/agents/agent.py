@@ -181,8 +181,9 @@ class MetaRLAgent:
         )
         try:
             while self.iteration < cfg.iterations:
-                if (
-                    cfg.time_limit_seconds is not None
+                if (  # checked after the first iteration, so that every call makes progress
+                    history
+                    and cfg.time_limit_seconds is not None
                     and time.perf_counter() - started > cfg.time_limit_seconds
                 ):
                     bar.write(

@@ -121,6 +121,8 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     history = agent.train(run, progress=_progress(args))
     print(_summary(agent, history, time.perf_counter() - started))
+    if agent.iteration < agent.config.iterations:
+        print(f"note: {_stopped_early(agent, run)}")
     print(f"run directory: {run.path}\nevaluate with: metarl evaluate {run.path}")
     print(f"TensorBoard:   tensorboard --logdir {run.tensorboard_dir}")
     return 0
@@ -129,6 +131,16 @@ def _train(args: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> bool | None:
     """``--no-progress``: no bars; otherwise bars only on a terminal."""
     return False if args.no_progress else None
+
+
+def _stopped_early(agent: MetaRLAgent, run: RunDir) -> str:
+    """What to tell a user whose run the time limit stopped before its last iteration."""
+    limit = agent.config.time_limit_seconds
+    return (
+        f"the {limit:g} s limit stopped training at iteration {agent.iteration} of {agent.config.iterations};"
+        f" `metarl train --resume {run.path}` continues it (another {limit:g} s, or add"
+        " `time_limit_seconds=null` to finish it)"
+    )
 
 
 def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
@@ -275,9 +287,8 @@ def run_demo(args: argparse.Namespace) -> int:
     print(_summary(agent, history, time.perf_counter() - started), flush=True)
     if agent.iteration < config.iterations:
         print(
-            f"note: the {config.time_limit_seconds:g} s limit stopped training at iteration {agent.iteration} of"
-            f" {config.iterations} (a slow or busy machine), so the numbers below differ from a full run's;"
-            f" `metarl train --resume {run.path}` finishes it, then `metarl evaluate {run.path}`",
+            f"note: {_stopped_early(agent, run)}, then `metarl evaluate {run.path}`. A slow or busy machine"
+            " stopped it, so the numbers below differ from a full run's.",
             flush=True,
         )
     protocol = config.evaluation

@@ -196,7 +196,10 @@ class TrainConfig:
     gae_lambda: float = field(default=1.0, metadata=_help("GAE lambda (1.0 = returns minus baseline)"))
     oracle: bool = field(default=False, metadata=_help("append the task features to the observation"))
     time_limit_seconds: float | None = field(
-        default=None, metadata=_help("stop training after this wall-clock time (demo); null = no limit")
+        default=None,
+        metadata=_help(
+            "stop training (after at least one iteration) once this wall-clock time is used; null = no limit"
+        ),
     )
     checkpoint_every: int = field(default=1, metadata=_help("iterations between checkpoints"))
     torch_threads: int | None = field(default=None, metadata=_help("torch.set_num_threads (null: leave)"))

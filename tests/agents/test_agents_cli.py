@@ -116,6 +116,13 @@ def test_demo_says_when_its_time_limit_cut_training_short(tmp_path):
     assert "limit stopped training at iteration 1 of 3" in result.stdout
     assert f"metarl train --resume {run}" in result.stdout
     assert json.loads((run / "eval.json").read_text())["meta_iterations"] == 1
+    # The run keeps its limit: a plain resume trains one more iteration and says the same of itself.
+    result = metarl("train", "--resume", str(run), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "limit stopped training at iteration 2 of 3" in result.stdout
+        and "time_limit_seconds=null" in result.stdout
+    )
     result = metarl("train", "--resume", str(run), "--no-progress", "time_limit_seconds=null")
     assert result.returncode == 0, result.stderr
     assert len(_records(run)) == 3

@@ -150,6 +150,13 @@ def test_a_fresh_agent_loaded_from_a_checkpoint_continues_exactly(algo, tmp_path
     assert strip(uninterrupted[1:]) == strip(rest)
 
 
+def test_a_time_limit_stops_training_but_every_call_runs_at_least_one_iteration(tmp_path):
+    agent = MAMLTRPO(tiny("maml-trpo", time_limit_seconds=0.0))
+    assert len(agent.train(tmp_path / "run", progress=False)) == 1
+    assert len(agent.train(tmp_path / "run", progress=False)) == 1
+    assert agent.iteration == 2 and MAMLTRPO.from_run(tmp_path / "run").iteration == 2
+
+
 def test_runs_saved_before_normalized_actions_existed_keep_raw_actions(tmp_path):
     import yaml
 
