@@ -54,8 +54,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     stray = [token for token in extra if token.startswith("-") or "=" not in token]
-    if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra and not hasattr(args, "overrides"):
+        parser.error(f"`metarl {args.command}` takes no key=value overrides, got {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
     return args

@@ -144,6 +144,13 @@ def test_overrides_may_come_anywhere_between_options():
             parse_args(bad)
 
 
+def test_a_command_without_overrides_says_so(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["evaluate", "run", "torch_threads=1"])
+    assert exit_info.value.code == 2
+    assert "`metarl evaluate` takes no key=value overrides, got torch_threads=1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
