@@ -187,7 +187,8 @@ class MetaRLAgent:
                     and time.perf_counter() - started > cfg.time_limit_seconds
                 ):
                     bar.write(
-                        f"time limit of {cfg.time_limit_seconds:g} s reached after {self.iteration} iterations"
+                        f"time limit of {cfg.time_limit_seconds:g} s reached: "
+                        f"stopped at iteration {self.iteration} of {cfg.iterations}"
                     )
                     break
                 tick = time.perf_counter()
