@@ -7,7 +7,8 @@ training's ``episodes_per_task``) on the same held-out tasks, with the same env 
 
 * the meta-learner (``maml-trpo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
 * ``pretrained``: one policy trained with TRPO on the task mixture (MAML-TRPO with 0 inner steps) for as many
-  iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/``;
+  iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/`` (and
+  copied from another run in the same folder that trained the same baseline, e.g. one with another inner loss);
 * ``random-init``: a freshly initialised policy;
 * ``oracle``: like ``pretrained`` but the policy sees the task's features (where ``task_features`` exists).
   It needs no adaptation and is not fine-tuned: the upper bound, the same return at every step (as in Finn et
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, seeded_policy, stream_rng, torch_generator
-from metarl.agents.config import TrainConfig
+from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.policies import MLPPolicy, stack_params
@@ -38,6 +40,7 @@ from metarl.training import (
     RunDir,
     format_ci,
     load_checkpoint,
+    load_config,
     mean_ci,
     plot_adaptation_curves,
     write_json_atomic,
@@ -88,10 +91,35 @@ def adaptation_curve(
     return result.returns.numpy().astype(np.float64)
 
 
+def baseline_config(config: TrainConfig, kind: str, iterations: int) -> TrainConfig:
+    """The training config of a ``pretrained`` or ``oracle`` baseline for a run with ``config``.
+
+    TRPO on the task mixture (MAML-TRPO with 0 inner steps) with the run's env, seed, policy and batch, for
+    ``iterations`` iterations of as many env steps as one meta-iteration. What such training does not use
+    (the inner loop, Reptile, the evaluation protocol, the time limit) is left at its defaults, so that runs
+    that differ only there train the same baseline and can share it.
+    """
+    samples_per_iteration = config.inner.steps + 1  # sampling rounds per meta-iteration: same env-step budget
+    return dataclasses.replace(
+        config,
+        algo="maml-trpo",
+        iterations=int(iterations),
+        episodes_per_task=config.episodes_per_task * samples_per_iteration,
+        oracle=kind == "oracle",
+        time_limit_seconds=None,
+        inner=InnerConfig(steps=0),
+        reptile=ReptileConfig(),
+        evaluation=EvalConfig(),
+    )
+
+
 def train_baseline(
     run: RunDir, config: TrainConfig, kind: str, iterations: int, progress: bool | None = None
 ) -> MAMLTRPO:
     """Train (or reload from ``RUN/baselines/<kind>``) a TRPO policy on the task mixture.
+
+    A baseline that another run in the same folder trained with the same :func:`baseline_config` is the
+    same policy: it is copied rather than trained again.
 
     Args:
         run: the meta-learner's run directory.
@@ -100,26 +128,38 @@ def train_baseline(
         iterations: TRPO iterations.
         progress: show a progress bar.
     """
-    samples_per_iteration = config.inner.steps + 1  # sampling rounds per meta-iteration: same env-step budget
-    baseline_config = dataclasses.replace(
-        config,
-        algo="maml-trpo",
-        iterations=int(iterations),
-        episodes_per_task=config.episodes_per_task * samples_per_iteration,
-        oracle=kind == "oracle",
-        time_limit_seconds=None,
-        inner=dataclasses.replace(config.inner, steps=0, algorithm="vpg", optimizer="sgd", meta_sgd=False),
-    )
+    trained_with = baseline_config(config, kind, iterations)
     path = run.path / "baselines" / kind
-    agent = MAMLTRPO(baseline_config)
+    agent = MAMLTRPO(trained_with)
     checkpoint = RunDir(path).checkpoint_path
+    if not checkpoint.is_file():
+        _copy_shared_baseline(run, kind, trained_with)
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint, required_keys=("algo", "iteration", "policy"))
-        if state.get("config", {}).get("episodes_per_task") == baseline_config.episodes_per_task:
+        if state.get("config", {}).get("episodes_per_task") == trained_with.episodes_per_task:
             agent.load_state_dict(state)
     if agent.iteration < iterations:
         agent.train(path, progress=progress)
     return agent
+
+
+def _copy_shared_baseline(run: RunDir, kind: str, trained_with: TrainConfig) -> None:
+    """Copy into ``run`` the ``kind`` baseline of a sibling run trained with exactly ``trained_with``, if any."""
+    target = run.path / "baselines" / kind
+    for source in sorted(run.path.parent.glob(f"*/baselines/{kind}")):
+        if source == target or not RunDir(source).has_checkpoint():
+            continue
+        try:
+            if load_config(TrainConfig, RunDir(source).config_path) != trained_with:
+                continue
+        except (OSError, ValueError):  # a config from another version, or a half-written folder
+            continue
+        staging = target.with_name(f".{kind}.copy-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        shutil.rmtree(target, ignore_errors=True)  # holds no checkpoint: nothing trained is lost
+        os.replace(staging, target)
+        return
 
 
 def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:

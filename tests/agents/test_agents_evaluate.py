@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from metarl.agents import ReptilePG, TrainConfig, evaluate_run, format_results
+from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig, evaluate_run, format_results
 from metarl.agents.agent import seeded_policy
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import held_out_tasks
@@ -69,6 +70,46 @@ def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
     assert wider["episodes_per_task"] == 8 and "8 episodes per step" in format_results(wider)
     assert checkpoint.stat().st_mtime_ns == trained_at
     assert wider["learners"]["reptile"]["per_task"] != [row[:2] for row in learners["reptile"]["per_task"]]
+
+
+def _bandit_reptile(seed: int = 0, lr: float = 0.5) -> TrainConfig:
+    return TrainConfig(
+        algo="reptile",
+        env="MetaRL/Bandit-K5-v0",
+        seed=seed,
+        iterations=2,
+        meta_batch_size=3,
+        episodes_per_task=4,
+        gamma=0.95,
+        policy=PolicyConfig(hidden_sizes=[8], activation="relu"),
+        inner=InnerConfig(steps=2, lr=lr),
+    )
+
+
+def test_runs_in_one_folder_share_a_baseline_trained_with_the_same_config(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for name, config in {"a": _bandit_reptile(lr=0.5), "b": _bandit_reptile(lr=0.3)}.items():
+        ReptilePG(config).train(runs / name, progress=False)
+    ReptilePG(_bandit_reptile(lr=0.3)).train(tmp_path / "alone" / "b", progress=False)
+    ReptilePG(_bandit_reptile(seed=1)).train(runs / "c", progress=False)
+    protocol = {"adapt_steps": 1, "num_tasks": 5, "baselines": ["pretrained"], "baseline_iterations": 2}
+    evaluate_run(runs / "a", **protocol)
+    trained_alone = evaluate_run(tmp_path / "alone" / "b", **protocol)
+
+    def no_training(self, *args, **kwargs):
+        raise AssertionError("a baseline was trained")
+
+    monkeypatch.setattr(MAMLTRPO, "train", no_training)
+    # b differs from a only in its inner learning rate: its pretrained policy is a's, copied, not retrained,
+    # and fine-tuned with b's own rate it gives exactly what training b's own baseline gives.
+    shared = evaluate_run(runs / "b", **protocol)
+    checkpoint = Path("baselines", "pretrained", "checkpoint.pt")
+    assert (runs / "b" / checkpoint).read_bytes() == (runs / "a" / checkpoint).read_bytes()
+    assert shared["learners"]["pretrained"] == trained_alone["learners"]["pretrained"]
+    assert not list((runs / "b" / "baselines").glob(".*"))  # no staging folder left behind
+    # Another seed trains another baseline: nothing is shared.
+    with pytest.raises(AssertionError, match="a baseline was trained"):
+        evaluate_run(runs / "c", **protocol)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
