@@ -294,7 +294,7 @@ def run_demo(args: argparse.Namespace) -> int:
     protocol = config.evaluation
     print(
         f"\nevaluating on {protocol.tasks} held-out tasks (pretrained and oracle policies are trained with TRPO"
-        " first)...",
+        " first, or copied from an earlier demo that trained the same)...",
         flush=True,
     )
     results = evaluate_run(run, baseline_iterations=agent.iteration, progress=_progress(args))
