@@ -2,7 +2,7 @@
 
 Features of the step at time ``t`` with observation ``o``: ``[o, o^2, a, a^2, a^3, 1]`` with
 ``a = t / 100`` (observations clipped to [-10, 10]), as in rllab's ``LinearFeatureBaseline`` used by
-cbfinn/maml_rl and pytorch-maml-rl. All tasks are fitted at once with a batched solve in float64; the ridge
+cbfinn/maml_rl and pytorch-maml-rl. All tasks are fitted at once with a batched Cholesky solve in float64; the ridge
 term grows tenfold until every task's solution is finite, and a task that still fails gets a zero baseline,
 so the fit never returns NaN.
 """
@@ -53,8 +53,11 @@ def fit_linear(
     reg = float(reg_coeff)
     for _ in range(max_attempts):
         idx = pending.nonzero().squeeze(-1)
-        system = gram[idx] + reg * eye
-        solution, info = torch.linalg.solve_ex(system, rhs[idx])
+        # The ridge system is symmetric positive definite: Cholesky. (Also, torch's batched LU returns invalid
+        # pivots for systems of about 400+ features once torch.set_num_threads(2+) is called, as with
+        # torch_threads=2; TabularMDP's oracle has 1124 features.)
+        cholesky, info = torch.linalg.cholesky_ex(gram[idx] + reg * eye)
+        solution = torch.cholesky_solve(rhs[idx].unsqueeze(-1), cholesky).squeeze(-1)
         ok = (info == 0) & torch.isfinite(solution).all(-1)
         coeffs[idx[ok]] = solution[ok]
         pending[idx[ok]] = False

@@ -78,6 +78,21 @@ def test_fit_linear_is_finite_on_singular_and_degenerate_systems():
     torch.testing.assert_close(coeffs[2], torch.zeros(4, dtype=torch.float64))
 
 
+def test_fit_linear_solves_wide_batched_systems_with_several_torch_threads():
+    """TabularMDP's oracle fits 1124 features per task; torch's batched LU broke there after set_num_threads(2)."""
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 700, 600, generator=gen, dtype=torch.float64)
+    coeffs = torch.randn(3, 600, generator=gen, dtype=torch.float64)
+    targets = (features @ coeffs.unsqueeze(-1)).squeeze(-1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fitted = fit_linear(features, targets, reg_coeff=1e-10)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(fitted, coeffs, rtol=1e-6, atol=1e-6)
+
+
 def test_linear_baseline_features_and_values():
     observations = torch.zeros(2, 3, 5, 2)
     mask = torch.ones(2, 3, 5)
