@@ -2,9 +2,9 @@
 
 Features of the step at time ``t`` with observation ``o``: ``[o, o^2, a, a^2, a^3, 1]`` with
 ``a = t / 100`` (observations clipped to [-10, 10]), as in rllab's ``LinearFeatureBaseline`` used by
-cbfinn/maml_rl and pytorch-maml-rl. All tasks are fitted at once with a batched Cholesky solve in float64; the ridge
-term grows tenfold until every task's solution is finite, and a task that still fails gets a zero baseline,
-so the fit never returns NaN.
+cbfinn/maml_rl and pytorch-maml-rl. All tasks are fitted at once with a batched Cholesky solve in float64;
+the ridge term grows tenfold until every task's system is positive definite with a finite solution, and a
+task that still fails gets a zero baseline, so the fit never returns NaN.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def fit_linear(
     Args:
         features: ``(T, N, F)`` design matrices (masked rows are zero and do not count).
         targets: ``(T, N)`` regression targets.
-        reg_coeff: initial ridge coefficient; multiplied by 10 for the tasks whose solution is not finite.
+        reg_coeff: initial ridge coefficient; multiplied by 10 for the tasks whose system is not positive
+            definite or whose solution is not finite.
         max_attempts: number of ridge increases before a task falls back to zero coefficients.
     """
     features = features.to(torch.float64)
