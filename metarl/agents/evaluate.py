@@ -133,7 +133,7 @@ def train_baseline(
     agent = MAMLTRPO(trained_with)
     checkpoint = RunDir(path).checkpoint_path
     if not checkpoint.is_file():
-        _copy_shared_baseline(run, kind, trained_with)
+        _copy_shared_baseline(run, path, trained_with)
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint, required_keys=("algo", "iteration", "policy"))
         if state.get("config", {}).get("episodes_per_task") == trained_with.episodes_per_task:
@@ -143,9 +143,10 @@ def train_baseline(
     return agent
 
 
-def _copy_shared_baseline(run: RunDir, kind: str, trained_with: TrainConfig) -> None:
-    """Copy into ``run`` the ``kind`` baseline of a sibling run trained with exactly ``trained_with``, if any."""
-    target = run.path / "baselines" / kind
+def _copy_shared_baseline(run: RunDir, target: Path, trained_with: TrainConfig) -> None:
+    """Copy to ``target`` (``RUN/baselines/<kind>``) the same baseline of a sibling of ``run`` trained with exactly
+    ``trained_with``, if there is one."""
+    kind = target.name
     for source in sorted(run.path.parent.glob(f"*/baselines/{kind}")):
         if source == target or not RunDir(source).has_checkpoint():
             continue

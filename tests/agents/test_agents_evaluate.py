@@ -32,18 +32,23 @@ def test_held_out_tasks_are_reproducible_and_not_training_tasks():
     assert not training & set(held_out)
 
 
-def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
-    config = TrainConfig(
+def _bandit_reptile(seed: int = 0, lr: float = 0.5) -> TrainConfig:
+    """A tiny Reptile-PG run on the 5-armed bandit."""
+    return TrainConfig(
         algo="reptile",
         env="MetaRL/Bandit-K5-v0",
+        seed=seed,
         iterations=2,
         meta_batch_size=3,
         episodes_per_task=4,
         gamma=0.95,
         policy=PolicyConfig(hidden_sizes=[8], activation="relu"),
-        inner=InnerConfig(steps=2, lr=0.5),
+        inner=InnerConfig(steps=2, lr=lr),
     )
-    ReptilePG(config).train(tmp_path / "run", progress=False)
+
+
+def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
+    ReptilePG(_bandit_reptile()).train(tmp_path / "run", progress=False)
     results = evaluate_run(tmp_path / "run", adapt_steps=2, num_tasks=5, baseline_iterations=1)
     learners = results["learners"]
     assert "reptile" in learners and "random-init" in learners and "pretrained" in learners
@@ -70,20 +75,6 @@ def test_evaluate_a_reptile_run_on_a_discrete_bandit(tmp_path):
     assert wider["episodes_per_task"] == 8 and "8 episodes per step" in format_results(wider)
     assert checkpoint.stat().st_mtime_ns == trained_at
     assert wider["learners"]["reptile"]["per_task"] != [row[:2] for row in learners["reptile"]["per_task"]]
-
-
-def _bandit_reptile(seed: int = 0, lr: float = 0.5) -> TrainConfig:
-    return TrainConfig(
-        algo="reptile",
-        env="MetaRL/Bandit-K5-v0",
-        seed=seed,
-        iterations=2,
-        meta_batch_size=3,
-        episodes_per_task=4,
-        gamma=0.95,
-        policy=PolicyConfig(hidden_sizes=[8], activation="relu"),
-        inner=InnerConfig(steps=2, lr=lr),
-    )
 
 
 def test_runs_in_one_folder_share_a_baseline_trained_with_the_same_config(tmp_path, monkeypatch):
