@@ -79,8 +79,13 @@ class LinearFeatureBaseline:
         self.reg_coeff = float(reg_coeff)
 
     def fit_predict(self, episodes: Episodes, gamma: float) -> torch.Tensor:
-        """Fit one baseline per task on its discounted returns and return the values ``(T, E, H)`` (float32)."""
-        features = baseline_features(episodes.observations, episodes.mask)
+        """Fit one baseline per task on its discounted returns and return the values ``(T, E, H)`` (float32).
+
+        The features are those of the env's own observation (:meth:`Episodes.env_observations`).
+        """
+        # A task's features are constant within the task, so they add nothing to its own fit: leave them out
+        # (TabularMDP's 550 of them would grow the oracle's system from 24 to 1124 features).
+        features = baseline_features(episodes.env_observations(), episodes.mask)
         returns = discounted_returns(
             episodes.rewards.to(torch.float64), episodes.mask.to(torch.float64), gamma
         )

@@ -21,12 +21,19 @@ class Episodes:
         actions: the actions taken, ``(T, E, H, action_dim)`` float32 or ``(T, E, H)`` int64.
         rewards: rewards, ``(T, E, H)`` float32 (0 after an episode ended).
         mask: 1.0 where the step was taken, ``(T, E, H)`` float32.
+        task_feature_size: how many trailing observation columns are the task's features (the oracle's extra
+            inputs, the same at every step of a task); 0 when the policy sees only the env's observation.
     """
 
     observations: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     mask: torch.Tensor
+    task_feature_size: int = 0
+
+    def env_observations(self) -> torch.Tensor:
+        """The observations without the appended task features, ``(T, E, H, obs_size - task_feature_size)``."""
+        return self.observations[..., : self.observations.shape[-1] - self.task_feature_size]
 
     @property
     def num_tasks(self) -> int:

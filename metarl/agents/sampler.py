@@ -149,4 +149,5 @@ class BatchedSampler:
             actions=torch.stack(actions, dim=2),
             rewards=torch.stack(rewards, dim=2),
             mask=torch.stack(masks, dim=2),
+            task_feature_size=0 if features is None else int(features.shape[-1]),
         )

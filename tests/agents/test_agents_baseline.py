@@ -110,3 +110,21 @@ def test_linear_baseline_features_and_values():
     torch.testing.assert_close(
         values[:, :, :4], torch.tensor([4.0, 3.0, 2.0, 1.0]).expand(2, 3, 4), atol=0.05, rtol=0
     )
+
+
+def test_the_baseline_leaves_out_the_oracles_task_features():
+    """Appended task features (constant within a task) are not fitted: the values are those of the env's own
+    observation, where fitting them too would not give exactly the same values."""
+    generator = torch.Generator().manual_seed(0)
+    observations = torch.randn(3, 4, 6, 2, generator=generator)
+    rewards = torch.randn(3, 4, 6, generator=generator)
+    mask = torch.ones(3, 4, 6)
+    plain = Episodes(observations, torch.zeros(3, 4, 6, 2), rewards, mask)
+    task_features = torch.randn(3, 1, 1, 5, generator=generator).expand(3, 4, 6, 5)
+    with_features = torch.cat([observations, task_features], dim=-1)
+    oracle = Episodes(with_features, plain.actions, rewards, mask, task_feature_size=5)
+    baseline = LinearFeatureBaseline()
+    expected = baseline.fit_predict(plain, gamma=0.9)
+    assert torch.equal(baseline.fit_predict(oracle, gamma=0.9), expected)
+    fitted_on_all = baseline.fit_predict(Episodes(with_features, plain.actions, rewards, mask), gamma=0.9)
+    assert not torch.equal(fitted_on_all, expected)

@@ -99,6 +99,8 @@ def test_oracle_sampler_appends_task_features():
     episodes = sampler.sample(_perturbed_stack(policy, 3), tasks, seed=0, generator=torch.Generator())
     goals = torch.tensor([[t.goal_x, t.goal_y] for t in tasks], dtype=torch.float32)
     torch.testing.assert_close(episodes.observations[:, :, :, 2:], goals[:, None, None, :].expand(3, 2, 5, 2))
+    assert episodes.task_feature_size == 2
+    assert torch.equal(episodes.env_observations(), episodes.observations[..., :2])
 
 
 def test_normalized_actions_are_mapped_onto_the_action_box_and_recorded_unscaled():
