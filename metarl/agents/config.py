@@ -91,6 +91,13 @@ class InnerConfig:
         ),
     )
     meta_sgd: bool = field(default=False, metadata=_help("MAML: learn per-parameter inner rates (Meta-SGD)"))
+    normalize_advantages: bool = field(
+        default=True,
+        metadata=_help(
+            "standardise each task's advantages before a step (rllab's center_adv, as in the MAML paper); "
+            "false: raw GAE advantages, so the step's size follows the task's reward scale"
+        ),
+    )
     ppo_clip: float = field(default=0.2, metadata=_help("PPO clip range when algorithm=ppo"))
     ppo_epochs: int = field(
         default=4, metadata=_help("PPO gradient epochs per inner step when algorithm=ppo")

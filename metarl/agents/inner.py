@@ -32,12 +32,17 @@ LearningRate = float | Mapping[str, torch.Tensor]
 
 
 def compute_advantages(
-    episodes: Episodes, gamma: float, gae_lambda: float, baseline: LinearFeatureBaseline
+    episodes: Episodes,
+    gamma: float,
+    gae_lambda: float,
+    baseline: LinearFeatureBaseline,
+    normalize: bool = True,
 ) -> torch.Tensor:
-    """Per-task normalised GAE advantages ``(T, E, H)`` with a linear baseline fitted on each task's episodes."""
+    """GAE advantages ``(T, E, H)`` with a linear baseline fitted on each task's episodes, standardised per
+    task unless ``normalize`` is false."""
     values = baseline.fit_predict(episodes, gamma)
     advantages = generalized_advantages(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
-    return normalize_per_task(advantages, episodes.mask)
+    return normalize_per_task(advantages, episodes.mask) if normalize else advantages
 
 
 def log_probs(policy: MLPPolicy, params: Mapping[str, torch.Tensor], episodes: Episodes) -> torch.Tensor:
@@ -213,7 +218,9 @@ class FineTuner:
     def _update(
         self, phi: Params, episodes: Episodes, optimizer: torch.optim.Optimizer | None, lr: LearningRate
     ) -> None:
-        advantages = compute_advantages(episodes, self.gamma, self.gae_lambda, self.baseline)
+        advantages = compute_advantages(
+            episodes, self.gamma, self.gae_lambda, self.baseline, self.inner.normalize_advantages
+        )
         if self.inner.algorithm == "vpg":
             self._gradient_step(
                 phi, lambda: vpg_losses(self.policy, phi, episodes, advantages).sum(), optimizer, lr

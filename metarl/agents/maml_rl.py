@@ -130,7 +130,15 @@ class MAMLTRPO(MetaRLAgent):
             episodes = timed("sampling", self.sampler.sample, phi, tasks, int(rng.integers(2**31)), generator)
             inner_episodes.append(episodes)
             inner_advantages.append(
-                timed("adaptation", compute_advantages, episodes, cfg.gamma, cfg.gae_lambda, self.baseline)
+                timed(
+                    "adaptation",
+                    compute_advantages,
+                    episodes,
+                    cfg.gamma,
+                    cfg.gae_lambda,
+                    self.baseline,
+                    cfg.inner.normalize_advantages,
+                )
             )
             if cfg.inner.steps == 1:
                 one_step = timed(

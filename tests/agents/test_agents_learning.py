@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,6 +10,9 @@ import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.config import InnerConfig, PolicyConfig
+from metarl.agents.inner import compute_advantages, vpg_losses
+from metarl.agents.policies import stack_params
+from metarl.agents.sampler import sample_tasks
 from metarl.envs.registration import ENV_SPECS
 
 ANALYTIC_IDS = sorted(i for i, (entry, _) in ENV_SPECS.items() if ".mujoco." not in entry)
@@ -78,6 +82,41 @@ def test_maml_inner_objectives_take_the_same_inner_step_and_differ_in_the_meta_u
     assert returns == lvc_returns == dice_zero_returns == dice_returns
     assert torch.equal(lvc, dice_zero)
     assert not torch.allclose(plain, lvc) and not torch.allclose(lvc, dice)
+
+
+def test_raw_advantages_make_the_inner_step_follow_the_reward_scale():
+    """Standardised advantages give the same step whatever the rewards' scale; raw ones scale it with them."""
+    agent = MAMLTRPO(tiny("maml-trpo"))
+    tasks = sample_tasks(agent.sampler.env, 3, 0)
+    episodes = agent.sampler.sample(stack_params(agent.policy.params(), 3), tasks, 1, torch.Generator())
+    scaled = dataclasses.replace(episodes, rewards=episodes.rewards * 10)
+
+    def step(episodes, normalize):
+        advantages = compute_advantages(episodes, 0.99, 1.0, agent.baseline, normalize)
+        return advantages, inner_step(episodes, advantages)
+
+    def inner_step(episodes, advantages):
+        params = {n: p.requires_grad_(True) for n, p in stack_params(agent.policy.params(), 3).items()}
+        loss = vpg_losses(agent.policy, params, episodes, advantages).sum()
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()))])
+
+    (advantages, grad), (advantages_scaled, grad_scaled) = step(episodes, True), step(scaled, True)
+    torch.testing.assert_close(advantages_scaled, advantages, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grad_scaled, grad, rtol=1e-4, atol=1e-5)
+    (raw, raw_grad), (raw_scaled, raw_grad_scaled) = step(episodes, False), step(scaled, False)
+    torch.testing.assert_close(raw_scaled, raw * 10, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(raw_grad_scaled, raw_grad * 10, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(raw, advantages)
+    # The option reaches MAML's inner loop and the fine-tuner (Reptile's inner loop, evaluation): the same
+    # pre-update episodes, another post-update return.
+    for cls, steps in ((MAMLTRPO, 1), (ReptilePG, 2)):
+        metrics = [
+            cls(tiny(cls.algo, inner=InnerConfig(steps=steps, normalize_advantages=flag))).meta_iteration(0)
+            for flag in (True, False)
+        ]
+        assert metrics[0]["meta/return_before"] == metrics[1]["meta/return_before"]
+        key = f"meta/return_after_step{steps}"
+        assert metrics[0][key] != metrics[1][key]
 
 
 def test_reptile_with_ppo_and_adam_inner_loop():
