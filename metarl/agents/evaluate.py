@@ -21,6 +21,7 @@ Held-out tasks come from the evaluation random stream ``(seed, 1, .)``, disjoint
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -47,6 +48,7 @@ from metarl.training import (
 )
 
 BASELINES = ("pretrained", "random-init", "oracle")
+COPIED_FROM = "copied_from.json"  # in a baseline folder copied from a sibling run: where it came from
 
 
 def held_out_tasks(config: TrainConfig, num_tasks: int, env) -> list[Task]:
@@ -158,9 +160,16 @@ def _copy_shared_baseline(run: RunDir, target: Path, trained_with: TrainConfig) 
         staging = target.with_name(f".{kind}.copy-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(source, staging)
+        write_json_atomic(staging / COPIED_FROM, {"source": str(source.resolve())})
         shutil.rmtree(target, ignore_errors=True)  # holds no checkpoint: nothing trained is lost
         os.replace(staging, target)
         return
+
+
+def baseline_source(run: RunDir, kind: str) -> str | None:
+    """The sibling folder the run's ``kind`` baseline was copied from, or None if the run trained it."""
+    record = run.path / "baselines" / kind / COPIED_FROM
+    return json.loads(record.read_text())["source"] if record.is_file() else None
 
 
 def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
@@ -169,7 +178,7 @@ def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) 
         return run.eval_path, run.plot_path
     output = Path(output)
     if output.suffix != ".json":
-        raise ValueError(f"--output must name a .json file, got {str(output)!r}")
+        raise ValueError(f"the evaluation output (--output) must name a .json file, got {str(output)!r}")
     return output, output.with_suffix(".png")
 
 
@@ -284,6 +293,11 @@ def evaluate_run(
         "episodes_per_task": episodes,
         "later_steps_lr_scale": protocol.later_steps_lr_scale,
         "inner": dataclasses.asdict(config.inner),
+        "baselines_copied_from": {
+            kind: source
+            for kind in ("pretrained", "oracle")
+            if kind in curves and (source := baseline_source(run, kind))
+        },
         "learners": {},
     }
     for name, per_task in curves.items():

@@ -70,7 +70,7 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert other.with_suffix(".png").stat().st_size > 1000
     assert ((run / "eval.json").read_bytes(), (run / "adaptation_curve.png").read_bytes()) == before
     result = metarl("evaluate", str(run), *args, "--output", str(run / "eval.txt"))
-    assert result.returncode == 2 and "--output must name a .json file" in result.stderr
+    assert result.returncode == 2 and "output (--output) must name a .json file" in result.stderr
     # --resume extends the budget; changing the algorithm of a run is refused with exit status 2.
     result = metarl("train", "--resume", str(run), "--no-progress", "iterations=3")
     assert result.returncode == 0, result.stderr

@@ -98,6 +98,10 @@ def test_runs_in_one_folder_share_a_baseline_trained_with_the_same_config(tmp_pa
     assert (runs / "b" / checkpoint).read_bytes() == (runs / "a" / checkpoint).read_bytes()
     assert shared["learners"]["pretrained"] == trained_alone["learners"]["pretrained"]
     assert not list((runs / "b" / "baselines").glob(".*"))  # no staging folder left behind
+    # eval.json says where a copied baseline came from; a trained one has no entry.
+    source = str((runs / "a" / "baselines" / "pretrained").resolve())
+    assert shared["baselines_copied_from"] == {"pretrained": source}
+    assert trained_alone["baselines_copied_from"] == {}
     # Another seed trains another baseline: nothing is shared.
     with pytest.raises(AssertionError, match="a baseline was trained"):
         evaluate_run(runs / "c", **protocol)
