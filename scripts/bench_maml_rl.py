@@ -4,7 +4,10 @@ Reference config: configs/maml-trpo/navigation2d.yaml (20 tasks x 20 episodes x 
 after adaptation; 64x64 tanh policy; TRPO with 10 CG iterations). Also measured in the same run, the variants
 taking turns iteration by iteration so that load from other processes hits them alike: second-order MAML with
 the general autograd curvature (double backward; the path of policies without a closed form), first-order
-MAML and Reptile-PG (3 inner VPG steps). Prints a table; ``--json PATH`` writes the numbers.
+MAML and Reptile-PG (3 inner VPG steps); and a TRPO iteration of ``metarl evaluate``'s oracle baseline on
+TabularMDP (its policy also sees the task's 550 features), next to the same iteration with the linear baseline
+fitted on those features too (1124 instead of 24 features per task; they are constant within a task).
+Prints a table; ``--json PATH`` writes the numbers.
 Wall-clock columns are split by phase; ``cpu s/iter`` is the process CPU time of the whole iteration, which
 on a shared, oversubscribed machine is closer to what an idle machine would take than the wall-clock time.
 Freed memory is kept for reuse (:func:`metarl.training.keep_freed_memory`, as in every training run);
@@ -31,6 +34,7 @@ from pathlib import Path
 import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
+from metarl.agents.evaluate import baseline_config
 from metarl.training import keep_freed_memory, load_config
 from metarl.training.io import write_json_atomic
 
@@ -46,6 +50,17 @@ def autograd_curvature():
     with (
         mock.patch("metarl.agents.adaptation_jacobian.supports_closed_form", lambda policy: False),
         mock.patch("metarl.agents.maml_rl.supports_closed_form", lambda policy: False),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def baseline_on_task_features():
+    """Fit the linear baseline on every observation column, the oracle's task features included, as a reference."""
+    from unittest import mock
+
+    with mock.patch(
+        "metarl.agents.episodes.Episodes.env_observations", lambda episodes: episodes.observations
     ):
         yield
 
@@ -119,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(TrainConfig, CONFIG, overrides)
     first_order = load_config(TrainConfig, CONFIG, [*overrides, "inner.first_order=true"])
     reptile = load_config(TrainConfig, ROOT / "configs/reptile/navigation2d.yaml", overrides)
+    tabular = load_config(TrainConfig, ROOT / "configs/maml-trpo/tabular-mdp.yaml", overrides)
+    oracle = baseline_config(tabular, "oracle", tabular.iterations)
     variants = [
         ("maml-trpo (second order)", MAMLTRPO(config), contextlib.nullcontext),
         ("  autograd curvature", MAMLTRPO(config), autograd_curvature),
         ("maml-trpo (first order)", MAMLTRPO(first_order), contextlib.nullcontext),
         ("reptile-pg (3 VPG steps)", ReptilePG(reptile), contextlib.nullcontext),
+        ("oracle TRPO, TabularMDP", MAMLTRPO(oracle), contextlib.nullcontext),
+        ("  fit on task features", MAMLTRPO(oracle), baseline_on_task_features),
     ]
     results = measure_interleaved(variants, iterations, warmup=1)
     env = {
