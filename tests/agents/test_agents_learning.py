@@ -91,14 +91,14 @@ def test_raw_advantages_make_the_inner_step_follow_the_reward_scale():
     episodes = agent.sampler.sample(stack_params(agent.policy.params(), 3), tasks, 1, torch.Generator())
     scaled = dataclasses.replace(episodes, rewards=episodes.rewards * 10)
 
-    def step(episodes, normalize):
-        advantages = compute_advantages(episodes, 0.99, 1.0, agent.baseline, normalize)
-        return advantages, inner_step(episodes, advantages)
-
     def inner_step(episodes, advantages):
         params = {n: p.requires_grad_(True) for n, p in stack_params(agent.policy.params(), 3).items()}
         loss = vpg_losses(agent.policy, params, episodes, advantages).sum()
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()))])
+
+    def step(episodes, normalize):
+        advantages = compute_advantages(episodes, 0.99, 1.0, agent.baseline, normalize)
+        return advantages, inner_step(episodes, advantages)
 
     (advantages, grad), (advantages_scaled, grad_scaled) = step(episodes, True), step(scaled, True)
     torch.testing.assert_close(advantages_scaled, advantages, rtol=1e-4, atol=1e-4)
