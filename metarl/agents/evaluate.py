@@ -115,6 +115,11 @@ def baseline_config(config: TrainConfig, kind: str, iterations: int) -> TrainCon
     )
 
 
+def baseline_dir(run: RunDir, kind: str) -> Path:
+    """Where the run keeps its ``kind`` baseline: ``RUN/baselines/<kind>``."""
+    return run.path / "baselines" / kind
+
+
 def train_baseline(
     run: RunDir, config: TrainConfig, kind: str, iterations: int, progress: bool | None = None
 ) -> MAMLTRPO:
@@ -131,7 +136,7 @@ def train_baseline(
         progress: show a progress bar.
     """
     trained_with = baseline_config(config, kind, iterations)
-    path = run.path / "baselines" / kind
+    path = baseline_dir(run, kind)
     agent = MAMLTRPO(trained_with)
     checkpoint = RunDir(path).checkpoint_path
     if not checkpoint.is_file():
@@ -168,7 +173,7 @@ def _copy_shared_baseline(run: RunDir, target: Path, trained_with: TrainConfig) 
 
 def baseline_source(run: RunDir, kind: str) -> str | None:
     """The sibling folder the run's ``kind`` baseline was copied from, or None if the run trained it."""
-    record = run.path / "baselines" / kind / COPIED_FROM
+    record = baseline_dir(run, kind) / COPIED_FROM
     return json.loads(record.read_text())["source"] if record.is_file() else None
 
 
