@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
@@ -38,3 +39,16 @@ def test_train_without_config_picks_the_reference_file_over_its_variants(algo):
     assert find_config(algo, "MetaRL/Navigation2D-v0") == CONFIGS / algo / "navigation2d.yaml"
     config = load_config(TrainConfig, find_config(algo, "MetaRL/Navigation2D-v0"))
     assert (config.iterations, config.meta_batch_size, config.inner.lr) == (500, 20, 0.1)
+
+
+def test_navigation_dice_config_is_the_reference_with_shorter_credit_assignment():
+    """navigation2d-dice.yaml changes GAE lambda and the inner loss, nothing else of the reference."""
+    reference = load_config(TrainConfig, CONFIGS / "maml-trpo" / "navigation2d.yaml")
+    variant = load_config(TrainConfig, CONFIGS / "maml-trpo" / "navigation2d-dice.yaml")
+    assert (variant.gae_lambda, variant.inner.objective, variant.inner.dice_lambda) == (0.5, "dice", 0.5)
+    rebuilt = dataclasses.replace(
+        reference,
+        gae_lambda=0.5,
+        inner=dataclasses.replace(reference.inner, objective="dice", dice_lambda=0.5),
+    )
+    assert variant == rebuilt
