@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     history = agent.train(run, progress=_progress(args))
     print(_summary(agent, history, time.perf_counter() - started))
     if agent.iteration < agent.config.iterations:
-        print(f"note: {_stopped_early(agent, run)}")
+        print(f"continue with: {_resume_hint(agent, run)}")
     print(f"run directory: {run.path}\nevaluate with: metarl evaluate {run.path}")
     print(f"TensorBoard:   tensorboard --logdir {run.tensorboard_dir}")
     return 0
@@ -133,12 +133,14 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
-def _stopped_early(agent: MetaRLAgent, run: RunDir) -> str:
-    """What to tell a user whose run the time limit stopped before its last iteration."""
+def _resume_hint(agent: MetaRLAgent, run: RunDir) -> str:
+    """How to continue a run the time limit stopped before its last iteration.
+
+    The agent itself reports where the limit stopped it (on stderr, for API users too).
+    """
     limit = agent.config.time_limit_seconds
     return (
-        f"the {limit:g} s limit stopped training at iteration {agent.iteration} of {agent.config.iterations};"
-        f" `metarl train --resume {run.path}` continues it (another {limit:g} s, or add"
+        f"metarl train --resume {run.path}  (another {limit:g} s of training; add"
         " `time_limit_seconds=null` to finish it)"
     )
 
@@ -287,8 +289,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(_summary(agent, history, time.perf_counter() - started), flush=True)
     if agent.iteration < config.iterations:
         print(
-            f"note: {_stopped_early(agent, run)}, then `metarl evaluate {run.path}`. A slow or busy machine"
-            " stopped it, so the numbers below differ from a full run's.",
+            "note: a slow or busy machine reached the time limit before the last iteration, so the numbers"
+            f" below differ from a full run's. Continue with: {_resume_hint(agent, run)}; then"
+            f" `metarl evaluate {run.path}`.",
             flush=True,
         )
     protocol = config.evaluation

@@ -99,7 +99,7 @@ def test_demo_trains_evaluates_and_shows_the_table(tmp_path):
     for name in results["learners"]:
         assert name in result.stdout
     assert str(run / "adaptation_curve.png") in result.stdout and "tensorboard --logdir" in result.stdout
-    assert "limit stopped training" not in result.stdout
+    assert "--resume" not in result.stdout and "time limit" not in result.stderr
 
 
 def test_demo_says_when_its_time_limit_cut_training_short(tmp_path):
@@ -113,16 +113,15 @@ def test_demo_says_when_its_time_limit_cut_training_short(tmp_path):
     result = metarl("demo", "--runs-root", str(tmp_path), "--no-progress", *overrides)
     assert result.returncode == 0, result.stderr
     (run,) = tmp_path.glob("demo-*")
-    assert "limit stopped training at iteration 1 of 3" in result.stdout
-    assert f"metarl train --resume {run}" in result.stdout
+    assert "time limit of 0.001 s reached: stopped at iteration 1 of 3" in result.stderr
+    assert f"Continue with: metarl train --resume {run} " in result.stdout and "(now 1/3)" in result.stdout
     assert json.loads((run / "eval.json").read_text())["meta_iterations"] == 1
     # The run keeps its limit: a plain resume trains one more iteration and says the same of itself.
     result = metarl("train", "--resume", str(run), "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert (
-        "limit stopped training at iteration 2 of 3" in result.stdout
-        and "time_limit_seconds=null" in result.stdout
-    )
+    assert "stopped at iteration 2 of 3" in result.stderr
+    assert f"continue with: metarl train --resume {run} " in result.stdout
+    assert "time_limit_seconds=null" in result.stdout and "(now 2/3)" in result.stdout
     result = metarl("train", "--resume", str(run), "--no-progress", "time_limit_seconds=null")
     assert result.returncode == 0, result.stderr
     assert len(_records(run)) == 3
