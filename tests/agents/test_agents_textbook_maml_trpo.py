@@ -66,6 +66,7 @@ def _conjugate_gradient(
 
 
 def _textbook_step(theta, pre, post, pre_adv, post_adv, config: TrainConfig) -> list[torch.Tensor]:
+    """The meta-parameters after one MAML-TRPO step, task by task with plain autograd (none of metarl's code)."""
     lr, trpo, first_order = config.inner.lr, config.trpo, config.inner.first_order
     params = [p.detach().clone().requires_grad_(True) for p in theta]
 
