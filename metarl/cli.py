@@ -2,26 +2,23 @@
 
 Sub-commands live next to what they drive and register themselves here through ``add_commands``:
 ``metarl envs`` (this file), ``train`` / ``evaluate`` / ``demo`` (metarl.agents.commands),
-``fewshot`` (metarl.supervised.commands). User errors exit with status 2 and a one-line message.
+``fewshot`` (metarl.supervised.commands). User errors (:mod:`metarl.errors`) exit with status 2 and a
+one-line message; any other exception is a bug and shows its traceback (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("metarl.agents.commands", "metarl.supervised.commands")
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line without a traceback, exit status 2."""
+from metarl.agents import commands as agent_commands
+from metarl.envs.catalog import describe_envs
+from metarl.errors import UserError
+from metarl.supervised import commands as fewshot_commands
 
 
 def _envs(args: argparse.Namespace) -> int:
-    from metarl.envs.catalog import describe_envs
-
     print(describe_envs())
     return 0
 
@@ -34,14 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered task distributions")
     p.set_defaults(func=_envs)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.add_commands(sub)
+    agent_commands.add_commands(sub)
+    fewshot_commands.add_commands(sub)
     return parser
 
 
@@ -68,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError) as exc:
+    except UserError as exc:
         print(f"metarl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

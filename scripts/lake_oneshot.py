@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarl.cli import UserError
+from metarl.errors import UserError
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.data.lake_runs import LakeOneShotRuns
 from metarl.supervised.data.omniglot import Omniglot
@@ -113,6 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (UserError, ValueError, FileNotFoundError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

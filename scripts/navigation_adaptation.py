@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarl.agents import MetaRLAgent
+from metarl.agents import load_agent
 from metarl.agents.agent import EVAL_STREAM, stream_rng, torch_generator
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
@@ -111,7 +111,7 @@ def direction_only_bound(tasks, distances: np.ndarray, env_kwargs: dict | None =
 
 def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = None) -> dict:
     """The per-quarter table of ``run_dir`` (see the module docstring) as a dict."""
-    agent = MetaRLAgent.from_run(run_dir)
+    agent = load_agent(run_dir)
     config = agent.config
     if config.env != ENV_ID:
         raise SystemExit(f"{run_dir} trained on {config.env}; this analysis is for {ENV_ID}")

@@ -24,9 +24,11 @@ from metarl.agents.config import (
 )
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
 
 __all__ = [
+    "ALGORITHMS",
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
@@ -36,6 +38,8 @@ __all__ = [
     "ReptilePG",
     "TRPOConfig",
     "TrainConfig",
+    "agent_class",
     "evaluate_run",
     "format_results",
+    "load_agent",
 ]

@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 
 from metarl.agents.config import PolicyConfig, TrainConfig
 from metarl.agents.policies import MLPPolicy, make_policy
 from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import LearnedLearningRates, Params
+from metarl.errors import UserError
 from metarl.training import (
     ProgressBar,
     RunDir,
@@ -28,7 +28,6 @@ from metarl.training import (
     capture_rng_states,
     config_to_dict,
     keep_freed_memory,
-    load_checkpoint,
     save_checkpoint,
     save_config,
 )
@@ -81,7 +80,7 @@ class MetaRLAgent:
     def __init__(self, config: TrainConfig | None = None) -> None:
         config = TrainConfig(algo=self.algo) if config is None else config
         if config.algo != self.algo:
-            raise ValueError(
+            raise UserError(
                 f"{type(self).__name__} runs algo={self.algo!r}, the config says algo={config.algo!r}"
             )
         self.config = config
@@ -92,7 +91,7 @@ class MetaRLAgent:
         if config.oracle:
             features = self.env.unwrapped.task_features(self.env.unwrapped.get_task())
             if features is None:
-                raise ValueError(f"config oracle=true needs task features, but {config.env} provides none")
+                raise UserError(f"config oracle=true needs task features, but {config.env} provides none")
             extra = int(np.size(features))
         self.policy: MLPPolicy = self._build_policy(extra)
         self.learning_rates: LearnedLearningRates | None = None
@@ -143,13 +142,13 @@ class MetaRLAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the config must describe the same networks)."""
         if state.get("algo") != self.algo:
-            raise ValueError(f"checkpoint is for algo={state.get('algo')!r}, not {self.algo!r}")
+            raise UserError(f"checkpoint is for algo={state.get('algo')!r}, not {self.algo!r}")
         try:
             self.policy.load_state_dict(state["policy"])
             if self.learning_rates is not None:
                 self.learning_rates.load_state_dict(state["learning_rates"])
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"checkpoint does not match the configured networks: {exc}") from None
+            raise UserError(f"checkpoint does not match the configured networks: {exc}") from None
         self.iteration = int(state["iteration"])
 
     # --- training -------------------------------------------------------------------------------
@@ -217,26 +216,6 @@ class MetaRLAgent:
             if logger is not None:
                 logger.close()
         return history
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str] | RunDir) -> MetaRLAgent:
-        """Rebuild the agent of a run directory from its config and latest checkpoint."""
-        run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-        from metarl.agents.commands import agent_class
-        from metarl.training import load_config
-
-        saved = yaml.safe_load(run.config_path.read_text()) or {}
-        # Runs written before policy.normalized_actions existed sampled raw (clipped) actions.
-        legacy = (
-            [] if "normalized_actions" in (saved.get("policy") or {}) else ["policy.normalized_actions=false"]
-        )
-        config = load_config(TrainConfig, run.config_path, legacy)
-        agent = agent_class(config.algo)(config)
-        if run.has_checkpoint():
-            agent.load_state_dict(
-                load_checkpoint(run.checkpoint_path, required_keys=("algo", "iteration", "policy"))
-            )
-        return agent
 
 
 def _as_run_dir(run_dir: str | os.PathLike[str] | RunDir) -> RunDir:

@@ -17,24 +17,17 @@ import yaml
 
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
+from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results
+from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
+from metarl.agents.sampler import make_env
+from metarl.errors import MissingFileError, UserError
 from metarl.training import RunDir, check_resume_overrides, config_help, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-ALGOS = ("maml-trpo", "reptile")
 # What `metarl train --resume RUN key=value` may change: the budget and bookkeeping, never the algorithm.
 RESUME_OVERRIDES = {"iterations", "time_limit_seconds", "checkpoint_every", "torch_threads"}
 DEMO_TRAIN_SECONDS = 110  # MAML-TRPO; the two TRPO baselines then take roughly another minute
-
-
-def agent_class(algo: str) -> type[MetaRLAgent]:
-    """The agent class of an ``algo`` name."""
-    from metarl.agents.maml_rl import MAMLTRPO
-    from metarl.agents.reptile_rl import ReptilePG
-
-    classes = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG}
-    if algo not in classes:
-        raise ValueError(f"unknown algo {algo!r}; choose from {list(classes)}")
-    return classes[algo]
 
 
 def find_config(algo: str, env_id: str) -> Path | None:
@@ -72,10 +65,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         env = args.env or TrainConfig.env
         path = find_config(algo, env)
     if path is not None and not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
+        raise MissingFileError(f"config file {path} not found")
     config = load_config(TrainConfig, path, [*flags, *args.overrides])
-    from metarl.agents.sampler import make_env
-
     make_env(config.env, config.env_kwargs).close()  # unknown ids fail here, before a run directory exists
     return config, path
 
@@ -84,7 +75,7 @@ def _run_dir_for(config: TrainConfig, args: argparse.Namespace) -> RunDir:
     if args.run_dir:
         path = Path(args.run_dir)
         if path.exists() and any(path.iterdir()):
-            raise ValueError(
+            raise UserError(
                 f"run directory {path} already exists and is not empty: "
                 f"resume it with `metarl train --resume {path}` or choose another --run-dir"
             )
@@ -102,11 +93,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         run = RunDir.open(args.resume)
         if args.config or args.algo or args.env or args.seed is not None or args.run_dir:
-            raise ValueError(
+            raise UserError(
                 "--resume continues a run with its saved config; drop --config/--algo/--env/--seed/--run-dir"
             )
         check_resume_overrides(args.overrides, RESUME_OVERRIDES, ("evaluation.",))
-        agent = MetaRLAgent.from_run(run)
+        agent = load_agent(run)
         if args.overrides:
             agent.config = load_config(TrainConfig, None, args.overrides, base=agent.config)
         print(f"resuming {run.path} at iteration {agent.iteration}/{agent.config.iterations}", flush=True)
@@ -160,8 +151,6 @@ def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results
-
     results = evaluate_run(
         args.run_dir,
         adapt_steps=args.adapt_steps,
@@ -190,7 +179,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. inner.lr=0.05")
     p.add_argument("--config", help="YAML config file (default: configs/<algo>/ for the env, if any)")
-    p.add_argument("--algo", choices=ALGOS, help="meta-learner (default maml-trpo)")
+    p.add_argument("--algo", choices=list(ALGORITHMS), help="meta-learner (default maml-trpo)")
     p.add_argument("--env", help="task distribution id, e.g. MetaRL/Navigation2D-v0 (see `metarl envs`)")
     p.add_argument("--seed", type=int, help="seed of the whole run")
     p.add_argument("--run-dir", help="write the run here (default: <runs-root>/<algo>-<env>-s<seed>)")
@@ -272,9 +261,6 @@ def run_demo(args: argparse.Namespace) -> int:
 
     The pretrained and oracle baselines get as many TRPO iterations as the meta-learner had (same env steps).
     """
-    from metarl.agents.evaluate import evaluate_run, format_results
-    from metarl.agents.maml_rl import MAMLTRPO
-
     config = demo_config(args.overrides)
     run = RunDir.create(args.runs_root, f"demo-maml-trpo-navigation2d-{time.strftime('%Y%m%d-%H%M%S')}")
     print(

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from metarl.errors import UserError
+
 InnerObjective = Literal["log_likelihood", "likelihood_ratio", "dice"]
 
 
@@ -31,7 +33,7 @@ def _help(text: str) -> dict[str, str]:
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
-        raise ValueError(f"config key '{name}' must be positive, got {value}")
+        raise UserError(f"config key '{name}' must be positive, got {value}")
 
 
 @dataclass
@@ -52,12 +54,12 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(
+            raise UserError(
                 f"config key 'policy.hidden_sizes' must be positive widths, got {self.hidden_sizes}"
             )
         _positive("policy.init_std", self.init_std)
         if not 0 < self.min_std <= self.init_std:
-            raise ValueError(
+            raise UserError(
                 f"config key 'policy.min_std' must be in (0, policy.init_std], got {self.min_std}"
             )
 
@@ -105,13 +107,13 @@ class InnerConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 0:
-            raise ValueError(f"config key 'inner.steps' must be >= 0, got {self.steps}")
+            raise UserError(f"config key 'inner.steps' must be >= 0, got {self.steps}")
         _positive("inner.lr", self.lr)
         if not 0.0 <= self.dice_lambda <= 1.0:
-            raise ValueError(f"config key 'inner.dice_lambda' must be in [0, 1], got {self.dice_lambda}")
+            raise UserError(f"config key 'inner.dice_lambda' must be in [0, 1], got {self.dice_lambda}")
         _positive("inner.ppo_clip", self.ppo_clip)
         if self.ppo_epochs < 1:
-            raise ValueError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")
+            raise UserError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")
 
 
 @dataclass
@@ -127,9 +129,9 @@ class TRPOConfig:
     def __post_init__(self) -> None:
         _positive("trpo.max_kl", self.max_kl)
         if self.cg_iterations < 1 or self.line_search_steps < 1:
-            raise ValueError("config keys 'trpo.cg_iterations' and 'trpo.line_search_steps' must be >= 1")
+            raise UserError("config keys 'trpo.cg_iterations' and 'trpo.line_search_steps' must be >= 1")
         if not 0 < self.line_search_ratio < 1:
-            raise ValueError(
+            raise UserError(
                 f"config key 'trpo.line_search_ratio' must be in (0, 1), got {self.line_search_ratio}"
             )
 
@@ -144,7 +146,7 @@ class ReptileConfig:
     def __post_init__(self) -> None:
         _positive("reptile.step_size", self.step_size)
         if self.final_step_size < 0:
-            raise ValueError(f"config key 'reptile.final_step_size' must be >= 0, got {self.final_step_size}")
+            raise UserError(f"config key 'reptile.final_step_size' must be >= 0, got {self.final_step_size}")
 
 
 @dataclass
@@ -179,13 +181,13 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _positive("evaluation.later_steps_lr_scale", self.later_steps_lr_scale)
         if self.episodes_per_task is not None and self.episodes_per_task < 1:
-            raise ValueError(
+            raise UserError(
                 f"config key 'evaluation.episodes_per_task' must be >= 1 or null, got {self.episodes_per_task}"
             )
         if self.tasks < 2:
-            raise ValueError(f"config key 'evaluation.tasks' must be >= 2 (for a CI), got {self.tasks}")
+            raise UserError(f"config key 'evaluation.tasks' must be >= 2 (for a CI), got {self.tasks}")
         if self.adapt_steps < 0:
-            raise ValueError(f"config key 'evaluation.adapt_steps' must be >= 0, got {self.adapt_steps}")
+            raise UserError(f"config key 'evaluation.adapt_steps' must be >= 0, got {self.adapt_steps}")
 
 
 @dataclass
@@ -219,17 +221,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("iterations", "meta_batch_size", "episodes_per_task", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"config key '{name}' must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"config key '{name}' must be >= 1, got {getattr(self, name)}")
         if not 0 < self.gamma <= 1:
-            raise ValueError(f"config key 'gamma' must be in (0, 1], got {self.gamma}")
+            raise UserError(f"config key 'gamma' must be in (0, 1], got {self.gamma}")
         if not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"config key 'gae_lambda' must be in [0, 1], got {self.gae_lambda}")
+            raise UserError(f"config key 'gae_lambda' must be in [0, 1], got {self.gae_lambda}")
         if self.seed < 0:
-            raise ValueError(f"config key 'seed' must be >= 0, got {self.seed}")
+            raise UserError(f"config key 'seed' must be >= 0, got {self.seed}")
         if self.algo == "maml-trpo" and (self.inner.algorithm != "vpg" or self.inner.optimizer != "sgd"):
-            raise ValueError(
+            raise UserError(
                 "maml-trpo differentiates through a plain gradient step: set inner.algorithm=vpg and "
                 "inner.optimizer=sgd (ppo/adam inner loops are for algo=reptile)"
             )
         if self.algo == "reptile" and self.inner.steps < 1:
-            raise ValueError("config key 'inner.steps' must be >= 1 for reptile")
+            raise UserError("config key 'inner.steps' must be >= 1 for reptile")

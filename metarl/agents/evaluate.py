@@ -30,13 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, seeded_policy, stream_rng, torch_generator
+from metarl.agents.agent import EVAL_STREAM, seeded_policy, stream_rng, torch_generator
 from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.policies import MLPPolicy, stack_params
+from metarl.agents.registry import load_agent
 from metarl.agents.sampler import BatchedSampler, sample_tasks
 from metarl.envs import Task, task_to_dict
+from metarl.errors import UserError
 from metarl.training import (
     RunDir,
     format_ci,
@@ -183,7 +185,7 @@ def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) 
         return run.eval_path, run.plot_path
     output = Path(output)
     if output.suffix != ".json":
-        raise ValueError(f"the evaluation output (--output) must name a .json file, got {str(output)!r}")
+        raise UserError(f"the evaluation output (--output) must name a .json file, got {str(output)!r}")
     return output, output.with_suffix(".png")
 
 
@@ -220,10 +222,10 @@ def evaluate_run(
     """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
     results_path, plot_path = evaluation_paths(run, output)
-    agent = MetaRLAgent.from_run(run)
+    agent = load_agent(run)
     config = agent.config
     if agent.iteration == 0:
-        raise ValueError(f"run {run.path} has no trained checkpoint yet: train it first (metarl train)")
+        raise UserError(f"run {run.path} has no trained checkpoint yet: train it first (metarl train)")
     adapt_steps = config.evaluation.adapt_steps if adapt_steps is None else int(adapt_steps)
     num_tasks = config.evaluation.tasks if num_tasks is None else int(num_tasks)
     episodes = next(
@@ -232,14 +234,14 @@ def evaluate_run(
         if v is not None
     )
     if adapt_steps < 0 or num_tasks < 2 or episodes < 1:
-        raise ValueError(
+        raise UserError(
             f"need --adapt-steps >= 0, --tasks >= 2 and --episodes >= 1, got {adapt_steps}, {num_tasks} and "
             f"{episodes}"
         )
     baselines = list(config.evaluation.baselines if baselines is None else baselines)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
+        raise UserError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
     iterations = baseline_iterations or config.evaluation.baseline_iterations or agent.iteration
     tasks = held_out_tasks(config, num_tasks, agent.sampler.env)
     write_json_atomic(

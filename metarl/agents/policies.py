@@ -20,6 +20,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from metarl.core import Params
+from metarl.errors import UserError
 
 
 def tanh(z: torch.Tensor) -> torch.Tensor:
@@ -64,9 +65,9 @@ class MLPPolicy(nn.Module):
     def __init__(self, input_dim: int, output_dim: int, hidden_sizes: Sequence[int], activation: str) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"policy activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise UserError(f"policy activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if any(int(h) < 1 for h in hidden_sizes):
-            raise ValueError(f"policy hidden sizes must be positive, got {list(hidden_sizes)}")
+            raise UserError(f"policy hidden sizes must be positive, got {list(hidden_sizes)}")
         sizes = [int(input_dim), *(int(h) for h in hidden_sizes), int(output_dim)]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.activation_name = activation
@@ -165,7 +166,7 @@ class GaussianMLPPolicy(MLPPolicy):
     ) -> None:
         super().__init__(input_dim, action_dim, hidden_sizes, activation)
         if not init_std > 0 or not 0 < min_std <= init_std:
-            raise ValueError(
+            raise UserError(
                 f"policy needs 0 < min_std <= init_std, got min_std={min_std}, init_std={init_std}"
             )
         self.log_std = nn.Parameter(torch.full((int(action_dim),), math.log(init_std)))
@@ -270,7 +271,7 @@ def observation_size(space: gym.spaces.Space) -> int:
         return int(space.n)
     if isinstance(space, gym.spaces.Box):
         return int(np.prod(space.shape))
-    raise ValueError(f"observation space {space} is not supported: use a Box or Discrete observation space")
+    raise UserError(f"observation space {space} is not supported: use a Box or Discrete observation space")
 
 
 def encode_observations(space: gym.spaces.Space, obs: np.ndarray, batch_dims: int = 2) -> torch.Tensor:
@@ -309,4 +310,4 @@ def make_policy(
         )
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(input_dim, int(action_space.n), hidden_sizes, activation)
-    raise ValueError(f"action space {action_space} is not supported: use a Box or Discrete action space")
+    raise UserError(f"action space {action_space} is not supported: use a Box or Discrete action space")

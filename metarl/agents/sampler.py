@@ -17,20 +17,18 @@ import torch
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
 from metarl.envs import Task, make_batched
+from metarl.envs.registration import unknown_env_message
+from metarl.errors import UserError
 
 
 def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
-    """``gymnasium.make`` with a one-line ``ValueError`` for an unknown id (exit status 2 in the CLI)."""
-    import metarl.envs  # noqa: F401  (registers the ids)
-
+    """``gymnasium.make`` with a one-line :class:`~metarl.errors.UserError` for an unknown id or bad kwargs."""
     if env_id not in gym.registry:
-        from metarl.envs.registration import unknown_env_message
-
-        raise ValueError(unknown_env_message(env_id))
+        raise UserError(unknown_env_message(env_id))
     try:
         return gym.make(env_id, **dict(env_kwargs or {}))
     except TypeError as exc:
-        raise ValueError(f"bad env_kwargs {dict(env_kwargs or {})} for {env_id}: {exc}") from None
+        raise UserError(f"bad env_kwargs {dict(env_kwargs or {})} for {env_id}: {exc}") from None
 
 
 def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
@@ -78,7 +76,7 @@ class BatchedSampler:
         if normalized_actions and isinstance(self.action_space, gym.spaces.Box):
             low, high = self.action_space.low, self.action_space.high
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise ValueError(
+                raise UserError(
                     f"policy.normalized_actions=true needs a bounded action space, {env_id} has {self.action_space}:"
                     " set policy.normalized_actions=false"
                 )
@@ -88,7 +86,7 @@ class BatchedSampler:
         """``(T, F)`` float32 task features (the oracle's extra inputs)."""
         features = [self.env.unwrapped.task_features(task) for task in tasks]
         if any(f is None for f in features):
-            raise ValueError(f"{self.env_id} provides no task features, so it has no oracle policy")
+            raise UserError(f"{self.env_id} provides no task features, so it has no oracle policy")
         return torch.as_tensor(np.stack(features), dtype=torch.float32).reshape(len(tasks), -1)
 
     def _encode(self, obs: np.ndarray, features: torch.Tensor | None) -> torch.Tensor:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
 from metarl.envs.seeding import CopyGenerators
+from metarl.errors import UserError
 
 
 @register_task_type
@@ -24,12 +25,12 @@ class BanditTask(Task):
     def __post_init__(self) -> None:
         values = self.probabilities
         if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
-            raise ValueError(
+            raise UserError(
                 f"task field 'probabilities' must be a sequence of numbers in [0, 1], got "
                 f"{type(values).__name__} {values!r}"
             )
         if np.ndim(values) != 1 or len(values) == 0:
-            raise ValueError(
+            raise UserError(
                 f"task field 'probabilities' must be a non-empty flat sequence, got shape {np.shape(values)}"
             )
         checked = tuple(check_range(f"probabilities[{i}]", p, 0.0, 1.0) for i, p in enumerate(values))
@@ -47,10 +48,10 @@ def check_discrete_action(action: Any, num_arms: int) -> int:
         or np.ndim(action) != 0
         or not np.issubdtype(np.asarray(action).dtype, np.integer)
     ):
-        raise ValueError(f"action must be an integer arm index in [0, {num_arms}), got {action!r}")
+        raise UserError(f"action must be an integer arm index in [0, {num_arms}), got {action!r}")
     arm = int(action)
     if not 0 <= arm < num_arms:
-        raise ValueError(f"action must be an integer arm index in [0, {num_arms}), got {arm}")
+        raise UserError(f"action must be an integer arm index in [0, {num_arms}), got {arm}")
     return arm
 
 
@@ -84,7 +85,7 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
 
     def __init__(self, num_arms: int, horizon: int = 10) -> None:
         if isinstance(num_arms, bool) or not isinstance(num_arms, int | np.integer) or num_arms < 1:
-            raise ValueError(f"num_arms must be a positive integer, got {num_arms!r}")
+            raise UserError(f"num_arms must be a positive integer, got {num_arms!r}")
         super().__init__(horizon)
         self.num_arms = int(num_arms)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
@@ -98,7 +99,7 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
     def validate_task(self, task: Any) -> None:
         super().validate_task(task)
         if task.num_arms != self.num_arms:
-            raise ValueError(
+            raise UserError(
                 f"task field 'probabilities' has {task.num_arms} entries but this env has "
                 f"num_arms={self.num_arms}; sample tasks from an env with the same num_arms"
             )
@@ -162,9 +163,9 @@ class BatchedBernoulliBandit(BatchedEnv):
     def _step(self, actions, active):
         arms = np.asarray(actions)
         if not np.issubdtype(arms.dtype, np.integer):
-            raise ValueError(f"actions must be integer arm indices, got dtype {arms.dtype}")
+            raise UserError(f"actions must be integer arm indices, got dtype {arms.dtype}")
         if np.any(active & ((arms < 0) | (arms >= self.num_arms))):
-            raise ValueError(f"actions must be arm indices in [0, {self.num_arms}), got {arms[active]}")
+            raise UserError(f"actions must be arm indices in [0, {self.num_arms}), got {arms[active]}")
         arms = np.clip(arms, 0, self.num_arms - 1)  # frozen copies may carry any value
         probability = np.take_along_axis(self._probabilities, arms[..., None], axis=-1)[..., 0]
         reward = (self._uniforms[..., self.elapsed_steps] < probability).astype(np.float64)

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 import numpy as np
 
+from metarl.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -65,7 +67,7 @@ def task_from_dict(data: dict[str, Any]) -> Task:
     data = dict(data)
     name = data.pop("type", None)
     if name not in _TASK_TYPES:
-        raise ValueError(f"unknown task type {name!r}; known types: {sorted(_TASK_TYPES)}")
+        raise UserError(f"unknown task type {name!r}; known types: {sorted(_TASK_TYPES)}")
     return _TASK_TYPES[name](**data)
 
 
@@ -75,10 +77,10 @@ def task_from_dict(data: dict[str, Any]) -> Task:
 def check_real(field: str, value: Any) -> float:
     """``value`` as a finite float, else ValueError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"task field '{field}' must be a real number, got {type(value).__name__} {value!r}")
+        raise UserError(f"task field '{field}' must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"task field '{field}' must be finite, got {value}")
+        raise UserError(f"task field '{field}' must be finite, got {value}")
     return value
 
 
@@ -86,7 +88,7 @@ def check_range(field: str, value: Any, low: float, high: float) -> float:
     """``value`` as a float within ``[low, high]``, else ValueError naming ``field`` and the range."""
     value = check_real(field, value)
     if not low <= value <= high:
-        raise ValueError(
+        raise UserError(
             f"task field '{field}' = {value} is outside the distribution's support [{low}, {high}]"
         )
     return value
@@ -99,13 +101,13 @@ def check_array(
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"task field '{field}' must be an array of numbers, got {value!r}") from exc
+        raise UserError(f"task field '{field}' must be an array of numbers, got {value!r}") from exc
     if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"task field '{field}' must have shape {tuple(shape)}, got {arr.shape}")
+        raise UserError(f"task field '{field}' must have shape {tuple(shape)}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"task field '{field}' must be finite, got non-finite entries")
+        raise UserError(f"task field '{field}' must be finite, got non-finite entries")
     if arr.size and (arr.min() < low or arr.max() > high):
-        raise ValueError(
+        raise UserError(
             f"task field '{field}' has entries outside the distribution's support [{low}, {high}]"
         )
     arr.setflags(write=False)
@@ -126,7 +128,7 @@ class TaskEnv(gym.Env, Generic[TaskT]):
 
     def __init__(self, horizon: int) -> None:
         if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+            raise UserError(f"horizon must be a positive integer, got {horizon!r}")
         self.horizon = int(horizon)
         self._task: TaskT | None = None
         self._elapsed_steps = 0
@@ -144,7 +146,7 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def sample_tasks(self, n: int) -> list[TaskT]:
         """Draw ``n`` tasks from the distribution using ``self.np_random`` (seed it with ``reset(seed=...)``)."""
         if not isinstance(n, int | np.integer) or n < 0:
-            raise ValueError(f"number of tasks must be a non-negative integer, got {n!r}")
+            raise UserError(f"number of tasks must be a non-negative integer, got {n!r}")
         return [self._sample_task(self.np_random) for _ in range(int(n))]
 
     def set_task(self, task: TaskT) -> None:
@@ -163,7 +165,7 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def validate_task(self, task: Any) -> None:
         """Raise ``ValueError`` if ``task`` is not a task of this distribution."""
         if not isinstance(task, self.task_type):
-            raise ValueError(
+            raise UserError(
                 f"{type(self).__name__} expects a {self.task_type.__name__}, got {type(task).__name__}: {task!r}"
             )
 

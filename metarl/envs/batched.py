@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.base import Task, TaskEnv
+from metarl.envs.registration import unknown_env_message
+from metarl.errors import UserError
 
 
 class BatchedEnv(ABC):
@@ -213,9 +215,7 @@ def make_batched(
     """
     if isinstance(env, str):
         if env not in gym.registry:
-            from metarl.envs.registration import unknown_env_message
-
-            raise ValueError(unknown_env_message(env))
+            raise UserError(unknown_env_message(env))
 
         def factory() -> gym.Env:
             return gym.make(env, **env_kwargs)

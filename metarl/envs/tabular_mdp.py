@@ -13,6 +13,7 @@ from metarl.envs.bandit import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
 from metarl.envs.batched import BatchedEnv
 from metarl.envs.seeding import CopyGenerators
+from metarl.errors import UserError
 
 ROW_SUM_TOLERANCE = 1e-6
 MEAN_REWARD_LOC, MEAN_REWARD_SCALE = 1.0, 1.0
@@ -34,13 +35,13 @@ class TabularMDPTask(Task):
     def __post_init__(self) -> None:
         transitions = check_array("transitions", self.transitions, low=0.0, high=1.0)
         if transitions.ndim != 3 or transitions.shape[0] != transitions.shape[2] or transitions.shape[0] == 0:
-            raise ValueError(
+            raise UserError(
                 "task field 'transitions' must have shape (num_states, num_actions, num_states), "
                 f"got {transitions.shape}"
             )
         row_error = np.abs(transitions.sum(axis=-1) - 1.0).max(initial=0.0)
         if row_error > ROW_SUM_TOLERANCE:
-            raise ValueError(
+            raise UserError(
                 f"task field 'transitions' must hold probability rows summing to 1 (within "
                 f"{ROW_SUM_TOLERANCE}), but a row is off by {row_error:.3g}"
             )
@@ -115,7 +116,7 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
     def __init__(self, num_states: int = 10, num_actions: int = 5, horizon: int = 10) -> None:
         for name, value in (("num_states", num_states), ("num_actions", num_actions)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
         super().__init__(horizon)
         self.num_states = int(num_states)
         self.num_actions = int(num_actions)
@@ -137,7 +138,7 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
     def validate_task(self, task: Any) -> None:
         super().validate_task(task)
         if task.transitions.shape[:2] != (self.num_states, self.num_actions):
-            raise ValueError(
+            raise UserError(
                 f"task field 'transitions' has shape {task.transitions.shape} but this env has "
                 f"num_states={self.num_states}, num_actions={self.num_actions}; expected "
                 f"{(self.num_states, self.num_actions, self.num_states)}"
@@ -221,9 +222,9 @@ class BatchedTabularMDP(BatchedEnv):
     def _step(self, actions, active):
         actions = np.asarray(actions)
         if not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(f"actions must be integer action indices, got dtype {actions.dtype}")
+            raise UserError(f"actions must be integer action indices, got dtype {actions.dtype}")
         if np.any(active & ((actions < 0) | (actions >= self.num_actions))):
-            raise ValueError(f"actions must be in [0, {self.num_actions}), got {actions[active]}")
+            raise UserError(f"actions must be in [0, {self.num_actions}), got {actions[active]}")
         actions = np.clip(actions, 0, self.num_actions - 1)  # frozen copies may carry any value
         t = self.elapsed_steps
         reward = self._mean_rewards[self._task_index, self._state, actions] + self._reward_noise[..., t]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metarl.cli import UserError
+from metarl.errors import UserError
 
 # What a resumed run may change: how long it trains and how often it reports (extending a finished run).
 RESUME_OVERRIDES = {"iterations", "val_every", "val_episodes", "log_every", "checkpoint_every"}

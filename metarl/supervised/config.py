@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.models import MLP, Conv4
 
@@ -59,12 +60,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         for name in ("image_size", "ways", "shots"):
             if getattr(self, name) < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("queries", "eval_queries"):
             if getattr(self, name) < 0:
-                raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_queries < 1:
-            raise ValueError("data.eval_queries must be >= 1: evaluation scores the query set")
+            raise UserError("data.eval_queries must be >= 1: evaluation scores the query set")
 
     @property
     def test_ways(self) -> int:
@@ -127,17 +128,17 @@ class FewShotConfig:
         positive = ("meta_batch", "eval_episodes", "eval_batch", "log_every", "checkpoint_every", "threads")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("iterations", "val_every", "val_episodes", "lr_halve_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.outer_lr > 0:
-            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+            raise UserError(f"outer_lr must be > 0, got {self.outer_lr}")
         from metarl.supervised.learners import learner_entry
 
         learner_entry(self.learner)  # unknown names fail at load time, with the list of known ones
         if self.data.queries == 0 and self.learner != "reptile":
-            raise ValueError(
+            raise UserError(
                 f"data.queries=0 leaves no query set for the {self.learner} meta-loss; set data.queries >= 1 "
                 "(only reptile meta-trains on support sets alone)"
             )
@@ -211,9 +212,9 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
     if data.dataset == "synthetic":
         seeds = {"train": 0, "val": 1, "test": 2}
         if split not in seeds:
-            raise ValueError(f"the synthetic dataset has splits {sorted(seeds)}, got {split!r}")
+            raise UserError(f"the synthetic dataset has splits {sorted(seeds)}, got {split!r}")
         return synthetic_dataset(classes=20, per_class=20, image_size=data.image_size, seed=seeds[split])
-    raise ValueError(f"dataset {data.dataset!r} has no class-indexed splits")
+    raise UserError(f"dataset {data.dataset!r} has no class-indexed splits")
 
 
 def build_model(config: FewShotConfig, in_channels: int, head: bool) -> nn.Module:
@@ -222,9 +223,9 @@ def build_model(config: FewShotConfig, in_channels: int, head: bool) -> nn.Modul
         out = 1 if config.data.dataset == "sinusoid" else config.data.ways
         return MLP(in_features=in_channels, out_features=out, hidden=tuple(config.model.mlp_hidden))
     if config.data.dataset == "sinusoid":
-        raise ValueError("the sinusoid tasks need model.kind=mlp")
+        raise UserError("the sinusoid tasks need model.kind=mlp")
     if head and config.data.test_ways != config.data.ways:
-        raise ValueError(
+        raise UserError(
             f"a learner with a classifier head needs data.eval_ways == data.ways, got {config.data.test_ways} and "
             f"{config.data.ways}; train a separate model per number of ways"
         )

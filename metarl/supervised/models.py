@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.batch_norm import batch_norm_batch_stats
 from metarl.supervised.max_pool import max_pool_2x2
 
@@ -46,7 +47,7 @@ def conv_block(in_channels: int, out_channels: int, downsample: Downsample = "ma
             nn.BatchNorm2d(out_channels, track_running_stats=False),
             nn.ReLU(),
         )
-    raise ValueError(f"downsample must be 'maxpool' or 'stride', got {downsample!r}")
+    raise UserError(f"downsample must be 'maxpool' or 'stride', got {downsample!r}")
 
 
 def conv4_feature_dim(
@@ -62,7 +63,7 @@ def conv4_feature_dim(
     for _ in range(blocks):
         side = side // 2 if downsample == "maxpool" else (side + 1) // 2
     if side < 1:
-        raise ValueError(f"images of side {image_size} are too small for {blocks} max-pool blocks")
+        raise UserError(f"images of side {image_size} are too small for {blocks} max-pool blocks")
     return hidden * side * side if downsample == "maxpool" else hidden
 
 
@@ -95,11 +96,11 @@ class Conv4(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels < 1 or hidden < 1 or blocks < 1:
-            raise ValueError(
+            raise UserError(
                 f"in_channels, hidden and blocks must be >= 1, got {in_channels}, {hidden}, {blocks}"
             )
         if ways is not None and ways < 1:
-            raise ValueError(f"ways must be >= 1 or None, got {ways}")
+            raise UserError(f"ways must be >= 1 or None, got {ways}")
         self.in_channels, self.image_size, self.ways = in_channels, image_size, ways
         self.downsample = downsample
         self.embedding_dim = conv4_feature_dim(image_size, hidden, blocks, downsample)
@@ -115,7 +116,7 @@ class Conv4(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Flat embeddings ``(B, embedding_dim)`` of images ``(B, C, H, W)``."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise UserError(
                 f"Conv4 expects images shaped (batch, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         h = x
@@ -146,7 +147,7 @@ class Conv4(nn.Module):
         the elementwise passes of batch norm, pooling and their derivatives run on cache-sized tensors).
         """
         if x.dim() != 5 or x.shape[2] != self.in_channels:
-            raise ValueError(
+            raise UserError(
                 f"Conv4.forward_tasks expects images shaped (tasks, n, {self.in_channels}, H, W), "
                 f"got {tuple(x.shape)}"
             )
@@ -215,7 +216,7 @@ class MLP(nn.Module):
         super().__init__()
         sizes = [in_features, *hidden]
         if any(s < 1 for s in [*sizes, out_features]):
-            raise ValueError(f"layer sizes must be >= 1, got {[*sizes, out_features]}")
+            raise UserError(f"layer sizes must be >= 1, got {[*sizes, out_features]}")
         body: list[nn.Module] = []
         for size_in, size_out in zip(sizes[:-1], sizes[1:], strict=True):
             body += [nn.Linear(size_in, size_out), nn.ReLU()]

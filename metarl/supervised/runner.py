@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from metarl.errors import UserError
 from metarl.supervised.config import FewShotConfig, build_model
 from metarl.supervised.evaluate import (
     evaluate_learner,
@@ -53,7 +54,7 @@ def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewSh
     else:
         channels, height, width = load_split(config.data, config.data.train_split, cache).image_shape
         if height != config.data.image_size or width != config.data.image_size:
-            raise ValueError(
+            raise UserError(
                 f"the {config.data.dataset} images are {height}x{width} but data.image_size={config.data.image_size}"
             )
         in_channels = channels
@@ -91,9 +92,9 @@ def train(
     keep_freed_memory()
     if resume:
         if run_dir is None:
-            raise ValueError("resume needs the run directory of the run to continue")
+            raise UserError("resume needs the run directory of the run to continue")
         if not run_dir.has_checkpoint():
-            raise ValueError(f"{run_dir.path} has no checkpoint.pt to resume from; start a new run instead")
+            raise UserError(f"{run_dir.path} has no checkpoint.pt to resume from; start a new run instead")
     regression = is_regression(config.data)
     cache: dict = {}
     # Data and learner first: a missing dataset or a bad option fails before any run directory is made.

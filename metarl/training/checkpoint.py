@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.errors import MissingFileError, UserError
 from metarl.training.io import atomic_torch_save
 
 __all__ = ["capture_rng_states", "load_checkpoint", "restore_rng_states", "save_checkpoint"]
@@ -73,9 +74,9 @@ def load_checkpoint(path: str | os.PathLike[str], required_keys: Iterable[str] =
     """
     target = Path(path)
     if not target.exists():
-        raise FileNotFoundError(f"checkpoint {target} not found: check the run directory, or start a new run")
+        raise MissingFileError(f"checkpoint {target} not found: check the run directory, or start a new run")
     if not target.is_file():
-        raise ValueError(f"checkpoint {target} is not a file")
+        raise UserError(f"checkpoint {target} is not a file")
     try:
         # weights_only=False: these are our own files and hold numpy RNG states and plain Python objects.
         state = torch.load(target, map_location="cpu", weights_only=False)
@@ -94,18 +95,18 @@ def load_checkpoint(path: str | os.PathLike[str], required_keys: Iterable[str] =
         UnicodeDecodeError,
     ) as exc:
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ValueError(
+        raise UserError(
             f"checkpoint {target} is corrupt or truncated ({type(exc).__name__}: {detail}): "
             "delete it to restart, or resume from an earlier copy"
         ) from None
     if not isinstance(state, dict):
-        raise ValueError(
+        raise UserError(
             f"checkpoint {target} holds a {type(state).__name__}, not a checkpoint dict: "
             "it was not written by metarl; pass the checkpoint.pt of a metarl run"
         )
     missing = [key for key in required_keys if key not in state]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {target} lacks {', '.join(map(repr, missing))} (has {', '.join(map(repr, state))}): "
             "it was written by a different algorithm or version; start a new run"
         )
@@ -154,7 +155,7 @@ def restore_rng_states(state: Mapping[str, Any], generators: Generators | None =
     """
     missing = [key for key in ("python", "numpy", "torch") if key not in state]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"RNG state lacks {', '.join(map(repr, missing))}: it was not made by capture_rng_states"
         )
     random.setstate(state["python"])
@@ -165,7 +166,7 @@ def restore_rng_states(state: Mapping[str, Any], generators: Generators | None =
     saved = state.get("generators", {})
     for name, generator in (generators or {}).items():
         if name not in saved:
-            raise ValueError(
+            raise UserError(
                 f"no saved state for generator {name!r} (saved: {', '.join(map(repr, saved)) or 'none'}): "
                 "the checkpoint was written by a different version of the run"
             )
@@ -175,6 +176,6 @@ def restore_rng_states(state: Mapping[str, Any], generators: Generators | None =
         elif isinstance(generator, torch.Generator) and entry["kind"] == "torch":
             generator.set_state(entry["state"])
         else:
-            raise ValueError(
+            raise UserError(
                 f"generator {name!r} is a {type(generator).__name__} but its saved state is a {entry['kind']} state"
             )

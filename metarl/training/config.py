@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from metarl.errors import MissingFileError, UserError
 from metarl.training.config_types import (
     Mismatch,
     coerce_value,
@@ -80,14 +81,14 @@ def _build(
     if not isinstance(data, Mapping):
         where = _source_of(prefix.rstrip("."), sources, default_source)
         name = f"config section '{prefix.rstrip('.')}'" if prefix else "the config"
-        raise ValueError(f"{name} must be a mapping of key: value, got {data!r} (from {where})")
+        raise UserError(f"{name} must be a mapping of key: value, got {data!r} (from {where})")
     fields, hints = init_fields(cls), field_types(cls)
     updates: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         where = _source_of(dotted, sources, default_source)
         if key not in fields:
-            raise ValueError(
+            raise UserError(
                 f"unknown config key '{dotted}' (from {where}){_suggest(str(key), fields, prefix)}"
             )
         tp = hints.get(key, Any)
@@ -108,12 +109,12 @@ def _build(
                 and any(k.startswith(dotted + ".") for k in raws)
             ):
                 inner = next(k for k in raws if k.startswith(dotted + "."))
-                raise ValueError(
+                raise UserError(
                     f"unknown config key '{inner}' (from {sources[inner]}): '{dotted}' is "
                     f"{describe_type(tp)}, not a section"
                 ) from None
             shown = raws.get(dotted, value)
-            raise ValueError(
+            raise UserError(
                 f"config key '{dotted}' must be {describe_type(tp)}, got {shown!r} (from {where})"
                 + _literal_hint(value, tp)
             ) from None
@@ -128,7 +129,7 @@ def _build(
     ]
     if missing:
         keys = ", ".join(f"'{prefix}{m}'" for m in missing)
-        raise ValueError(f"config key {keys} has no default: set it in the config file or with key=value")
+        raise UserError(f"config key {keys} has no default: set it in the config file or with key=value")
     return cls(**updates)
 
 
@@ -159,7 +160,7 @@ def check_resume_overrides(
     changed = sorted(k for k in keys if k not in allowed and not k.startswith(allowed_prefixes))
     if changed:
         may = ", ".join([*sorted(allowed), *(f"{p}*" for p in allowed_prefixes)])
-        raise ValueError(f"--resume keeps the run's config; only {may} may change (got {', '.join(changed)})")
+        raise UserError(f"--resume keeps the run's config; only {may} may change (got {', '.join(changed)})")
 
 
 def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
@@ -178,7 +179,7 @@ def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str,
         key, sep, text = str(item).partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(
+            raise UserError(
                 f"override {item!r} must look like key=value (or section.key=value), e.g. inner_lr=0.1"
             )
         try:
@@ -191,7 +192,7 @@ def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str,
             child = node.get(part)
             if not isinstance(child, dict):
                 if child is not None:
-                    raise ValueError(
+                    raise UserError(
                         f"override {item!r} conflicts with an earlier override of '{'.'.join(parts[: i + 1])}'"
                     )
                 child = node[part] = {}
@@ -215,20 +216,20 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     target = Path(path)
     if not target.exists():
-        raise FileNotFoundError(f"config file {target} not found")
+        raise MissingFileError(f"config file {target} not found")
     if not target.is_file():
-        raise ValueError(
+        raise UserError(
             f"config file {target} is a directory: pass a YAML file, e.g. configs/maml-trpo/navigation2d.yaml"
         )
     try:
         data = yaml.safe_load(target.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
-        raise ValueError(f"config file {target} is not valid YAML: {detail}") from None
+        raise UserError(f"config file {target} is not valid YAML: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {target} must hold a mapping of key: value, got {type(data).__name__}")
+        raise UserError(f"config file {target} must hold a mapping of key: value, got {type(data).__name__}")
     return data
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from metarl.errors import MissingFileError, UserError
+
 __all__ = [
     "atomic_open",
     "atomic_torch_save",
@@ -73,7 +75,7 @@ def atomic_open(
         The open temporary file. If the block raises, the temporary file is deleted and ``path`` is unchanged.
     """
     if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
+        raise UserError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -161,13 +163,13 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """
     target = Path(path)
     if not target.exists():
-        raise FileNotFoundError(f"JSON file {target} not found")
+        raise MissingFileError(f"JSON file {target} not found")
     if not target.is_file():
-        raise ValueError(f"{target} is a directory, not a JSON file")
+        raise UserError(f"{target} is a directory, not a JSON file")
     try:
         return json.loads(target.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{target} is not valid JSON ({exc}): fix or delete the file") from None
+        raise UserError(f"{target} is not valid JSON ({exc}): fix or delete the file") from None
 
 
 def atomic_torch_save(

@@ -18,6 +18,8 @@ import os
 import re
 from pathlib import Path
 
+from metarl.errors import MissingFileError, UserError
+
 __all__ = ["RunDir"]
 
 _MARKER_FILES = ("config.yaml", "checkpoint.pt", "metrics.jsonl")
@@ -72,15 +74,15 @@ class RunDir:
         """
         target = Path(path)
         if not target.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"run directory {target} not found: pass the folder a training run created"
             )
         if not target.is_dir():
-            raise ValueError(
+            raise UserError(
                 f"{target} is a file, not a run directory: pass the folder that contains config.yaml"
             )
         if not any((target / marker).is_file() for marker in _MARKER_FILES):
-            raise ValueError(
+            raise UserError(
                 f"{target} is not a run directory (it has no {', '.join(_MARKER_FILES)}): "
                 "pass the folder a training run created, e.g. runs/maml-trpo-navigation2d-s0"
             )

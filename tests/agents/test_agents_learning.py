@@ -12,6 +12,7 @@ from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.inner import compute_advantages, vpg_losses
 from metarl.agents.policies import stack_params
+from metarl.agents.registry import agent_class, load_agent
 from metarl.agents.sampler import sample_tasks
 from metarl.envs.registration import ENV_SPECS
 
@@ -169,16 +170,12 @@ def test_tiny_navigation_run_improves_the_post_adaptation_return():
 
 @pytest.mark.parametrize("algo", ["maml-trpo", "reptile"])
 def test_a_fresh_agent_loaded_from_a_checkpoint_continues_exactly(algo, tmp_path):
-    import dataclasses
-
-    from metarl.agents.commands import agent_class
-
     config = tiny(algo)
     cls = agent_class(algo)
     uninterrupted = cls(config).train(progress=False)
     first = cls(dataclasses.replace(config, iterations=1))
     first.train(tmp_path / "run", progress=False)
-    resumed = cls.from_run(tmp_path / "run")
+    resumed = load_agent(tmp_path / "run")
     assert resumed.iteration == 1
     resumed.config = config
     rest = resumed.train(progress=False)
@@ -193,18 +190,16 @@ def test_a_time_limit_stops_training_but_every_call_runs_at_least_one_iteration(
     agent = MAMLTRPO(tiny("maml-trpo", time_limit_seconds=0.0))
     assert len(agent.train(tmp_path / "run", progress=False)) == 1
     assert len(agent.train(tmp_path / "run", progress=False)) == 1
-    assert agent.iteration == 2 and MAMLTRPO.from_run(tmp_path / "run").iteration == 2
+    assert agent.iteration == 2 and load_agent(tmp_path / "run").iteration == 2
 
 
 def test_runs_saved_before_normalized_actions_existed_keep_raw_actions(tmp_path):
     import yaml
 
-    from metarl.agents.agent import MetaRLAgent
-
     MAMLTRPO(tiny("maml-trpo")).train(tmp_path / "run", progress=False)
-    assert MetaRLAgent.from_run(tmp_path / "run").config.policy.normalized_actions
+    assert load_agent(tmp_path / "run").config.policy.normalized_actions
     config_path = tmp_path / "run" / "config.yaml"
     saved = yaml.safe_load(config_path.read_text())
     del saved["policy"]["normalized_actions"]  # a config.yaml written by an older metarl
     config_path.write_text(yaml.safe_dump(saved))
-    assert not MetaRLAgent.from_run(tmp_path / "run").config.policy.normalized_actions
+    assert not load_agent(tmp_path / "run").config.policy.normalized_actions

@@ -11,6 +11,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from metarl.envs.base import check_range
 from metarl.envs.mujoco.locomotion import LocomotionTaskEnv, State, contact_cost, control_cost
 from metarl.envs.mujoco.tasks import DirectionTask, GoalPositionTask, HeadingTask, VelocityTask
+from metarl.errors import UserError
 
 TORSO = 1  # body index of the torso, Gymnasium's `main_body`
 
@@ -124,7 +125,7 @@ class AntVelEnv(_AntTaskEnv):
     ) -> None:
         low, high = (float(v) for v in velocity_range)
         if not low <= high:
-            raise ValueError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
+            raise UserError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
         self.velocity_range = (low, high)
         super().__init__(
             horizon,
@@ -297,7 +298,7 @@ class AntGoalEnv(_AntTaskEnv):
         render_mode: str | None = None,
     ) -> None:
         if not float(goal_radius) > 0:
-            raise ValueError(f"goal_radius must be positive, got {goal_radius!r}")
+            raise UserError(f"goal_radius must be positive, got {goal_radius!r}")
         self.goal_radius = float(goal_radius)
         super().__init__(
             horizon,
@@ -318,7 +319,7 @@ class AntGoalEnv(_AntTaskEnv):
         super().validate_task(task)
         distance = math.hypot(task.goal_x, task.goal_y)
         if distance > self.goal_radius * (1 + 1e-9):
-            raise ValueError(
+            raise UserError(
                 f"task fields 'goal_x', 'goal_y' = ({task.goal_x}, {task.goal_y}) lie {distance:.3f} from the "
                 f"origin, outside the distribution's disk of radius {self.goal_radius}"
             )

@@ -19,17 +19,14 @@ import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
-from metarl.envs.base import Task
+from metarl.envs.base import Task, TaskEnv
 from metarl.envs.batched import BatchedEnv
-
-if TYPE_CHECKING:
-    from metarl.envs.mujoco.locomotion import LocomotionTaskEnv
 
 
 def available_cores() -> int:
@@ -54,7 +51,7 @@ class MujocoBatchedEnv(BatchedEnv):
 
     def __init__(
         self,
-        env: LocomotionTaskEnv,
+        env: TaskEnv,
         tasks: Sequence[Task],
         episodes_per_task: int,
         seed: int | None = None,

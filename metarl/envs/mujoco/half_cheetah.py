@@ -12,6 +12,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from metarl.envs.base import check_range
 from metarl.envs.mujoco.locomotion import LocomotionTaskEnv, State, control_cost
 from metarl.envs.mujoco.tasks import DirectionTask, VelocityTask
+from metarl.errors import UserError
 
 
 class _HalfCheetahTaskEnv(LocomotionTaskEnv, HalfCheetahEnv):
@@ -90,7 +91,7 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
     ) -> None:
         low, high = (float(v) for v in velocity_range)
         if not low <= high:
-            raise ValueError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
+            raise UserError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
         self.velocity_range = (low, high)
         super().__init__(horizon, ctrl_cost_weight, render_mode, velocity_range=self.velocity_range)
 

@@ -19,6 +19,8 @@ from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
 from metarl.envs.base import TaskEnv, TaskT
+from metarl.envs.mujoco.engine import MujocoBatchedEnv
+from metarl.errors import UserError
 
 State = dict[str, np.ndarray]
 
@@ -140,7 +142,7 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
     def step(self, action):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {action.shape}")
+            raise UserError(f"action must have shape {self.action_space.shape}, got {action.shape}")
         self.do_simulation(self.to_ctrl(action), self.frame_skip)
         params = self.reward_params(self.get_task())[None]
         obs, reward, terminated, self._last_position, info = self.outcome(
@@ -152,9 +154,9 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
         step_info = {name: value[0] for name, value in info.items()}
         return obs[0], float(reward[0]), bool(terminated[0]), truncated, step_info
 
-    def make_batched(self, tasks: Sequence[TaskT], episodes_per_task: int, seed: int | None):
-        from metarl.envs.mujoco.engine import MujocoBatchedEnv
-
+    def make_batched(
+        self, tasks: Sequence[TaskT], episodes_per_task: int, seed: int | None
+    ) -> MujocoBatchedEnv:
         return MujocoBatchedEnv(self, tasks, episodes_per_task, seed)
 
 

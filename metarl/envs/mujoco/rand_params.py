@@ -13,6 +13,7 @@ from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from metarl.envs.base import check_array
 from metarl.envs.mujoco.locomotion import LocomotionTaskEnv, State, control_cost
 from metarl.envs.mujoco.tasks import PhysicsTask
+from metarl.errors import UserError
 
 #: task field -> (MjModel attribute it scales, base of the log-uniform factor base ** U[-limit, limit])
 RANDOMISED_PARAMETERS: dict[str, tuple[str, float]] = {
@@ -42,7 +43,7 @@ class RandParamsEnv(LocomotionTaskEnv[PhysicsTask]):
 
     def _init_rand_params(self, horizon: int, log_scale_limit: float, gym_class: type, render_mode) -> None:
         if not float(log_scale_limit) >= 0:
-            raise ValueError(f"log_scale_limit must be >= 0, got {log_scale_limit!r}")
+            raise UserError(f"log_scale_limit must be >= 0, got {log_scale_limit!r}")
         self.log_scale_limit = float(log_scale_limit)
         self._init_locomotion(
             horizon,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from metarl.envs.base import Task, check_array, check_range, check_real, register_task_type
+from metarl.errors import UserError
 
 
 @register_task_type
@@ -35,7 +36,7 @@ class DirectionTask(Task):
     def __post_init__(self) -> None:
         value = check_real("direction", self.direction)
         if value not in (-1.0, 1.0):
-            raise ValueError(f"task field 'direction' must be -1.0 or +1.0, got {value}")
+            raise UserError(f"task field 'direction' must be -1.0 or +1.0, got {value}")
         object.__setattr__(self, "direction", value)
 
 
@@ -90,7 +91,7 @@ class PhysicsTask(Task):
         for f in fields(self):
             arr = check_array(f.name, getattr(self, f.name))
             if arr.size and arr.min() <= 0:
-                raise ValueError(
+                raise UserError(
                     f"task field '{f.name}' must hold positive scale factors, got min {arr.min()}"
                 )
             object.__setattr__(self, f.name, arr)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from metarl.errors import UserError
+
 
 class ClassIndexedDataset:
     """Images stored contiguously by class, the form every few-shot sampler needs.
@@ -28,22 +30,22 @@ class ClassIndexedDataset:
     ):
         images_arr = images if isinstance(images, np.ndarray) else np.asarray(images)
         if images_arr.ndim != 4 or images_arr.dtype != np.uint8:
-            raise ValueError(
+            raise UserError(
                 f"images must be a uint8 array shaped (num_samples, channels, height, width), got dtype "
                 f"{images_arr.dtype} and shape {images_arr.shape}; convert with np.asarray(x, dtype=np.uint8)"
             )
         offsets = np.asarray(class_offsets, dtype=np.int64)
         if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(images_arr):
-            raise ValueError(
+            raise UserError(
                 f"class_offsets must run from 0 to len(images)={len(images_arr)} with one entry per class plus one, "
                 f"got {offsets[:3].tolist()}...{offsets[-3:].tolist()} ({len(offsets)} entries)"
             )
         sizes = np.diff(offsets)
         if (sizes <= 0).any():
             empty = int(np.flatnonzero(sizes <= 0)[0])
-            raise ValueError(f"class {empty} has {int(sizes[empty])} samples; every class needs at least one")
+            raise UserError(f"class {empty} has {int(sizes[empty])} samples; every class needs at least one")
         if len(class_names) != len(sizes):
-            raise ValueError(
+            raise UserError(
                 f"got {len(class_names)} class names for {len(sizes)} classes; give one name per class"
             )
         offsets.flags.writeable = sizes.flags.writeable = False  # shared with samplers: never mutated
@@ -62,12 +64,12 @@ class ClassIndexedDataset:
         """
         labels_arr = np.asarray(labels, dtype=np.int64)
         if labels_arr.shape != (len(images),):
-            raise ValueError(
+            raise UserError(
                 f"need one label per image: {len(images)} images, labels shaped {labels_arr.shape}"
             )
         num_classes = int(labels_arr.max()) + 1 if len(labels_arr) else 0
         if len(labels_arr) and labels_arr.min() < 0:
-            raise ValueError(f"labels must be in 0..num_classes-1, got minimum {labels_arr.min()}")
+            raise UserError(f"labels must be in 0..num_classes-1, got minimum {labels_arr.min()}")
         order = np.argsort(labels_arr, kind="stable")
         counts = np.bincount(labels_arr, minlength=num_classes)
         offsets = np.concatenate([[0], np.cumsum(counts)])

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.errors import UserError
 from metarl.training.io import atomic_open
 
 CACHE_FORMAT = 1
@@ -74,7 +75,7 @@ def load_entry(cache_dir: Path, name: str, mmap: bool = False) -> tuple[np.ndarr
             return None
         images = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
         if list(images.shape) != record["shape"] or str(images.dtype) != record["dtype"]:
-            raise ValueError(f"array {images.shape} {images.dtype} does not match its record")
+            raise UserError(f"array {images.shape} {images.dtype} does not match its record")
     except (OSError, ValueError, KeyError) as err:
         warnings.warn(f"ignoring damaged cache entry {npy_path} ({err}); decoding again", stacklevel=3)
         return None

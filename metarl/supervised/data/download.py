@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from metarl.errors import UserError
 from metarl.training.io import atomic_open
 
 OMNIGLOT_URL = "https://github.com/brendenlake/omniglot/raw/master/python"
@@ -48,7 +49,7 @@ def download_verified(url: str, destination: str | os.PathLike, md5: str, chunk_
                 f"could not download {url} ({err}); check the connection, or download it by hand to {destination}"
             ) from err
         if digest.hexdigest() != md5:
-            raise ValueError(
+            raise UserError(
                 f"the file downloaded from {url} has md5 {digest.hexdigest()}, expected {md5}: it is corrupt or "
                 f"not the official file; nothing was written to {destination}. Retry, or download it by hand."
             )
@@ -58,6 +59,6 @@ def download_verified(url: str, destination: str | os.PathLike, md5: str, chunk_
 def download_omniglot_file(root: str | os.PathLike, filename: str) -> Path:
     """Fetch the official Omniglot file ``filename`` (see :data:`OMNIGLOT_FILES`) into ``root``."""
     if filename not in OMNIGLOT_FILES:
-        raise ValueError(f"unknown Omniglot file {filename!r}; choose one of {sorted(OMNIGLOT_FILES)}")
+        raise UserError(f"unknown Omniglot file {filename!r}; choose one of {sorted(OMNIGLOT_FILES)}")
     url, md5 = OMNIGLOT_FILES[filename]
     return download_verified(url, Path(root) / filename, md5)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from metarl.errors import MissingFileError, UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.cache import cached, fingerprint, resolve_cache_dir
 from metarl.supervised.data.imaging import (
@@ -57,7 +58,7 @@ class ImageFolderDataset(ClassIndexedDataset):
         check_channels(channels)
         check_resample(resample)
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"image folder {self.root} does not exist; point root at root/<class>/<image>"
             )
         suffixes = tuple(ext.lower() for ext in extensions)
@@ -71,7 +72,7 @@ class ImageFolderDataset(ClassIndexedDataset):
                 files.extend(images)
                 sizes.append(len(images))
         if not classes:
-            raise ValueError(
+            raise UserError(
                 f"{self.root} has no class sub-folders with images ({', '.join(suffixes)}); expected the layout "
                 f"root/<class name>/<image file>"
             )

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from metarl.errors import MissingFileError, UserError
+
 RESAMPLE_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -22,14 +24,14 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 def check_resample(resample: str) -> str:
     """``resample`` if it names a filter in :data:`RESAMPLE_FILTERS`, else a ValueError listing them."""
     if resample not in RESAMPLE_FILTERS:
-        raise ValueError(f"unknown resample filter {resample!r}; choose one of {sorted(RESAMPLE_FILTERS)}")
+        raise UserError(f"unknown resample filter {resample!r}; choose one of {sorted(RESAMPLE_FILTERS)}")
     return resample
 
 
 def check_image_size(image_size: int) -> int:
     """``image_size`` as a positive int, else a ValueError."""
     if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer (e.g. 28 or 84), got {image_size!r}")
+        raise UserError(f"image_size must be a positive integer (e.g. 28 or 84), got {image_size!r}")
     return int(image_size)
 
 
@@ -58,7 +60,7 @@ def decode_image(
                 image = image.resize((image_size, image_size), RESAMPLE_FILTERS[resample])
             return np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"cannot decode {what}: {err}; replace the file with a valid image") from err
+        raise UserError(f"cannot decode {what}: {err}; replace the file with a valid image") from err
 
 
 def open_zip(path: str | os.PathLike, fix: str) -> zipfile.ZipFile:
@@ -69,17 +71,17 @@ def open_zip(path: str | os.PathLike, fix: str) -> zipfile.ZipFile:
         ValueError: if ``path`` is not a readable zip archive.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found; {fix}")
+        raise MissingFileError(f"{path} not found; {fix}")
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{path} is not a readable zip archive ({err}); {fix}") from err
+        raise UserError(f"{path} is not a readable zip archive ({err}); {fix}") from err
 
 
 def check_channels(channels: int) -> str:
     """The PIL mode for ``channels`` (1 -> "L", 3 -> "RGB"), else a ValueError."""
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
+        raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     return "L" if channels == 1 else "RGB"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metarl.errors import UserError
 from metarl.supervised.data.base import to_float_tensor
 from metarl.supervised.data.download import LAKE_RUNS_URL
 from metarl.supervised.data.episodes import EpisodeBatch
@@ -68,11 +69,11 @@ class LakeOneShotRuns:
             names = set(archive.namelist())
             run_names = sorted(m.group(1) for m in map(_RUN_DIR.match, names) if m)
             if not run_names:
-                raise ValueError(f"{zip_path} holds no runNN/class_labels.txt; {fix}")
+                raise UserError(f"{zip_path} holds no runNN/class_labels.txt; {fix}")
 
             def read_image(member: str) -> np.ndarray:
                 if member not in names:
-                    raise ValueError(f"{zip_path} lacks {member}, named in its answer key; {fix}")
+                    raise UserError(f"{zip_path} lacks {member}, named in its answer key; {fix}")
                 pixels = decode_image(archive.read(member), self.image_size, "L", resample, what=member)
                 return (255 - pixels)[None]
 
@@ -83,7 +84,7 @@ class LakeOneShotRuns:
                 answers = [pair for pair in answers if pair]
                 training = sorted(pair[1] for pair in answers)
                 if any(len(pair) != 2 for pair in answers) or len(set(training)) != len(answers):
-                    raise ValueError(
+                    raise UserError(
                         f"{zip_path}: {run}/class_labels.txt must pair each test item with a distinct training "
                         f"class, one 'test/itemNN.png training/classNN.png' pair per line; {fix}"
                     )
@@ -115,7 +116,7 @@ class LakeOneShotRuns:
         """
         ways = {len(run.test_labels) for run in self.runs}
         if len(ways) != 1:
-            raise ValueError(f"runs have different numbers of classes {sorted(ways)}; use them one at a time")
+            raise UserError(f"runs have different numbers of classes {sorted(ways)}; use them one at a time")
         (num_ways,) = ways
         support = np.stack([run.training_images for run in self.runs])
         query = np.stack([run.test_images[np.argsort(run.test_labels)] for run in self.runs])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metarl.errors import MissingFileError, UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.cache import (
     cached,
@@ -50,20 +51,20 @@ def _from_pickle(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
         with open(path, "rb") as handle:
             data = pickle.load(handle)  # noqa: S301 (the standard distribution format; load only trusted files)
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as err:
-        raise ValueError(
+        raise UserError(
             f"{path} is not a readable pickle ({err}); replace it with the standard file"
         ) from err
     if not isinstance(data, dict) or "image_data" not in data or "class_dict" not in data:
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path} must hold a dict with keys 'image_data' and 'class_dict', found {found}")
+        raise UserError(f"{path} must hold a dict with keys 'image_data' and 'class_dict', found {found}")
     images = np.asarray(data["image_data"])
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{path}: image_data must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise UserError(f"{path}: image_data must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     classes = sorted(data["class_dict"])
     order = [np.asarray(data["class_dict"][c], dtype=np.int64) for c in classes]
     flat = np.concatenate(order)
     if len(flat) and (flat.min() < 0 or flat.max() >= len(images)):
-        raise ValueError(f"{path}: class_dict indices must lie in 0..{len(images) - 1}")
+        raise UserError(f"{path}: class_dict indices must lie in 0..{len(images) - 1}")
     return images[flat].transpose(0, 3, 1, 2), classes, [len(o) for o in order]
 
 
@@ -72,10 +73,10 @@ def _read_split_csv(path: Path) -> tuple[list[str], list[str]]:
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows or [c.strip() for c in rows[0]] != ["filename", "label"]:
-        raise ValueError(f"{path} must be a csv with header 'filename,label', got {rows[:1]}")
+        raise UserError(f"{path} must be a csv with header 'filename,label', got {rows[:1]}")
     body = [row for row in rows[1:] if row]
     if any(len(row) != 2 for row in body):
-        raise ValueError(f"{path}: every row must be 'filename,label'")
+        raise UserError(f"{path}: every row must be 'filename,label'")
     return [row[0] for row in body], [row[1] for row in body]
 
 
@@ -122,7 +123,7 @@ class MiniImageNet(ClassIndexedDataset):
         resample: str = "lanczos",
     ):
         if split not in SPLITS:
-            raise ValueError(f"unknown miniImageNet split {split!r}; choose one of {list(SPLITS)}")
+            raise UserError(f"unknown miniImageNet split {split!r}; choose one of {list(SPLITS)}")
         self.root, self.split = Path(root).expanduser(), split
         self.image_size = check_image_size(image_size)
         check_resample(resample)
@@ -147,7 +148,7 @@ class MiniImageNet(ClassIndexedDataset):
             paths = [self.root / "images" / f for c in classes for f in by_class[c]]
             missing = [p for p in paths if not p.is_file()]
             if missing:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{len(missing)} images listed in {csv_path} are missing from {self.root / 'images'} "
                     f"(e.g. {missing[0].name}); copy the full miniImageNet image folder there"
                 )
@@ -160,7 +161,7 @@ class MiniImageNet(ClassIndexedDataset):
             )
             sizes = [len(by_class[c]) for c in classes]
         else:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no miniImageNet {split!r} data in {self.root}: expected {pickle_path.name} (the standard pickle), "
                 f"or an images/ folder with {split}.csv (Ravi split, filename,label) in root or root/splits/ravi/"
             )

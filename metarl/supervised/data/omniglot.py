@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metarl.errors import MissingFileError, UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.cache import cached, file_sha256, fingerprint, resolve_cache_dir
 from metarl.supervised.data.download import OMNIGLOT_FILES, download_omniglot_file
@@ -45,7 +46,7 @@ def _check_rotations(rotations: Sequence[int]) -> tuple[int, ...]:
         or any(isinstance(r, bool) or r not in VALID_ROTATIONS for r in values)
         or len(set(values)) != len(values)
     ):
-        raise ValueError(f"rotations must be distinct values among {VALID_ROTATIONS}, got {values!r}")
+        raise UserError(f"rotations must be distinct values among {VALID_ROTATIONS}, got {values!r}")
     return tuple(int(r) for r in values)
 
 
@@ -67,7 +68,7 @@ def decode_omniglot_zip(zip_path: Path, image_size: int, resample: str) -> tuple
                 drawings.setdefault(f"{parts[1]}/{parts[2]}", []).append(name)
         if not drawings:
             sample = archive.namelist()[:3]
-            raise ValueError(
+            raise UserError(
                 f"{zip_path} holds no drawings in the official layout {_LAYOUT.replace('<top>', top)} "
                 f"(first entries: {sample}); {fix}"
             )
@@ -78,7 +79,7 @@ def decode_omniglot_zip(zip_path: Path, image_size: int, resample: str) -> tuple
             try:
                 data = archive.read(member)
             except (zipfile.BadZipFile, zlib.error, OSError) as err:
-                raise ValueError(f"{zip_path} is damaged: cannot read {member} ({err}); {fix}") from err
+                raise UserError(f"{zip_path} is damaged: cannot read {member} ({err}); {fix}") from err
             # Omniglot PNGs are white paper (1) with black ink (0); store ink as 255 so that ink = 1.0 in episodes.
             images[i] = 255 - decode_image(data, image_size, "L", resample, what=f"{member} in {zip_path}")
     offsets = np.concatenate([[0], np.cumsum([len(drawings[c]) for c in characters])]).tolist()
@@ -101,7 +102,7 @@ def load_omniglot_part(
         else:
             nested = next((p for p in sorted(root.glob(f"*/{filename}"))), None)
             hint = f" (found {nested}: did you mean root={nested.parent}?)" if nested else ""
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{zip_path} not found{hint}: Omniglot needs the official {filename} "
                 f"({OMNIGLOT_FILES[filename][0]}). Pass download=True, or point root at a folder that holds {filename}."
             )
@@ -168,19 +169,19 @@ class Omniglot(ClassIndexedDataset):
         self.rotations = _check_rotations(rotations)
         if split_scheme == "vinyals":
             if split in ("background", "evaluation"):
-                raise ValueError(f"split {split!r} belongs to split_scheme='lake'; pass split_scheme='lake'")
+                raise UserError(f"split {split!r} belongs to split_scheme='lake'; pass split_scheme='lake'")
             characters = vinyals_characters(split)
             parts = VINYALS_SOURCES[split]
         elif split_scheme == "lake":
             if split not in LAKE_SPLITS:
-                raise ValueError(
+                raise UserError(
                     f"unknown split {split!r} for split_scheme='lake'; choose one of {sorted(LAKE_SPLITS)}"
                 )
             parts, characters = (LAKE_SPLITS[split],), None
         else:
-            raise ValueError(f"unknown split_scheme {split_scheme!r}; choose 'vinyals' or 'lake'")
+            raise UserError(f"unknown split_scheme {split_scheme!r}; choose 'vinyals' or 'lake'")
         if not self.root.is_dir() and not download:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"Omniglot root {self.root} is not a folder: point root at a folder with images_background.zip and "
                 f"images_evaluation.zip (e.g. ../shared/data/omniglot), or pass download=True"
             )
@@ -197,7 +198,7 @@ class Omniglot(ClassIndexedDataset):
                 characters = part_characters
         missing = [c for c in characters if c not in located]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{len(missing)} characters of the {split_scheme} {split!r} split are missing from "
                 f"{', '.join(OMNIGLOT_PARTS[p] for p in parts)} in {self.root} (e.g. {missing[:3]}); "
                 f"the zips are incomplete: use the official files (download=True)"

@@ -10,6 +10,8 @@ numbers, in the order of the reference files, so :func:`vinyals_characters` repr
 
 from __future__ import annotations
 
+from metarl.errors import UserError
+
 VINYALS_SPLITS: dict[str, tuple[tuple[str, int, int], ...]] = {
     "train": (
         ("Angelic", 1, 20),
@@ -84,7 +86,7 @@ VINYALS_CHARACTER_COUNTS = {"train": 1028, "val": 172, "test": 423, "trainval": 
 def vinyals_characters(split: str) -> list[str]:
     """The characters of a Vinyals split part as ``"Alphabet/characterNN"``, in the reference order."""
     if split not in VINYALS_SPLITS:
-        raise ValueError(f"unknown Vinyals split {split!r}; choose one of {sorted(VINYALS_SPLITS)}")
+        raise UserError(f"unknown Vinyals split {split!r}; choose one of {sorted(VINYALS_SPLITS)}")
     return [
         f"{alphabet}/character{n:02d}"
         for alphabet, first, last in VINYALS_SPLITS[split]

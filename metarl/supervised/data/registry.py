@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.image_folder import ImageFolderDataset
 from metarl.supervised.data.miniimagenet import MiniImageNet
@@ -54,6 +55,6 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, **options: Any)
         return MiniImageNet(dataset_root(name, root), split, **options)
     if name == "folder":
         if "image_size" not in options:
-            raise ValueError("the 'folder' dataset needs image_size (e.g. image_size=84)")
+            raise UserError("the 'folder' dataset needs image_size (e.g. image_size=84)")
         return ImageFolderDataset(Path(root).expanduser() / split, **options)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
+    raise UserError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset, to_float_tensor
 from metarl.supervised.data.episodes import EpisodeBatch
 
 
 def _check_count(name: str, value: int, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -60,7 +61,7 @@ class EpisodeSampler:
         self._sizes = dataset.class_sizes
         self._offsets = dataset.class_offsets[:-1]
         if dataset.num_classes < self.ways:
-            raise ValueError(
+            raise UserError(
                 f"{self.ways}-way episodes need at least {self.ways} classes, but the dataset has "
                 f"{dataset.num_classes}; lower ways or use a split with more classes"
             )
@@ -68,7 +69,7 @@ class EpisodeSampler:
         too_small = np.flatnonzero(self._sizes < per_class)
         if len(too_small):
             first = int(too_small[0])
-            raise ValueError(
+            raise UserError(
                 f"{len(too_small)} classes have fewer than shots + queries = {per_class} samples (e.g. class "
                 f"{dataset.class_names[first]!r} has {int(self._sizes[first])}); lower shots or queries, or drop "
                 f"those classes from the dataset"

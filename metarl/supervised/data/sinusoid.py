@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 
 
@@ -15,9 +16,9 @@ def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a pair (low, high) of numbers, got {value!r}") from err
+        raise UserError(f"{name} must be a pair (low, high) of numbers, got {value!r}") from err
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-        raise ValueError(f"{name} must be finite with low <= high, got {value!r}")
+        raise UserError(f"{name} must be finite with low <= high, got {value!r}")
     return low, high
 
 
@@ -65,7 +66,7 @@ class SinusoidTasks:
         """A batch for given task parameters, with fresh random support and query inputs."""
         amplitudes, phases = np.asarray(amplitudes, dtype=np.float64), np.asarray(phases, dtype=np.float64)
         if amplitudes.ndim != 1 or amplitudes.shape != phases.shape:
-            raise ValueError(
+            raise UserError(
                 f"amplitudes and phases must be 1-D of equal length, got {amplitudes.shape} and {phases.shape}"
             )
         tasks = len(amplitudes)
@@ -92,7 +93,7 @@ class SinusoidTasks:
         """A batch of ``tasks`` new tasks and their ``(amplitudes, phases)``."""
         for name, value, minimum in (("tasks", tasks, 1), ("shots", shots, 1), ("queries", queries, 0)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+                raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
         amplitudes, phases = self.sample_params(tasks)
         return self.batch_for(amplitudes, phases, shots, queries), amplitudes, phases
 

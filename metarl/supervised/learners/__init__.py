@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.learners.base import FewShotLearner
 
 
@@ -78,7 +79,7 @@ def learner_entry(name: str) -> LearnerEntry:
         ValueError: unknown name (the message lists the known ones).
     """
     if name not in LEARNERS:
-        raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+        raise UserError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
     return LEARNERS[name]
 
 
@@ -92,12 +93,12 @@ def learner_class(name: str) -> type[FewShotLearner]:
     try:
         module = importlib.import_module(entry.module)
     except ImportError as exc:
-        raise ValueError(
+        raise UserError(
             f"learner {name!r} is not available: importing {entry.module} failed ({exc})"
         ) from None
     cls = getattr(module, entry.class_name, None)
     if cls is None:
-        raise ValueError(f"learner {name!r} is not available: {entry.module} has no class {entry.class_name}")
+        raise UserError(f"learner {name!r} is not available: {entry.module} has no class {entry.class_name}")
     return cls
 
 
@@ -114,14 +115,14 @@ def build_learner(name: str, model: nn.Module, options: dict[str, Any] | None = 
     if accepted is not None:
         unknown = sorted(set(kwargs) - accepted)
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"learner {name!r} does not take option(s) {', '.join(unknown)}; "
                 f"valid learner_options: {', '.join(sorted(accepted)) or 'none'}"
             )
     try:
         return cls(model, **kwargs)
     except TypeError as exc:
-        raise ValueError(f"bad learner_options for {name!r}: {exc}") from None
+        raise UserError(f"bad learner_options for {name!r}: {exc}") from None
 
 
 def _accepted_options(cls: type) -> set[str] | None:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metarl.core import LearnedLearningRates, Params, adapt, detach_params, functional_forward, named_params
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
 
@@ -44,7 +45,7 @@ def per_task_losses(outputs: torch.Tensor, targets: torch.Tensor, loss: LossName
         return values.view(targets.shape[0], -1).mean(1)
     if loss == "mse":
         return (outputs - targets).pow(2).flatten(1).mean(1)
-    raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+    raise UserError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
 
 
 def expand_over_tasks(params: Mapping[str, torch.Tensor], tasks: int) -> Params:
@@ -100,13 +101,13 @@ class MAML(FewShotLearner):
     ) -> None:
         super().__init__()
         if not inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
+            raise UserError(f"inner_lr must be > 0, got {inner_lr}")
         if inner_steps < 0 or (eval_inner_steps is not None and eval_inner_steps < 0):
-            raise ValueError(
+            raise UserError(
                 f"inner_steps and eval_inner_steps must be >= 0, got {inner_steps}, {eval_inner_steps}"
             )
         if loss not in ("cross_entropy", "mse"):
-            raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+            raise UserError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
         self.model = model
         self.inner_lr = float(inner_lr)
         self.inner_steps = int(inner_steps)
@@ -119,7 +120,7 @@ class MAML(FewShotLearner):
             # locality through the backward passes (0.89 -> 0.81 s per meta-iteration of 32 Omniglot tasks).
             self.backward_chunk = 8
         if self.adapt_head_only and not getattr(model, "head_names", None):
-            raise ValueError(f"{type(self).__name__} needs a model with a head (e.g. Conv4(ways=5))")
+            raise UserError(f"{type(self).__name__} needs a model with a head (e.g. Conv4(ways=5))")
 
     # -- what adapts and how ------------------------------------------------------------------------------
     def adapted_names(self) -> list[str]:
@@ -249,7 +250,7 @@ class MetaSGD(MAML):
         else:
             low, high = (float(v) for v in lr_init)
             if not 0 <= low <= high:
-                raise ValueError(
+                raise UserError(
                     f"lr_init must be a rate or a range (low, high) with 0 <= low <= high, got {lr_init}"
                 )
             self.learned_lrs = LearnedLearningRates(params, init=low)

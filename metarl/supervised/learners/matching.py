@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
 from metarl.supervised.learners.protonet import encode_tasks, flat_embedding, prefer_channels_last
@@ -51,7 +52,7 @@ class QueryAttentionEmbedding(nn.Module):
     def __init__(self, dim: int, steps: int):
         super().__init__()
         if steps < 1:
-            raise ValueError(f"fce_steps must be >= 1, got {steps}")
+            raise UserError(f"fce_steps must be >= 1, got {steps}")
         self.steps = steps
         # One affine map of [input, h, r] to the four gates: an LSTM cell whose hidden input is [h, r].
         self.gates = nn.Linear(3 * dim, 4 * dim)
@@ -94,7 +95,7 @@ class MatchingNetwork(FewShotLearner):
         if full_context_embeddings:
             embedding_dim = embedding_dim or getattr(encoder, "embedding_dim", None)
             if embedding_dim is None or embedding_dim < 1:
-                raise ValueError(
+                raise UserError(
                     "full_context_embeddings=True needs embedding_dim (the encoder's flat output size, 64 for Conv4 "
                     f"on 28x28 Omniglot); got {embedding_dim!r}"
                 )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
 
@@ -59,7 +60,7 @@ def class_means(support: torch.Tensor, support_y: torch.Tensor, ways: int) -> to
     one_hot = F.one_hot(support_y, ways).to(support.dtype)  # (tasks, N*K, ways)
     counts = one_hot.sum(1)  # (tasks, ways)
     if bool((counts == 0).any()):
-        raise ValueError(
+        raise UserError(
             f"every class 0..{ways - 1} needs at least one support example; got counts {counts.tolist()}"
         )
     flat = support.flatten(2)
@@ -107,7 +108,7 @@ class PrototypicalNetwork(FewShotLearner):
     ):
         super().__init__()
         if distance not in ("squared_euclidean", "cosine"):
-            raise ValueError(f"distance must be 'squared_euclidean' or 'cosine', got {distance!r}")
+            raise UserError(f"distance must be 'squared_euclidean' or 'cosine', got {distance!r}")
         self.encoder = prefer_channels_last(encoder)
         self.backward_chunk = 8  # measured: 1.05x more episodes per second than one pass over 32 episodes
         self.distance = distance

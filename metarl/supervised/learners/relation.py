@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
 from metarl.supervised.learners.protonet import encode_tasks, prefer_channels_last
@@ -32,7 +33,7 @@ def conv_feature_map(encoder: nn.Module, x: torch.Tensor, pooled_blocks: int) ->
     """
     blocks = getattr(encoder, "features", None)
     if not isinstance(blocks, nn.Sequential) or not all(isinstance(b, nn.Sequential) for b in blocks):
-        raise ValueError(
+        raise UserError(
             "the relation network needs a Conv4-like encoder (an nn.Sequential `features` of conv blocks) or an "
             f"encoder with a feature_map(x) method; got {type(encoder).__name__}"
         )
@@ -122,13 +123,13 @@ class RelationNetwork(FewShotLearner):
     ):
         super().__init__()
         if pooled_blocks < 0:
-            raise ValueError(f"pooled_blocks must be >= 0, got {pooled_blocks}")
+            raise UserError(f"pooled_blocks must be >= 0, got {pooled_blocks}")
         self.encoder = encoder
         self.pooled_blocks = pooled_blocks
         if feature_shape is None:
             feature_shape = self._measure_feature_shape()
         if len(feature_shape) != 3 or min(feature_shape) < 1:
-            raise ValueError(f"feature_shape must be (channels, height, width), got {feature_shape!r}")
+            raise UserError(f"feature_shape must be (channels, height, width), got {feature_shape!r}")
         self.feature_shape = tuple(int(n) for n in feature_shape)
         self.relation = RelationModule(self.feature_shape, relation_channels, relation_hidden)
         prefer_channels_last(self)
@@ -139,7 +140,7 @@ class RelationNetwork(FewShotLearner):
             getattr(self.encoder, "image_size", None),
         )
         if in_channels is None or image_size is None:
-            raise ValueError(
+            raise UserError(
                 "feature_shape is needed: the encoder has no in_channels/image_size attributes to measure it from"
             )
         with torch.no_grad():
@@ -150,7 +151,7 @@ class RelationNetwork(FewShotLearner):
         """Relation scores ``(tasks, N*Q, ways)`` in [0, 1] between every query and every class."""
         support, query = encode_tasks(spatial_features(self.encoder, self.pooled_blocks), batch)
         if tuple(support.shape[2:]) != self.feature_shape:
-            raise ValueError(
+            raise UserError(
                 f"the encoder's feature maps are {tuple(support.shape[2:])} but the relation module was built for "
                 f"{self.feature_shape}; set feature_shape to the encoder's output for this image size"
             )

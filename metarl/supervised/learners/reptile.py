@@ -31,6 +31,7 @@ from metarl.core import (
     named_params,
     reptile_update,
 )
+from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
 from metarl.supervised.learners.maml import LossName, per_task_losses, task_metric
@@ -70,14 +71,14 @@ class Reptile(FewShotLearner):
         super().__init__()
         for name, value in (("inner_steps", inner_steps), ("eval_inner_steps", eval_inner_steps)):
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise UserError(f"{name} must be >= 0, got {value}")
         for name, value in (("inner_batch", inner_batch), ("eval_inner_batch", eval_inner_batch or 1)):
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise UserError(f"{name} must be >= 1, got {value}")
         if not inner_lr > 0:
-            raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
+            raise UserError(f"inner_lr must be > 0, got {inner_lr}")
         if outer_step_size <= 0 or final_outer_step_size < 0:
-            raise ValueError(
+            raise UserError(
                 f"outer_step_size must be > 0 and final_outer_step_size >= 0, got {outer_step_size}, "
                 f"{final_outer_step_size}"
             )

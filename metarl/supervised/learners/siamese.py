@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset, to_float_tensor
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
@@ -134,11 +135,11 @@ class VerificationPairSampler:
 
     def __init__(self, dataset: ClassIndexedDataset, pairs_per_batch: int = 128, seed: int = 0):
         if pairs_per_batch < 2 or pairs_per_batch % 2:
-            raise ValueError(
+            raise UserError(
                 f"pairs_per_batch must be an even number >= 2 (half same, half different), got {pairs_per_batch}"
             )
         if dataset.num_classes < 2 or int(dataset.class_sizes.max()) < 2:
-            raise ValueError(
+            raise UserError(
                 "verification pairs need at least 2 classes and a class with 2 samples; "
                 f"got {dataset.num_classes} classes with at most {int(dataset.class_sizes.max())} samples"
             )
@@ -212,13 +213,13 @@ class SiameseNetwork(FewShotLearner):
             self.twin: nn.Module = KochTwin(in_channels, image_size, hidden=embedding_dim)
         elif twin == "backbone":
             if backbone is None:
-                raise ValueError("twin='backbone' needs a backbone network")
+                raise UserError("twin='backbone' needs a backbone network")
             embedding_dim = embedding_dim or getattr(backbone, "embedding_dim", None)
             if not embedding_dim:
-                raise ValueError("twin='backbone' needs embedding_dim (the backbone's output size)")
+                raise UserError("twin='backbone' needs embedding_dim (the backbone's output size)")
             self.twin = backbone
         else:
-            raise ValueError(f"twin must be 'koch' or 'backbone', got {twin!r}")
+            raise UserError(f"twin must be 'koch' or 'backbone', got {twin!r}")
         self.distance_weights = nn.Linear(embedding_dim, 1)
         self.distortion = AffineDistortion(seed=distortion_seed) if distort else None
 
