@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if not run.config_path.is_file():
         raise UserError(f"{run.path} has no config.yaml: pass a directory written by `metarl fewshot train`")
     config = load_config(FewShotConfig, run.config_path)
-    torch.set_num_threads(config.threads)
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     state = load_checkpoint(run.checkpoint_path, required_keys=("learner", "iteration"))
     learner = build_run_learner(config)
     learner.load_state_dict(state["learner"])

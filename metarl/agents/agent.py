@@ -1,4 +1,5 @@
-"""What MAML-TRPO and Reptile-PG share: building the policy, the seeded iteration loop, runs and checkpoints.
+"""What MAML-TRPO and Reptile-PG share: the policy, the sampler, seeded meta-iterations and their checkpoint state
+(the run loop itself is :class:`metarl.training.RunLoop`'s).
 
 All randomness of meta-iteration ``i`` is derived from ``(seed, i)`` (tasks, env-copy seeds, action noise),
 so a run resumed from the checkpoint after iteration ``i`` repeats exactly what the uninterrupted run did.
@@ -7,9 +8,7 @@ so a run resumed from the checkpoint after iteration ``i`` repeats exactly what 
 from __future__ import annotations
 
 import math
-import os
-import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -21,16 +20,7 @@ from metarl.agents.policies import MLPPolicy, make_policy
 from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import LearnedLearningRates, Params
 from metarl.errors import UserError
-from metarl.training import (
-    ProgressBar,
-    RunDir,
-    RunLogger,
-    capture_rng_states,
-    config_to_dict,
-    keep_freed_memory,
-    save_checkpoint,
-    save_config,
-)
+from metarl.training import RunDir, RunLoop, config_to_dict
 
 TRAIN_STREAM = 0  # the numpy seed sequence [seed, TRAIN_STREAM, iteration] drives meta-iteration `iteration`
 EVAL_STREAM = 1  # held-out tasks and evaluation rollouts: a stream disjoint from training
@@ -68,14 +58,17 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
-class MetaRLAgent:
+class MetaRLAgent(RunLoop):
     """Base class of the meta-RL agents (see :class:`~metarl.agents.MAMLTRPO`, :class:`~metarl.agents.ReptilePG`).
+
+    ``agent.train(run_dir)`` trains it (:meth:`metarl.training.RunLoop.train`).
 
     Args:
         config: the run's configuration (``TrainConfig()`` gives the Navigation2D reference settings).
     """
 
     algo: ClassVar[str] = ""
+    throughput = ("env_steps", "charts/sps")
 
     def __init__(self, config: TrainConfig | None = None) -> None:
         config = TrainConfig(algo=self.algo) if config is None else config
@@ -83,9 +76,7 @@ class MetaRLAgent:
             raise UserError(
                 f"{type(self).__name__} runs algo={self.algo!r}, the config says algo={config.algo!r}"
             )
-        self.config = config
-        if config.torch_threads is not None:
-            torch.set_num_threads(config.torch_threads)
+        super().__init__(config)
         self.env = make_env(config.env, config.env_kwargs)
         extra = 0
         if config.oracle:
@@ -105,7 +96,6 @@ class MetaRLAgent:
             task_features=config.oracle,
             normalized_actions=config.policy.normalized_actions,
         )
-        self.iteration = 0
 
     def _build_policy(self, extra_inputs: int) -> MLPPolicy:
         return seeded_policy(
@@ -116,11 +106,6 @@ class MetaRLAgent:
             extra_inputs,
         )
 
-    # --- what subclasses provide ------------------------------------------------------------------
-    def meta_iteration(self, iteration: int) -> dict[str, float]:
-        """Run meta-iteration ``iteration`` (its randomness comes from ``(seed, iteration)``); return scalars."""
-        raise NotImplementedError
-
     def adaptation_lr(self) -> float | Params:
         """The inner step size used when this learner adapts (Meta-SGD: the learned rates)."""
         if self.learning_rates is not None:
@@ -128,19 +113,18 @@ class MetaRLAgent:
         return self.config.inner.lr
 
     # --- state ------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training: weights, learned rates, iteration, config, RNG states."""
+    def algorithm_state(self) -> dict[str, Any]:
+        """Weights, learned rates and config; every meta-iteration draws its randomness from ``(seed,
+        iteration)``, so no RNG state is needed to continue exactly."""
         return {
             "algo": self.algo,
-            "iteration": self.iteration,
             "policy": self.policy.state_dict(),
             "learning_rates": None if self.learning_rates is None else self.learning_rates.state_dict(),
             "config": config_to_dict(self.config),
-            "rng": capture_rng_states(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (the config must describe the same networks)."""
+    def load_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`algorithm_state` (the config must describe the same networks)."""
         if state.get("algo") != self.algo:
             raise UserError(f"checkpoint is for algo={state.get('algo')!r}, not {self.algo!r}")
         try:
@@ -149,91 +133,21 @@ class MetaRLAgent:
                 self.learning_rates.load_state_dict(state["learning_rates"])
         except (RuntimeError, TypeError) as exc:
             raise UserError(f"checkpoint does not match the configured networks: {exc}") from None
-        self.iteration = int(state["iteration"])
 
-    # --- training -------------------------------------------------------------------------------
-    def train(
-        self, run_dir: str | os.PathLike[str] | RunDir | None = None, progress: bool | None = None
-    ) -> list[dict]:
-        """Train until ``config.iterations`` (or the time limit), continuing from ``self.iteration``.
+    def progress_postfix(self, scalars: dict[str, float]) -> dict[str, float]:
+        """Returns before and after the last adaptation step, and seconds per iteration."""
+        shown = {"before": scalars.get("meta/return_before", math.nan)}
+        after = [k for k in scalars if k.startswith("meta/return_after_step")]
+        if after:
+            shown["after"] = scalars[max(after, key=lambda k: int(k.removeprefix("meta/return_after_step")))]
+        shown["s/it"] = scalars["charts/seconds_per_iteration"]
+        return shown
 
-        Args:
-            run_dir: where to write config, checkpoints, metrics and TensorBoard events (``None``: nothing
-                is written). A new directory is created if missing; a resumed agent passes its own.
-            progress: show a progress bar (``None``: only on a terminal).
-
-        Returns:
-            The scalars of each meta-iteration run by this call.
-        """
-        cfg = self.config
-        keep_freed_memory()
-        run = _as_run_dir(run_dir) if run_dir is not None else None
-        logger = None
-        if run is not None:
-            save_config(cfg, run.config_path)
-            logger = RunLogger(run, resume_step=self.iteration - 1 if self.iteration > 0 else None)
-        history: list[dict] = []
-        saved_at = self.iteration if run is not None and run.has_checkpoint() else None
-        started = time.perf_counter()
-        bar = ProgressBar(
-            cfg.iterations, initial=self.iteration, desc=f"{self.algo} {cfg.env}", disable=_no_bar(progress)
+    def resume_hint(self, run: RunDir) -> str:
+        return (
+            f"continue with `metarl train --resume {run.path}`, or in Python "
+            f"`metarl.agents.load_agent('{run.path}').train('{run.path}')`"
         )
-        try:
-            while self.iteration < cfg.iterations:
-                if (  # checked after the first iteration, so that every call makes progress
-                    history
-                    and cfg.time_limit_seconds is not None
-                    and time.perf_counter() - started > cfg.time_limit_seconds
-                ):
-                    bar.write(
-                        f"time limit of {cfg.time_limit_seconds:g} s reached: "
-                        f"stopped at iteration {self.iteration} of {cfg.iterations}"
-                    )
-                    break
-                tick = time.perf_counter()
-                metrics = self.meta_iteration(self.iteration)
-                seconds = time.perf_counter() - tick
-                metrics["charts/seconds_per_iteration"] = seconds
-                metrics["charts/sps"] = metrics.pop("env_steps") / seconds
-                history.append(metrics)
-                if logger is not None:
-                    logger.log(self.iteration, metrics)
-                self.iteration += 1
-                if run is not None and (
-                    self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations
-                ):
-                    logger.flush()
-                    save_checkpoint(run.checkpoint_path, self.state_dict())
-                    saved_at = self.iteration
-                bar.update(1, **_postfix(metrics))
-            if (
-                run is not None and saved_at != self.iteration
-            ):  # stopped by the time limit between checkpoints
-                logger.flush()
-                save_checkpoint(run.checkpoint_path, self.state_dict())
-        finally:
-            bar.close()
-            if logger is not None:
-                logger.close()
-        return history
 
-
-def _as_run_dir(run_dir: str | os.PathLike[str] | RunDir) -> RunDir:
-    if isinstance(run_dir, RunDir):
-        return run_dir
-    path = Path(run_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return RunDir(path)
-
-
-def _no_bar(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
-
-
-def _postfix(metrics: dict[str, float]) -> dict[str, float]:
-    shown = {"before": metrics.get("meta/return_before", math.nan)}
-    after = [k for k in metrics if k.startswith("meta/return_after_step")]
-    if after:
-        shown["after"] = metrics[max(after, key=lambda k: int(k.removeprefix("meta/return_after_step")))]
-    shown["s/it"] = metrics["charts/seconds_per_iteration"]
-    return shown
+    def run_name(self) -> str:
+        return f"{self.algo} {self.config.env}"

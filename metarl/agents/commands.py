@@ -25,8 +25,6 @@ from metarl.errors import MissingFileError, UserError
 from metarl.training import RunDir, check_resume_overrides, config_help, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-# What `metarl train --resume RUN key=value` may change: the budget and bookkeeping, never the algorithm.
-RESUME_OVERRIDES = {"iterations", "time_limit_seconds", "checkpoint_every", "torch_threads"}
 DEMO_TRAIN_SECONDS = 110  # MAML-TRPO; the two TRPO baselines then take roughly another minute
 
 
@@ -96,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(
                 "--resume continues a run with its saved config; drop --config/--algo/--env/--seed/--run-dir"
             )
-        check_resume_overrides(args.overrides, RESUME_OVERRIDES, ("evaluation.",))
+        check_resume_overrides(TrainConfig, args.overrides)
         agent = load_agent(run)
         if args.overrides:
             agent.config = load_config(TrainConfig, None, args.overrides, base=agent.config)

@@ -19,16 +19,13 @@ Example (``configs/maml-trpo/navigation2d.yaml``)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from metarl.errors import UserError
+from metarl.training.config import check_run_fields, doc, run_field
 
 InnerObjective = Literal["log_likelihood", "likelihood_ratio", "dice"]
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 def _positive(name: str, value: float) -> None:
@@ -40,16 +37,14 @@ def _positive(name: str, value: float) -> None:
 class PolicyConfig:
     """The policy network (Gaussian MLP for Box actions, categorical MLP for Discrete actions)."""
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64], metadata=_help("hidden layer widths"))
-    activation: Literal["tanh", "relu"] = field(default="tanh", metadata=_help("hidden activation"))
-    init_std: float = field(default=1.0, metadata=_help("initial action std of a Gaussian policy"))
-    min_std: float = field(default=1e-6, metadata=_help("floor of a Gaussian policy's action std"))
-    normalized_actions: bool = field(
+    hidden_sizes: list[int] = doc("hidden layer widths", default_factory=lambda: [64, 64])
+    activation: Literal["tanh", "relu"] = doc("hidden activation", default="tanh")
+    init_std: float = doc("initial action std of a Gaussian policy", default=1.0)
+    min_std: float = doc("floor of a Gaussian policy's action std", default=1e-6)
+    normalized_actions: bool = doc(
+        "Gaussian policy acts in [-1, 1] per dimension, mapped linearly onto the env's bounded action box "
+        "(rllab's normalize, as in the MAML paper); false: raw actions, clipped by the env",
         default=True,
-        metadata=_help(
-            "Gaussian policy acts in [-1, 1] per dimension, mapped linearly onto the env's bounded action box "
-            "(rllab's normalize, as in the MAML paper); false: raw actions, clipped by the env"
-        ),
     )
 
     def __post_init__(self) -> None:
@@ -68,42 +63,32 @@ class PolicyConfig:
 class InnerConfig:
     """The inner loop: how a policy adapts to one task (also the fine-tuning of every learner at evaluation)."""
 
-    steps: int = field(default=1, metadata=_help("adaptation steps per task during meta-training (k)"))
-    lr: float = field(default=0.1, metadata=_help("inner learning rate"))
-    algorithm: Literal["vpg", "ppo"] = field(
-        default="vpg", metadata=_help("inner policy-gradient loss (MAML needs vpg)")
+    steps: int = doc("adaptation steps per task during meta-training (k)", default=1)
+    lr: float = doc("inner learning rate", default=0.1)
+    algorithm: Literal["vpg", "ppo"] = doc("inner policy-gradient loss (MAML needs vpg)", default="vpg")
+    optimizer: Literal["sgd", "adam"] = doc(
+        "inner optimizer (MAML needs sgd; Reptile may use adam)", default="sgd"
     )
-    optimizer: Literal["sgd", "adam"] = field(
-        default="sgd", metadata=_help("inner optimizer (MAML needs sgd; Reptile may use adam)")
-    )
-    first_order: bool = field(default=False, metadata=_help("MAML: drop second-order terms (FOMAML)"))
-    objective: InnerObjective = field(
+    first_order: bool = doc("MAML: drop second-order terms (FOMAML)", default=False)
+    objective: InnerObjective = doc(
+        "MAML's inner loss: log_likelihood (-A log pi, MAML-TRPO) or likelihood_ratio (-A pi/stop_grad(pi), "
+        "ProMP's low-variance curvature: the same step, a meta-gradient that credits pre-update exploration) "
+        "or dice (Loaded DiCE: also credits how earlier actions shape later states, see inner.dice_lambda)",
         default="log_likelihood",
-        metadata=_help(
-            "MAML's inner loss: log_likelihood (-A log pi, MAML-TRPO) or likelihood_ratio (-A pi/stop_grad(pi), "
-            "ProMP's low-variance curvature: the same step, a meta-gradient that credits pre-update exploration) "
-            "or dice (Loaded DiCE: also credits how earlier actions shape later states, see inner.dice_lambda)"
-        ),
     )
-    dice_lambda: float = field(
+    dice_lambda: float = doc(
+        "objective=dice: discount in [0, 1] of the credit an action gets for later steps' advantages "
+        "(1: DiCE's unbiased curvature, 0: the same as likelihood_ratio)",
         default=1.0,
-        metadata=_help(
-            "objective=dice: discount in [0, 1] of the credit an action gets for later steps' advantages "
-            "(1: DiCE's unbiased curvature, 0: the same as likelihood_ratio)"
-        ),
     )
-    meta_sgd: bool = field(default=False, metadata=_help("MAML: learn per-parameter inner rates (Meta-SGD)"))
-    normalize_advantages: bool = field(
+    meta_sgd: bool = doc("MAML: learn per-parameter inner rates (Meta-SGD)", default=False)
+    normalize_advantages: bool = doc(
+        "standardise each task's advantages before a step (rllab's center_adv, as in the MAML paper); "
+        "false: raw GAE advantages, so the step's size follows the task's reward scale",
         default=True,
-        metadata=_help(
-            "standardise each task's advantages before a step (rllab's center_adv, as in the MAML paper); "
-            "false: raw GAE advantages, so the step's size follows the task's reward scale"
-        ),
     )
-    ppo_clip: float = field(default=0.2, metadata=_help("PPO clip range when algorithm=ppo"))
-    ppo_epochs: int = field(
-        default=4, metadata=_help("PPO gradient epochs per inner step when algorithm=ppo")
-    )
+    ppo_clip: float = doc("PPO clip range when algorithm=ppo", default=0.2)
+    ppo_epochs: int = doc("PPO gradient epochs per inner step when algorithm=ppo", default=4)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -120,11 +105,11 @@ class InnerConfig:
 class TRPOConfig:
     """The outer TRPO step of MAML-TRPO (and of the pretrained / oracle baselines)."""
 
-    max_kl: float = field(default=0.01, metadata=_help("trust-region radius on the mean KL"))
-    cg_iterations: int = field(default=10, metadata=_help("conjugate-gradient iterations"))
-    cg_damping: float = field(default=1e-5, metadata=_help("damping of the Fisher-vector product"))
-    line_search_steps: int = field(default=15, metadata=_help("backtracking steps"))
-    line_search_ratio: float = field(default=0.8, metadata=_help("backtracking shrink factor"))
+    max_kl: float = doc("trust-region radius on the mean KL", default=0.01)
+    cg_iterations: int = doc("conjugate-gradient iterations", default=10)
+    cg_damping: float = doc("damping of the Fisher-vector product", default=1e-5)
+    line_search_steps: int = doc("backtracking steps", default=15)
+    line_search_ratio: float = doc("backtracking shrink factor", default=0.8)
 
     def __post_init__(self) -> None:
         _positive("trpo.max_kl", self.max_kl)
@@ -140,8 +125,8 @@ class TRPOConfig:
 class ReptileConfig:
     """The Reptile outer update theta <- theta + eps * (mean(phi) - theta)."""
 
-    step_size: float = field(default=1.0, metadata=_help("outer step size eps at the first iteration"))
-    final_step_size: float = field(default=0.0, metadata=_help("eps at the last iteration (linear anneal)"))
+    step_size: float = doc("outer step size eps at the first iteration", default=1.0)
+    final_step_size: float = doc("eps at the last iteration (linear anneal)", default=0.0)
 
     def __post_init__(self) -> None:
         _positive("reptile.step_size", self.step_size)
@@ -153,29 +138,24 @@ class ReptileConfig:
 class EvalConfig:
     """`metarl evaluate`: held-out tasks and the baselines fine-tuned next to the meta-learner."""
 
-    tasks: int = field(default=40, metadata=_help("held-out tasks"))
-    adapt_steps: int = field(default=3, metadata=_help("fine-tuning steps (returns after 0..k steps)"))
-    baselines: list[Literal["pretrained", "random-init", "oracle"]] = field(
+    tasks: int = doc("held-out tasks", default=40)
+    adapt_steps: int = doc("fine-tuning steps (returns after 0..k steps)", default=3)
+    baselines: list[Literal["pretrained", "random-init", "oracle"]] = doc(
+        "baselines to evaluate (oracle only where the env has task features)",
         default_factory=lambda: ["pretrained", "random-init", "oracle"],
-        metadata=_help("baselines to evaluate (oracle only where the env has task features)"),
     )
-    baseline_iterations: int | None = field(
+    baseline_iterations: int | None = doc(
+        "TRPO iterations of the pretrained/oracle policies (null: the run's meta-iterations)", default=None
+    )
+    episodes_per_task: int | None = doc(
+        "episodes per fine-tuning step on a held-out task (null: the training's episodes_per_task; "
+        "the MAML paper's 2D-navigation test used 40, twice its training batch)",
         default=None,
-        metadata=_help("TRPO iterations of the pretrained/oracle policies (null: the run's meta-iterations)"),
     )
-    episodes_per_task: int | None = field(
-        default=None,
-        metadata=_help(
-            "episodes per fine-tuning step on a held-out task (null: the training's episodes_per_task; "
-            "the MAML paper's 2D-navigation test used 40, twice its training batch)"
-        ),
-    )
-    later_steps_lr_scale: float = field(
+    later_steps_lr_scale: float = doc(
+        "multiplies the fine-tuning step size after the first step (the MAML paper's 2D-navigation test: "
+        "0.5, i.e. lr 0.5 then 0.25)",
         default=1.0,
-        metadata=_help(
-            "multiplies the fine-tuning step size after the first step (the MAML paper's 2D-navigation test: "
-            "0.5, i.e. lr 0.5 then 0.25)"
-        ),
     )
 
     def __post_init__(self) -> None:
@@ -194,40 +174,37 @@ class EvalConfig:
 class TrainConfig:
     """A meta-RL run: algorithm, task distribution, budget and every hyperparameter."""
 
-    algo: Literal["maml-trpo", "reptile"] = field(default="maml-trpo", metadata=_help("meta-learner"))
-    env: str = field(default="MetaRL/Navigation2D-v0", metadata=_help("registered task-distribution id"))
-    env_kwargs: dict[str, Any] = field(default_factory=dict, metadata=_help("env constructor arguments"))
-    seed: int = field(default=0, metadata=_help("seed of everything (tasks, env copies, action noise, init)"))
-    iterations: int = field(default=500, metadata=_help("meta-iterations"))
-    meta_batch_size: int = field(default=20, metadata=_help("tasks per meta-iteration"))
-    episodes_per_task: int = field(default=20, metadata=_help("episodes per task per sampling round"))
-    gamma: float = field(default=0.99, metadata=_help("discount factor"))
-    gae_lambda: float = field(default=1.0, metadata=_help("GAE lambda (1.0 = returns minus baseline)"))
-    oracle: bool = field(default=False, metadata=_help("append the task features to the observation"))
-    time_limit_seconds: float | None = field(
-        default=None,
-        metadata=_help(
-            "stop training (after at least one iteration) once this wall-clock time is used; null = no limit"
-        ),
-    )
-    checkpoint_every: int = field(default=1, metadata=_help("iterations between checkpoints"))
-    torch_threads: int | None = field(default=None, metadata=_help("torch.set_num_threads (null: leave)"))
-    policy: PolicyConfig = field(default_factory=PolicyConfig, metadata=_help("policy network"))
-    inner: InnerConfig = field(default_factory=InnerConfig, metadata=_help("inner loop / fine-tuning"))
-    trpo: TRPOConfig = field(default_factory=TRPOConfig, metadata=_help("outer TRPO step"))
-    reptile: ReptileConfig = field(default_factory=ReptileConfig, metadata=_help("Reptile outer update"))
-    evaluation: EvalConfig = field(default_factory=EvalConfig, metadata=_help("evaluation protocol"))
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
+
+    algo: Literal["maml-trpo", "reptile"] = doc("meta-learner", default="maml-trpo")
+    env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
+    env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
+    seed: int = run_field("seed", default=0)
+    iterations: int = run_field("iterations", default=500)
+    meta_batch_size: int = run_field("meta_batch_size", default=20)
+    episodes_per_task: int = doc("episodes per task per sampling round", default=20)
+    gamma: float = doc("discount factor", default=0.99)
+    gae_lambda: float = doc("GAE lambda (1.0 = returns minus baseline)", default=1.0)
+    oracle: bool = doc("append the task features to the observation", default=False)
+    time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
+    log_every: int = run_field("log_every", default=1)
+    checkpoint_every: int = run_field("checkpoint_every", default=1)
+    torch_threads: int | None = run_field("torch_threads", default=None)
+    policy: PolicyConfig = doc("policy network", default_factory=PolicyConfig)
+    inner: InnerConfig = doc("inner loop / fine-tuning", default_factory=InnerConfig)
+    trpo: TRPOConfig = doc("outer TRPO step", default_factory=TRPOConfig)
+    reptile: ReptileConfig = doc("Reptile outer update", default_factory=ReptileConfig)
+    evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "meta_batch_size", "episodes_per_task", "checkpoint_every"):
+        check_run_fields(self)
+        for name in ("iterations", "episodes_per_task"):
             if getattr(self, name) < 1:
                 raise UserError(f"config key '{name}' must be >= 1, got {getattr(self, name)}")
         if not 0 < self.gamma <= 1:
             raise UserError(f"config key 'gamma' must be in (0, 1], got {self.gamma}")
         if not 0 <= self.gae_lambda <= 1:
             raise UserError(f"config key 'gae_lambda' must be in [0, 1], got {self.gae_lambda}")
-        if self.seed < 0:
-            raise UserError(f"config key 'seed' must be >= 0, got {self.seed}")
         if self.algo == "maml-trpo" and (self.inner.algorithm != "vpg" or self.inner.optimizer != "sgd"):
             raise UserError(
                 "maml-trpo differentiates through a plain gradient step: set inner.algorithm=vpg and "

@@ -3,7 +3,7 @@
 Examples::
 
     metarl fewshot train --config configs/fewshot/maml-sinusoid.yaml
-    metarl fewshot train --learner fomaml --data-root ../shared/data/omniglot iterations=2000 meta_batch=16
+    metarl fewshot train --learner fomaml --data-root ../shared/data/omniglot iterations=2000 meta_batch_size=16
     metarl fewshot train --resume runs/maml-omniglot-5w1s-s0
     metarl fewshot train --resume runs/maml-omniglot-5w1s-s0 iterations=40000   # train a finished run longer
     metarl fewshot evaluate runs/maml-omniglot-5w1s-s0 --episodes 600
@@ -14,21 +14,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metarl.errors import UserError
+import torch
 
-# What a resumed run may change: how long it trains and how often it reports (extending a finished run).
-RESUME_OVERRIDES = {"iterations", "val_every", "val_episodes", "log_every", "checkpoint_every"}
+from metarl.errors import UserError
+from metarl.supervised.config import FewShotConfig
+from metarl.supervised.evaluate import format_result
+from metarl.supervised.learners import LEARNERS
+from metarl.supervised.runner import build_run_learner, evaluate_run_learner, train
+from metarl.training import (
+    RunDir,
+    check_resume_overrides,
+    config_help,
+    load_checkpoint,
+    load_config,
+    write_json_atomic,
+)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from metarl.supervised.config import FewShotConfig
-    from metarl.supervised.runner import train
-    from metarl.training import RunDir, check_resume_overrides, load_config
+    if args.help_config:
+        return _keys(args)
 
     if args.resume:
         if args.config or args.learner or args.data_root or args.seed is not None:
             raise UserError("--resume continues a run with its saved config; drop --config/--learner/--seed")
-        check_resume_overrides(args.overrides, RESUME_OVERRIDES)
+        check_resume_overrides(FewShotConfig, args.overrides)
         run = RunDir.open(args.resume)
         if not run.config_path.is_file():
             raise UserError(f"{run.path} has no config.yaml: it was not written by `metarl fewshot train`")
@@ -50,20 +60,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from metarl.supervised.config import FewShotConfig
-    from metarl.supervised.evaluate import format_result
-    from metarl.supervised.runner import build_run_learner, evaluate_run_learner
-    from metarl.training import RunDir, load_checkpoint, load_config, write_json_atomic
-
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     run = RunDir.open(args.run_dir)
     if not run.config_path.is_file():
         raise UserError(f"{run.path} has no config.yaml: pass a directory written by `metarl fewshot train`")
     config = load_config(FewShotConfig, run.config_path, args.overrides)
-    torch.set_num_threads(config.threads)
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     state = load_checkpoint(run.checkpoint_path, required_keys=("learner", "iteration"))
     learner = build_run_learner(config)
     learner.load_state_dict(state["learner"])
@@ -77,7 +81,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``fewshot train`` and ``fewshot evaluate`` to the ``metarl`` command."""
-    from metarl.supervised.learners import LEARNERS
 
     fewshot = subparsers.add_parser(
         "fewshot", help="few-shot classification / regression: train and evaluate"
@@ -88,7 +91,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="meta-train a few-shot learner",
         description="Meta-train a few-shot learner. Config keys (set in --config YAML or as key=value): see "
-        "`metarl fewshot keys`.",
+        "`metarl fewshot train --help-config`.",
     )
     p.add_argument("--config", help="YAML config, e.g. configs/fewshot/maml-omniglot-5w1s.yaml")
     p.add_argument("--learner", help=f"learner name ({learners})")
@@ -99,6 +102,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.shots=5")
     p.set_defaults(func=_train)
     p = sub.add_parser("evaluate", help="evaluate a trained run on test episodes")
@@ -109,13 +113,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "overrides", nargs="*", metavar="key=value", help="evaluation overrides, e.g. data.eval_queries=15"
     )
     p.set_defaults(func=_evaluate)
-    p = sub.add_parser("keys", help="list every config key with its type, default and meaning")
+    p = sub.add_parser(
+        "keys", help="list every config key with its type, default and meaning (as --help-config)"
+    )
     p.set_defaults(func=_keys)
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from metarl.supervised.config import FewShotConfig
-    from metarl.training import config_help
 
     print(config_help(FewShotConfig))
     return 0

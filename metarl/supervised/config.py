@@ -7,8 +7,8 @@ prints them. The reference configs in ``configs/fewshot/`` set the paper protoco
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from torch import nn
@@ -16,46 +16,43 @@ from torch import nn
 from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.models import MLP, Conv4
-
-
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+from metarl.training.config import check_run_fields, doc, run_field
 
 
 @dataclass
 class DataConfig:
     """Which tasks to train and evaluate on."""
 
-    dataset: Literal["omniglot", "miniimagenet", "folder", "sinusoid", "synthetic"] = _help(
+    dataset: Literal["omniglot", "miniimagenet", "folder", "sinusoid", "synthetic"] = doc(
         "task source; 'synthetic' is a small generated image dataset for smoke tests", default="omniglot"
     )
-    root: str | None = _help(
+    root: str | None = doc(
         "dataset folder (Omniglot zips, miniImageNet pickles/images, or an image folder); "
         "default ../shared/data/<dataset> or $METARL_DATA/<dataset>",
         default=None,
     )
-    split_scheme: Literal["vinyals", "lake"] = _help("Omniglot split scheme", default="vinyals")
-    train_split: str = _help("split to meta-train on", default="train")
-    val_split: str | None = _help("split for validation during training (None: no validation)", default="val")
-    test_split: str = _help("split of the final evaluation", default="test")
-    image_size: int = _help("side of the square images (28 Omniglot, 84 miniImageNet)", default=28)
-    rotations: list[int] = _help(
+    split_scheme: Literal["vinyals", "lake"] = doc("Omniglot split scheme", default="vinyals")
+    train_split: str = doc("split to meta-train on", default="train")
+    val_split: str | None = doc("split for validation during training (None: no validation)", default="val")
+    test_split: str = doc("split of the final evaluation", default="test")
+    image_size: int = doc("side of the square images (28 Omniglot, 84 miniImageNet)", default=28)
+    rotations: list[int] = doc(
         "Omniglot: rotations in degrees, each a class of its own (Vinyals et al.: [0, 90, 180, 270])",
         default_factory=lambda: [0, 90, 180, 270],
     )
-    channels: int = _help("image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3)
-    resample: str = _help("resize filter: lanczos, bilinear, bicubic or nearest", default="lanczos")
-    cache_dir: str | None = _help(
+    channels: int = doc("image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3)
+    resample: str = doc("resize filter: lanczos, bilinear, bicubic or nearest", default="lanczos")
+    cache_dir: str | None = doc(
         "decoded-image cache (default $METARL_CACHE or ~/.cache/metarl)", default=None
     )
-    ways: int = _help("classes per training task (N)", default=5)
-    shots: int = _help(
+    ways: int = doc("classes per training task (N)", default=5)
+    shots: int = doc(
         "support examples per class during training (K); points per task for sinusoid", default=1
     )
-    queries: int = _help("query examples per class during training (0 allowed for Reptile)", default=1)
-    eval_ways: int | None = _help("classes per evaluation task (default: ways)", default=None)
-    eval_shots: int | None = _help("support examples per class at evaluation (default: shots)", default=None)
-    eval_queries: int = _help("query examples per class at evaluation", default=15)
+    queries: int = doc("query examples per class during training (0 allowed for Reptile)", default=1)
+    eval_ways: int | None = doc("classes per evaluation task (default: ways)", default=None)
+    eval_shots: int | None = doc("support examples per class at evaluation (default: shots)", default=None)
+    eval_queries: int = doc("query examples per class at evaluation", default=15)
 
     def __post_init__(self) -> None:
         for name in ("image_size", "ways", "shots"):
@@ -82,54 +79,58 @@ class DataConfig:
 class ModelConfig:
     """The backbone network."""
 
-    kind: Literal["conv4", "mlp"] = _help("conv4 for images, mlp for vectors (sinusoid)", default="conv4")
-    hidden: int = _help("filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64)
-    downsample: Literal["maxpool", "stride"] = _help(
+    kind: Literal["conv4", "mlp"] = doc("conv4 for images, mlp for vectors (sinusoid)", default="conv4")
+    hidden: int = doc("filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64)
+    downsample: Literal["maxpool", "stride"] = doc(
         "Conv4 down-sampling: maxpool (Vinyals/Snell) or stride-2 convolutions (MAML Omniglot)",
         default="maxpool",
     )
-    mlp_hidden: list[int] = _help("hidden layer sizes of the MLP", default_factory=lambda: [40, 40])
+    mlp_hidden: list[int] = doc("hidden layer sizes of the MLP", default_factory=lambda: [40, 40])
 
 
 @dataclass
 class FewShotConfig:
     """A few-shot meta-training run: learner, data, model, outer loop, evaluation and bookkeeping."""
 
-    learner: str = _help(
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("val_every", "val_episodes")  # besides training.RESUMABLE_KEYS
+    RENAMED: ClassVar[dict[str, str]] = {"meta_batch": "meta_batch_size", "threads": "torch_threads"}
+
+    learner: str = doc(
         "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese", default="maml"
     )
-    learner_options: dict[str, Any] = _help(
+    learner_options: dict[str, Any] = doc(
         "keyword arguments of the learner (e.g. inner_lr, inner_steps, eval_inner_steps)",
         default_factory=dict,
     )
-    data: DataConfig = _help("tasks", default_factory=DataConfig)
-    model: ModelConfig = _help("backbone", default_factory=ModelConfig)
-    meta_batch: int = _help("tasks per meta-update", default=32)
-    iterations: int = _help("meta-updates", default=60000)
-    outer_lr: float = _help("Adam learning rate of the meta-parameters", default=1e-3)
-    lr_halve_every: int = _help(
+    data: DataConfig = doc("tasks", default_factory=DataConfig)
+    model: ModelConfig = doc("backbone", default_factory=ModelConfig)
+    meta_batch_size: int = run_field("meta_batch_size", default=32)
+    iterations: int = run_field("iterations", default=60000)
+    outer_lr: float = doc("Adam learning rate of the meta-parameters", default=1e-3)
+    lr_halve_every: int = doc(
         "halve the outer learning rate every this many iterations (0: never)", default=0
     )
-    eval_episodes: int = _help("test episodes of the final evaluation (600 in the literature)", default=600)
-    eval_batch: int = _help("test episodes evaluated together", default=20)
-    eval_seed: int = _help("seed of the evaluation episodes (the same for every run)", default=1234)
-    val_every: int = _help("validate every this many iterations (0: never)", default=1000)
-    val_episodes: int = _help("episodes per validation", default=100)
-    log_every: int = _help("log training metrics every this many iterations", default=10)
-    checkpoint_every: int = _help("write the checkpoint every this many iterations", default=100)
-    seed: int = _help("seed of the model initialisation and the training episodes", default=0)
-    threads: int = _help("torch intra-op threads", default=1)
-    run_root: str = _help("parent folder of run directories", default="runs")
-    run_name: str | None = _help(
+    eval_episodes: int = doc("test episodes of the final evaluation (600 in the literature)", default=600)
+    eval_batch: int = doc("test episodes evaluated together", default=20)
+    eval_seed: int = doc("seed of the evaluation episodes (the same for every run)", default=1234)
+    val_every: int = doc("validate every this many iterations (0: never)", default=1000)
+    val_episodes: int = doc("episodes per validation", default=100)
+    log_every: int = run_field("log_every", default=10)
+    checkpoint_every: int = run_field("checkpoint_every", default=100)
+    time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
+    seed: int = run_field("seed", default=0)
+    torch_threads: int | None = run_field("torch_threads", default=1)
+    run_root: str = doc("parent folder of run directories", default="runs")
+    run_name: str | None = doc(
         "run directory name (default <learner>-<dataset>-<ways>w<shots>s-s<seed>)", default=None
     )
 
     def __post_init__(self) -> None:
-        positive = ("meta_batch", "eval_episodes", "eval_batch", "log_every", "checkpoint_every", "threads")
-        for name in positive:
+        check_run_fields(self)
+        for name in ("eval_episodes", "eval_batch"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("iterations", "val_every", "val_episodes", "lr_halve_every"):
+        for name in ("val_every", "val_episodes", "lr_halve_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.outer_lr > 0:

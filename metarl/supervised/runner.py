@@ -1,4 +1,5 @@
-"""The few-shot training run, as one function of (config, seed), readable top to bottom.
+"""The few-shot training run: :class:`FewShotRun` is one meta-iteration of a learner (the run loop of
+:class:`metarl.training.RunLoop` does the rest), and ``train(config)`` a whole run, as one function of (config, seed).
 
 ``train(config)`` creates a run directory (resolved ``config.yaml``, TensorBoard events and ``metrics.jsonl``,
 atomic ``checkpoint.pt`` with the RNG and sampler states, ``eval.json``, ``adaptation_curve.png``), meta-trains
@@ -13,8 +14,7 @@ steps), ``meta/val_<metric>``, ``meta/test_<metric>``; ``charts/seconds_per_iter
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -30,20 +30,17 @@ from metarl.supervised.evaluate import (
 )
 from metarl.supervised.learners import FewShotLearner, build_learner, learner_entry
 from metarl.training import (
-    ProgressBar,
     RunDir,
     RunLogger,
+    RunLoop,
     capture_rng_states,
-    keep_freed_memory,
     load_checkpoint,
     plot_adaptation_curves,
     restore_rng_states,
-    save_checkpoint,
-    save_config,
     write_json_atomic,
 )
 
-CHECKPOINT_KEYS = ("learner", "optimizer", "iteration", "rng", "sampler", "window", "elapsed")
+CHECKPOINT_KEYS = ("learner", "optimizer", "iteration", "rng", "sampler")
 
 
 def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewShotLearner:
@@ -66,9 +63,102 @@ def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewSh
     return build_learner(config.learner, model, options)
 
 
-def _learner_generators(learner: FewShotLearner) -> dict[str, Any]:
-    generators = getattr(learner, "generators", None)
-    return {f"learner.{k}": g for k, g in generators().items()} if callable(generators) else {}
+class FewShotRun(RunLoop):
+    """A few-shot meta-training run: the learner, its Adam optimizer (and step schedule), the training tasks and
+    periodic validation, trained by the run loop of :class:`metarl.training.RunLoop`.
+
+    Args:
+        config: the run's config (``config.seed`` seeds initialisation and training episodes).
+        cache: decoded datasets shared with the evaluation that follows.
+    """
+
+    throughput = ("tasks", "charts/tasks_per_second")
+
+    def __init__(self, config: FewShotConfig, cache: dict | None = None) -> None:
+        super().__init__(config)
+        self.cache = {} if cache is None else cache
+        # Data and learner first: a missing dataset or a bad option fails before any run directory is made.
+        self.learner = build_run_learner(config, self.cache)
+        self.train_source = make_task_source(
+            config.data,
+            config.data.train_split,
+            config.meta_batch_size,
+            config.seed,
+            evaluation=False,
+            cache=self.cache,
+        )
+        if hasattr(self.learner, "set_total_iterations"):
+            self.learner.set_total_iterations(config.iterations)
+        trainable = [p for p in self.learner.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.outer_lr)
+        self.scheduler = (
+            torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_halve_every, gamma=0.5)
+            if config.lr_halve_every
+            else None
+        )
+        generators = getattr(self.learner, "generators", None)
+        self.generators = {f"learner.{k}": g for k, g in generators().items()} if callable(generators) else {}
+        self.metric = "mse" if is_regression(config.data) else "accuracy"
+
+    def meta_iteration(self, iteration: int) -> dict[str, float]:
+        """One Adam step of the learner's meta-loss on a batch of training tasks."""
+        batch = self.train_source.sample()
+        self.learner.train()
+        stats = dict(self.learner.train_step(batch, self.optimizer))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        scalars = {"losses/meta_loss": stats.pop("loss")}
+        if "accuracy" in stats:
+            scalars["meta/train_accuracy"] = stats.pop("accuracy")
+        scalars.update({f"losses/{k}": v for k, v in stats.items()})
+        scalars["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        scalars["tasks"] = self.config.meta_batch_size
+        return scalars
+
+    def periodic_scalars(self, done: int, write: Callable[[str], None]) -> dict[str, float]:
+        """Validation on ``val_episodes`` fixed validation episodes every ``val_every`` iterations."""
+        config = self.config
+        if not (config.val_every and config.data.val_split and done % config.val_every == 0):
+            return {}
+        source = make_task_source(
+            config.data,
+            config.data.val_split,
+            config.eval_batch,
+            config.eval_seed + 1,
+            evaluation=True,
+            cache=self.cache,
+        )
+        result = evaluate_learner(self.learner, source, config.val_episodes, regression=self.metric == "mse")
+        scalars = {f"meta/val_{self.metric}_step{k}": v for k, v in enumerate(result["per_step"]["mean"])}
+        scalars[f"meta/val_{self.metric}"] = result["mean"]
+        write(f"iteration {done}: validation {format_result(result)} ({self.elapsed_seconds:.0f} s)")
+        return scalars
+
+    def algorithm_state(self) -> dict[str, Any]:
+        return {
+            "learner": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": capture_rng_states(self.generators),
+            "sampler": self.train_source.state_dict(),
+        }
+
+    def load_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.train_source.load_state_dict(state["sampler"])
+        restore_rng_states(state["rng"], self.generators)
+
+    def resume_hint(self, run: RunDir) -> str:
+        return (
+            f"continue with `metarl fewshot train --resume {run.path}`, or in Python "
+            f"`metarl.supervised.train(config, run_dir=RunDir('{run.path}'), resume=True)`"
+        )
+
+    def run_name(self) -> str:
+        return f"{self.config.learner} {self.config.data.dataset}"
 
 
 def train(
@@ -88,135 +178,31 @@ def train(
         progress: show a progress bar (None: only on a terminal).
         echo: where one-line status messages go.
     """
-    torch.set_num_threads(config.threads)
-    keep_freed_memory()
     if resume:
         if run_dir is None:
             raise UserError("resume needs the run directory of the run to continue")
         if not run_dir.has_checkpoint():
             raise UserError(f"{run_dir.path} has no checkpoint.pt to resume from; start a new run instead")
-    regression = is_regression(config.data)
-    cache: dict = {}
-    # Data and learner first: a missing dataset or a bad option fails before any run directory is made.
-    learner = build_run_learner(config, cache)
-    train_source = make_task_source(
-        config.data, config.data.train_split, config.meta_batch, config.seed, evaluation=False, cache=cache
-    )
+    run = FewShotRun(config)
     if run_dir is None:
         run_dir = RunDir.create(config.run_root, config.run_name or config.default_run_name())
-    save_config(config, run_dir.config_path)  # on resume: keeps an extended ``iterations``
-    if hasattr(learner, "set_total_iterations"):
-        learner.set_total_iterations(config.iterations)
-    optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=config.outer_lr)
-    scheduler = (
-        torch.optim.lr_scheduler.StepLR(optimizer, config.lr_halve_every, gamma=0.5)
-        if config.lr_halve_every
-        else None
-    )
-    generators = _learner_generators(learner)
-    iteration, elapsed = 0, 0.0
-    window: dict[str, float] = {}
     if resume:
-        state = load_checkpoint(run_dir.checkpoint_path, required_keys=CHECKPOINT_KEYS)
-        learner.load_state_dict(state["learner"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        train_source.load_state_dict(state["sampler"])
-        restore_rng_states(state["rng"], generators)
-        iteration, elapsed, window = state["iteration"], state["elapsed"], dict(state["window"])
-        echo(f"resuming {run_dir.path} at iteration {iteration}/{config.iterations}")
-    logger = RunLogger(run_dir, resume_step=iteration if resume else None)
-    if not resume:
-        logger.log_text("config", f"```\n{run_dir.config_path.read_text(encoding='utf-8')}\n```")
-    bar = ProgressBar(
-        config.iterations,
-        initial=iteration,
-        desc=run_dir.name,
-        disable=None if progress is None else not progress,
-    )
-    val_source_args = (config.data, config.data.val_split, config.eval_batch, config.eval_seed + 1)
-    metric = "mse" if regression else "accuracy"
-    try:
-        while iteration < config.iterations:
-            start = time.perf_counter()
-            batch = train_source.sample()
-            learner.train()
-            stats = learner.train_step(batch, optimizer)
-            if scheduler is not None:
-                scheduler.step()
-            iteration += 1
-            seconds = time.perf_counter() - start
-            elapsed += seconds
-            for key, value in {**stats, "seconds": seconds}.items():
-                window[key] = window.get(key, 0.0) + float(value)
-            window["count"] = window.get("count", 0.0) + 1
-            scalars: dict[str, float] = {}
-            if iteration % config.log_every == 0 or iteration == config.iterations:
-                count = window.pop("count")
-                means = {k: v / count for k, v in window.items()}
-                scalars["losses/meta_loss"] = means.pop("loss")
-                if "accuracy" in means:
-                    scalars["meta/train_accuracy"] = means.pop("accuracy")
-                scalars["charts/seconds_per_iteration"] = means.pop("seconds")
-                scalars["charts/tasks_per_second"] = config.meta_batch / max(
-                    scalars["charts/seconds_per_iteration"], 1e-12
-                )
-                scalars["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
-                scalars.update({f"losses/{k}": v for k, v in means.items()})
-                scalars["charts/elapsed_seconds"] = elapsed
-                window = {}
-            if config.val_every and config.data.val_split and (iteration % config.val_every == 0):
-                val_source = make_task_source(*val_source_args, evaluation=True, cache=cache)
-                result = evaluate_learner(learner, val_source, config.val_episodes, regression=regression)
-                for k, value in enumerate(result["per_step"]["mean"]):
-                    scalars[f"meta/val_{metric}_step{k}"] = value
-                scalars[f"meta/val_{metric}"] = result["mean"]
-                bar.write(f"iteration {iteration}: validation {format_result(result)} ({elapsed:.0f} s)")
-            if scalars:
-                logger.log(iteration, scalars)
-                bar.update(
-                    0, **{k.split("/")[-1]: v for k, v in scalars.items() if not k.startswith("charts/")}
-                )
-            bar.update(1)
-            if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-                logger.flush()
-                save_checkpoint(
-                    run_dir.checkpoint_path,
-                    {
-                        "learner": learner.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "iteration": iteration,
-                        "rng": capture_rng_states(generators),
-                        "sampler": train_source.state_dict(),
-                        "window": window,
-                        "elapsed": elapsed,
-                    },
-                )
-    finally:
-        bar.close()
-    if iteration == 0 and not run_dir.has_checkpoint():
-        save_checkpoint(
-            run_dir.checkpoint_path,
-            {
-                "learner": learner.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": None,
-                "iteration": 0,
-                "rng": capture_rng_states(generators),
-                "sampler": train_source.state_dict(),
-                "window": {},
-                "elapsed": 0.0,
-            },
-        )
-    result = evaluate_run_learner(config, learner, run_dir, config.eval_episodes, cache=cache)
-    result["train_seconds"] = elapsed
-    result["iterations"] = iteration
+        run.load_state_dict(load_checkpoint(run_dir.checkpoint_path, required_keys=CHECKPOINT_KEYS))
+        echo(f"resuming {run_dir.path} at iteration {run.iteration}/{config.iterations}")
+    run.train(run_dir, progress=progress)
+    result = evaluate_run_learner(config, run.learner, run_dir, config.eval_episodes, cache=run.cache)
+    result["train_seconds"] = run.elapsed_seconds
+    result["iterations"] = run.iteration
     write_json_atomic(run_dir.eval_path, result)
-    logger.log(iteration, {f"meta/test_{metric}": result["mean"], f"meta/test_{metric}_ci95": result["ci95"]})
-    logger.close()
-    echo(f"{run_dir.path}: test {format_result(result)}; trained {iteration} iterations in {elapsed:.0f} s")
+    with RunLogger(run_dir) as logger:
+        logger.log(
+            run.iteration,
+            {f"meta/test_{run.metric}": result["mean"], f"meta/test_{run.metric}_ci95": result["ci95"]},
+        )
+    echo(
+        f"{run_dir.path}: test {format_result(result)}; trained {run.iteration} iterations in "
+        f"{run.elapsed_seconds:.0f} s"
+    )
     return result
 
 

@@ -1,25 +1,33 @@
-"""Run infrastructure shared by the meta-RL agents and the few-shot learners.
+"""Run infrastructure shared by the meta-RL agents and the few-shot learners: the one run loop and its parts.
 
-Configs (dataclass + YAML + ``key=value`` overrides), run directories, atomic checkpoints with RNG states,
-TensorBoard + ``metrics.jsonl`` logging, a progress bar, confidence intervals and the adaptation-curve plot.
-Imports only the standard library, numpy, torch, yaml, tqdm, matplotlib and tensorboard.
+:class:`RunLoop` is the loop every algorithm trains with (run directory, checkpoints, step numbering, time
+limit, resume, progress bar, TensorBoard and ``metrics.jsonl``); an algorithm subclasses it and supplies one
+meta-iteration and its state. Its parts are usable alone: configs (dataclass + YAML + ``key=value`` overrides,
+fields declared with :func:`doc` / :func:`run_field`), run directories, atomic checkpoints with RNG states,
+logging, a progress bar, confidence intervals and the adaptation-curve plot. Imports only the standard library,
+numpy, torch, yaml, tqdm, matplotlib and tensorboard.
 
-Example (a training script; see ``metarl.training.checkpoint`` for the resume recipe)::
+Example (an algorithm of your own)::
 
-    config = load_config(MyConfig, "configs/my.yaml", ["inner_lr=0.05"])
-    run = RunDir.create("runs", f"my-algo-s{config.seed}")
-    save_config(config, run.config_path)
-    with RunLogger(run) as logger, ProgressBar(config.iterations, desc="train") as bar:
-        for iteration in range(config.iterations):
-            scalars = train_one_iteration()
-            logger.log(iteration, scalars)
-            logger.flush()
-            save_checkpoint(run.checkpoint_path, {"model": model.state_dict(), "iteration": iteration,
-                                                  "rng": capture_rng_states()})
-            bar.update(1, ret=scalars["meta/return_after_step1"])
-    mean, half = mean_ci(per_task_returns)
-    write_json_atomic(run.eval_path, {"return": mean, "ci95": half})
-    plot_adaptation_curves({"MAML": {"steps": [0, 1], "mean": [-35.0, -9.8], "ci": [1.2, 0.9]}}, run.plot_path)
+    @dataclass
+    class MyConfig:
+        iterations: int = run_field("iterations", default=100)
+        meta_batch_size: int = run_field("meta_batch_size", default=16)
+        log_every: int = run_field("log_every", default=1)
+        checkpoint_every: int = run_field("checkpoint_every", default=10)
+        time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
+        torch_threads: int | None = run_field("torch_threads", default=None)
+        lr: float = doc("outer learning rate", default=1e-3)
+
+    class MyAlgorithm(RunLoop):
+        def meta_iteration(self, iteration):
+            return {"losses/meta_loss": self.step(iteration)}
+        def algorithm_state(self):
+            return {"model": self.model.state_dict()}
+        def load_algorithm_state(self, state):
+            self.model.load_state_dict(state["model"])
+
+    MyAlgorithm(load_config(MyConfig, "configs/my.yaml", ["lr=0.01"])).train("runs/my-run")
 """
 
 from metarl.training.checkpoint import (
@@ -29,12 +37,17 @@ from metarl.training.checkpoint import (
     save_checkpoint,
 )
 from metarl.training.config import (
+    RESUMABLE_KEYS,
+    RUN_FIELDS,
     check_resume_overrides,
+    check_run_fields,
     config_from_dict,
     config_help,
     config_to_dict,
+    doc,
     load_config,
     parse_overrides,
+    run_field,
     save_config,
 )
 from metarl.training.io import (
@@ -46,13 +59,18 @@ from metarl.training.io import (
     write_json_atomic,
 )
 from metarl.training.logger import ProgressBar, RunLogger, read_metrics
+from metarl.training.loop import LoopConfig, RunLoop
 from metarl.training.memory import keep_freed_memory
 from metarl.training.plots import plot_adaptation_curves
 from metarl.training.run_dir import RunDir
 from metarl.training.stats import format_ci, mean_ci
 
 __all__ = [
+    "RESUMABLE_KEYS",
+    "RUN_FIELDS",
+    "LoopConfig",
     "ProgressBar",
+    "RunLoop",
     "RunDir",
     "RunLogger",
     "atomic_open",
@@ -61,9 +79,11 @@ __all__ = [
     "atomic_write_text",
     "capture_rng_states",
     "check_resume_overrides",
+    "check_run_fields",
     "config_from_dict",
     "config_help",
     "config_to_dict",
+    "doc",
     "format_ci",
     "keep_freed_memory",
     "load_checkpoint",
@@ -74,6 +94,7 @@ __all__ = [
     "read_json",
     "read_metrics",
     "restore_rng_states",
+    "run_field",
     "save_checkpoint",
     "save_config",
     "write_json_atomic",

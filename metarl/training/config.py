@@ -40,11 +40,17 @@ from metarl.training.config_types import (
 from metarl.training.io import atomic_write_text
 
 __all__ = [
+    "RESUMABLE_KEYS",
+    "RUN_FIELDS",
+    "check_resume_overrides",
+    "check_run_fields",
     "config_from_dict",
     "config_help",
     "config_to_dict",
     "load_config",
+    "doc",
     "parse_overrides",
+    "run_field",
     "save_config",
 ]
 
@@ -147,19 +153,71 @@ def _literal_hint(value: Any, tp: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def check_resume_overrides(
-    overrides: Iterable[str], allowed: Iterable[str], allowed_prefixes: tuple[str, ...] = ()
-) -> None:
-    """Refuse ``key=value`` overrides of a resumed run other than the ``allowed`` keys (budget, bookkeeping).
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field documented where it is declared: ``x: int = doc("what x is", default=3)``.
+
+    The text is what ``--help-config`` prints for the key (:func:`config_help`).
+    """
+    return dataclasses.field(metadata={"help": text}, **kwargs)
+
+
+#: The fields every run config has, with one meaning (and one name) in meta-RL and few-shot runs alike.
+RUN_FIELDS: dict[str, str] = {
+    "seed": "seed of everything random in the run (initial weights, tasks, episodes, action noise)",
+    "iterations": "meta-iterations (outer updates) of the whole run",
+    "meta_batch_size": "tasks per meta-iteration",
+    "log_every": "log the training scalars every this many iterations, averaged over them",
+    "checkpoint_every": "write the checkpoint every this many iterations (and when the run stops)",
+    "time_limit_seconds": "stop training (after at least one iteration) once this wall-clock time is used; "
+    "resume continues the run; null: no limit",
+    "torch_threads": "torch.set_num_threads for the run (null: leave torch's default)",
+}
+
+#: What a resumed run may change: its budget and bookkeeping, never what it learns.
+RESUMABLE_KEYS = frozenset(
+    {"iterations", "time_limit_seconds", "checkpoint_every", "log_every", "torch_threads"}
+)
+
+
+def run_field(name: str, **kwargs: Any) -> Any:
+    """A field of :data:`RUN_FIELDS`, documented by its shared text: ``iterations: int = run_field(
+    "iterations", default=500)``."""
+    return doc(RUN_FIELDS[name], **kwargs)
+
+
+def check_run_fields(config: Any) -> None:
+    """Range checks of the :data:`RUN_FIELDS` a config has (call from its ``__post_init__``).
 
     Raises:
-        ValueError: naming the keys that may change and the ones that were given.
+        UserError: naming the key, its value and the valid range.
     """
-    allowed = set(allowed)
+    at_least = {"seed": 0, "iterations": 0, "meta_batch_size": 1, "log_every": 1, "checkpoint_every": 1}
+    for name, minimum in at_least.items():
+        value = getattr(config, name, minimum)
+        if value < minimum:
+            raise UserError(f"config key '{name}' must be >= {minimum}, got {value}")
+    threads = getattr(config, "torch_threads", None)
+    if threads is not None and threads < 1:
+        raise UserError(f"config key 'torch_threads' must be >= 1 or null, got {threads}")
+    limit = getattr(config, "time_limit_seconds", None)
+    if limit is not None and not limit >= 0:
+        raise UserError(f"config key 'time_limit_seconds' must be >= 0 or null, got {limit}")
+
+
+def check_resume_overrides(config_cls: type, overrides: Iterable[str]) -> None:
+    """Refuse ``key=value`` overrides of a resumed run other than :data:`RESUMABLE_KEYS` and the config's own
+    additions (a class attribute ``RESUMABLE``: more keys, or ``"section."`` prefixes).
+
+    Raises:
+        UserError: naming the keys that may change and the ones that were given.
+    """
+    extra = tuple(getattr(config_cls, "RESUMABLE", ()))
+    allowed = RESUMABLE_KEYS | {k for k in extra if not k.endswith(".")}
+    prefixes = tuple(k for k in extra if k.endswith("."))
     keys = (str(item).partition("=")[0].strip() for item in overrides)
-    changed = sorted(k for k in keys if k not in allowed and not k.startswith(allowed_prefixes))
+    changed = sorted(k for k in keys if k not in allowed and not k.startswith(prefixes))
     if changed:
-        may = ", ".join([*sorted(allowed), *(f"{p}*" for p in allowed_prefixes)])
+        may = ", ".join([*sorted(allowed), *(f"{p}*" for p in prefixes)])
         raise UserError(f"--resume keeps the run's config; only {may} may change (got {', '.join(changed)})")
 
 
@@ -247,6 +305,9 @@ def load_config(
         overrides: Strings ``"key=value"``; the value is read with ``yaml.safe_load`` (``[64, 64]``, ``true``, ``null``).
         base: Start from this instance instead of the defaults (e.g. a resumed run's config).
 
+    A config class may map old key names to new ones in a class attribute ``RENAMED``; a file that uses an
+    old name still loads.
+
     Returns:
         An instance of ``cls``.
 
@@ -257,6 +318,9 @@ def load_config(
     if not is_dataclass_type(cls):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
     data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    for old_name, new_name in getattr(cls, "RENAMED", {}).items():  # files written before a key was renamed
+        if old_name in data and new_name not in data:
+            data[new_name] = data.pop(old_name)
     default_source = f"file {path}" if path is not None else "defaults"
     nested, sources, raws = parse_overrides(overrides)
     data = _merge(data, nested)

@@ -9,7 +9,7 @@ import torch
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
-from metarl.training import RunDir, load_checkpoint, load_config
+from metarl.training import RunDir, load_checkpoint, load_config, loop
 
 SYNTHETIC = [
     "data.dataset=synthetic",
@@ -21,7 +21,7 @@ SYNTHETIC = [
 ]
 SINUSOID = ["data.dataset=sinusoid", "data.eval_queries=20", "model.kind=mlp", "model.mlp_hidden=[16, 16]"]
 COMMON = [
-    "meta_batch=2",
+    "meta_batch_size=2",
     "iterations=6",
     "checkpoint_every=2",
     "log_every=1",
@@ -57,19 +57,19 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, lear
     expected = runner.train(config, run_dir=full, progress=False, echo=lambda _: None)
 
     killed = RunDir.create(tmp_path, "killed")
-    real_save = runner.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_or_die(path, state):
         if state["iteration"] == 6:  # die after logging iterations 5 and 6, before their checkpoint
             raise Killed
         real_save(path, state)
 
-    monkeypatch.setattr(runner, "save_checkpoint", save_or_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_or_die)
     with pytest.raises(Killed):
         runner.train(config, run_dir=killed, progress=False, echo=lambda _: None)
     assert load_checkpoint(killed.checkpoint_path)["iteration"] == 4
     assert max(r["step"] for r in comparable(killed)) == 6  # lines the resumed run must replace
-    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
 
     resumed_config = load_config(FewShotConfig, killed.config_path)
     assert resumed_config == config
