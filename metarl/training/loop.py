@@ -65,11 +65,16 @@ class RunLoop:
 
     def __init__(self, config: LoopConfig) -> None:
         self.config = config
-        if config.torch_threads is not None:
-            torch.set_num_threads(config.torch_threads)
+        self.apply_torch_threads()
         self.iteration = 0
         self.elapsed_seconds = 0.0
         self._window: dict[str, float] = {}  # sums of the scalars not yet logged, and their count
+
+    def apply_torch_threads(self) -> None:
+        """``torch.set_num_threads(config.torch_threads)`` unless it is null; :meth:`train` applies it again, so
+        a resumed run's new ``torch_threads`` takes effect."""
+        if self.config.torch_threads is not None:
+            torch.set_num_threads(self.config.torch_threads)
 
     # --- what an algorithm provides -------------------------------------------------------------------
     def meta_iteration(self, iteration: int) -> dict[str, float]:
@@ -134,6 +139,7 @@ class RunLoop:
             The scalars of each meta-iteration this call ran.
         """
         config = self.config
+        self.apply_torch_threads()
         keep_freed_memory()
         run = _as_run_dir(run_dir) if run_dir is not None else None
         logger = None
