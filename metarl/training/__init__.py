@@ -22,6 +22,7 @@ Example (a training script; see ``metarl.training.checkpoint`` for the resume re
     plot_adaptation_curves({"MAML": {"steps": [0, 1], "mean": [-35.0, -9.8], "ci": [1.2, 0.9]}}, run.plot_path)
 """
 
+from metarl.memory import keep_freed_memory
 from metarl.training.checkpoint import (
     capture_rng_states,
     load_checkpoint,
@@ -46,7 +47,6 @@ from metarl.training.io import (
     write_json_atomic,
 )
 from metarl.training.logger import ProgressBar, RunLogger, read_metrics
-from metarl.training.memory import keep_freed_memory
 from metarl.training.plots import plot_adaptation_curves
 from metarl.training.run_dir import RunDir
 from metarl.training.stats import format_ci, mean_ci
