@@ -23,7 +23,7 @@ import torch
 
 from metarl.agents.config import InnerObjective
 from metarl.agents.episodes import Episodes, discount_matrix
-from metarl.agents.policies import GaussianMLPPolicy, tanh
+from metarl.agents.policies import GaussianMLPPolicy, numpy_tanh
 from metarl.core import Params
 
 # Observations whose dimension plus one (for the bias) is at most this take FactoredFirstLayer
@@ -78,7 +78,7 @@ class GaussianMLPLinearization:
                 self.mean = z
                 break
             if self.tanh:
-                x = tanh(z)
+                x = numpy_tanh(z)  # no autograd here: the products below are derived by hand
                 self.slopes.append(1.0 - x * x)
             else:
                 x = torch.relu(z)
