@@ -60,10 +60,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metarl.memory import keep_freed_memory
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.maml import MAML
 from metarl.supervised.models import MLP, Conv4
-from metarl.training import keep_freed_memory
 
 WAYS, SHOTS = 5, 1
 
@@ -243,7 +243,8 @@ def maml_row(
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as every training run does; the same for all implementations in this process
+    if not args.system_malloc:
+        keep_freed_memory()  # as training runs do by default; the same for all implementations in this process
     seed = 0
     rows = []
     mb = args.meta_batch
@@ -318,6 +319,7 @@ def format_table(result: dict) -> str:
     settings, machine = result["settings"], result["machine"]
     lines.append(
         f"\nmedian of {settings['repeats']} interleaved rounds, {settings['threads']} torch thread(s), "
+        f"freed memory kept: {'no' if settings['system_malloc'] else 'yes'}, "
         f"torch {machine['torch']}, {machine['cpus']} CPUs, 1-min load average at the end "
         f"{machine['load_average_1min']:.1f}"
     )
@@ -348,6 +350,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="also write the results as JSON to this path")
+    parser.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (training runs call metarl.memory.keep_freed_memory)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.meta_batch, args.repeats = min(args.meta_batch, 4), min(args.repeats, 2)

@@ -10,7 +10,7 @@ fitted on those features too (1124 instead of 24 features per task; they are con
 Prints a table; ``--json PATH`` writes the numbers.
 Wall-clock columns are split by phase; ``cpu s/iter`` is the process CPU time of the whole iteration, which
 on a shared, oversubscribed machine is closer to what an idle machine would take than the wall-clock time.
-Freed memory is kept for reuse (:func:`metarl.training.keep_freed_memory`, as in every training run);
+Freed memory is kept for reuse (:func:`metarl.memory.keep_freed_memory`, as training runs do by default);
 ``--system-malloc`` leaves glibc's malloc as it is, and the ``page faults`` column shows what that costs.
 
     python scripts/bench_maml_rl.py                 # 3 measured iterations per variant (after 1 warm-up)
@@ -35,7 +35,8 @@ import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.evaluate import baseline_config
-from metarl.training import keep_freed_memory, load_config
+from metarl.memory import keep_freed_memory
+from metarl.training import load_config
 from metarl.training.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--system-malloc",
         action="store_true",
-        help="leave glibc's malloc as it is (training runs call metarl.training.keep_freed_memory)",
+        help="leave glibc's malloc as it is (training runs call metarl.memory.keep_freed_memory)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -190,6 +190,7 @@ class TrainConfig:
     log_every: int = run_field("log_every", default=1)
     checkpoint_every: int = run_field("checkpoint_every", default=1)
     torch_threads: int | None = run_field("torch_threads", default=None)
+    keep_freed_memory: bool = run_field("keep_freed_memory", default=True)
     policy: PolicyConfig = doc("policy network", default_factory=PolicyConfig)
     inner: InnerConfig = doc("inner loop / fine-tuning", default_factory=InnerConfig)
     trpo: TRPOConfig = doc("outer TRPO step", default_factory=TRPOConfig)

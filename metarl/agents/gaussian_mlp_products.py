@@ -23,7 +23,7 @@ import torch
 
 from metarl.agents.config import InnerObjective
 from metarl.agents.episodes import Episodes, discount_matrix
-from metarl.agents.policies import GaussianMLPPolicy, tanh
+from metarl.agents.policies import GaussianMLPPolicy, numpy_tanh
 from metarl.core import Params
 
 # Observations whose dimension plus one (for the bias) is at most this take FactoredFirstLayer
@@ -34,8 +34,8 @@ LOW_DIMENSIONAL_INPUT = 4
 def outer_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a^T b`` per task for ``a (T, N, p)`` and ``b (T, N, q)``: a weight gradient, summed over samples.
 
-    Computed as ``(b^T a)^T`` when ``p > q``: MKL's batched GEMM is several times slower for a tall, narrow
-    result than for a wide one (the first layer's 64 x 2 gradient on Navigation2D: 1.9 vs 0.3 ms).
+    Computed as ``(b^T a)^T`` when ``p > q``: MKL's batched GEMM is slower for a tall, narrow result than for
+    a wide one (``BENCHMARKS.md``).
     """
     if a.shape[-1] > b.shape[-1]:
         return torch.bmm(b.transpose(1, 2), a).transpose(1, 2)
@@ -78,7 +78,7 @@ class GaussianMLPLinearization:
                 self.mean = z
                 break
             if self.tanh:
-                x = tanh(z)
+                x = numpy_tanh(z)  # no autograd here: the products below are derived by hand
                 self.slopes.append(1.0 - x * x)
             else:
                 x = torch.relu(z)

@@ -23,13 +23,25 @@ from metarl.core import Params
 from metarl.errors import UserError
 
 
-def tanh(z: torch.Tensor) -> torch.Tensor:
-    """``tanh(z)``, with numpy's vectorised tanh for a CPU tensor that no autograd or ``torch.func`` transform
-    tracks: within 2 ulp of the exact value and about 7x faster than ``torch.tanh`` on this project's CPUs (a
-    (20, 2000, 64) tensor: 1.0 vs 7.0 ms). Tracked tensors take ``torch.tanh``, so gradients are unchanged."""
-    if z.device.type != "cpu" or z.requires_grad or torch._C._are_functorch_transforms_active():
-        return torch.tanh(z)
+def numpy_tanh(z: torch.Tensor) -> torch.Tensor:
+    """``tanh(z)`` by numpy's vectorised kernel (within 2 ulp of ``torch.tanh``, and faster on CPUs).
+
+    Only for a CPU tensor that neither autograd nor a ``torch.func`` transform tracks: on any other tensor
+    ``Tensor.numpy`` raises, so a misuse fails loudly instead of losing a gradient.
+    """
     return torch.from_numpy(np.tanh(z.numpy()))
+
+
+def tanh(z: torch.Tensor) -> torch.Tensor:
+    """The policies' tanh activation: :func:`numpy_tanh` while gradients are off, else ``torch.tanh``.
+
+    Code that evaluates a policy without building a graph asks for the numpy kernel by running under
+    ``torch.no_grad()`` (the sampler's rollouts, a line search's trial steps); everything autograd or
+    ``torch.func`` differentiates takes ``torch.tanh``. ``BENCHMARKS.md`` has what the kernel buys.
+    """
+    if torch.is_grad_enabled() or z.requires_grad or z.device.type != "cpu":
+        return torch.tanh(z)
+    return numpy_tanh(z)
 
 
 ACTIVATIONS = {"tanh": tanh, "relu": torch.relu}

@@ -106,6 +106,7 @@ class BatchedSampler:
             values = center + values * half_range
         return values.astype(self.action_space.dtype or np.float32)
 
+    # Nothing here is differentiated; no_grad is also what gives a tanh policy numpy's kernel (policies.tanh).
     @torch.no_grad()
     def sample(
         self,

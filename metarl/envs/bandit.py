@@ -150,7 +150,8 @@ class BatchedBernoulliBandit(BatchedEnv):
         self.num_arms = int(num_arms)
         # (tasks, 1, arms): broadcast over the episodes of a task
         self._probabilities = np.array([t.probabilities for t in self.tasks])[:, None, :]
-        self._generators = CopyGenerators(self.num_copies)
+        # Every reset round reseeds every copy; vectorised hashing builds the same generators faster.
+        self._generators = CopyGenerators(self.num_copies, vectorized_hashing=True)
         self._uniforms = np.zeros(self.batch_shape + (self.horizon,))
 
     def _reset(self, seeds):

@@ -1,11 +1,12 @@
 """Per-copy random generators for batched engines, seeded exactly like a single env's ``np_random``.
 
 ``env.reset(seed=s)`` gives the env ``gymnasium.utils.seeding.np_random(s)``: a ``Generator(PCG64(
-SeedSequence(s)))``. Building one costs ~20 us, almost all of it in ``SeedSequence``'s hashing, which adds up
-when a batched engine reseeds hundreds of copies every round. :func:`env_generators` hashes all seeds at once
-with numpy (numpy's documented SeedSequence algorithm, pool size 4) and hands each ``PCG64`` its
-precomputed state; the generators are identical to Gymnasium's. A self-check against numpy runs once per
-process and falls back to the slow path if numpy ever changes the algorithm.
+SeedSequence(s)))``. :func:`env_generators` and :class:`CopyGenerators` build the same generators, by default
+through Gymnasium itself. Engines that reseed hundreds of copies every round can ask for
+``vectorized_hashing``: numpy's SeedSequence hashing (its documented algorithm, pool size 4, constants copied
+from numpy) done for all seeds at once in numpy arrays, each ``PCG64`` then handed its precomputed state. The
+generators are identical; ``BENCHMARKS.md`` has what it buys. A self-check against numpy runs once per process
+and sends every seed down Gymnasium's path should numpy ever change the algorithm.
 """
 
 from __future__ import annotations
@@ -88,14 +89,19 @@ def _is_fast_seed(seed: object) -> bool:
     return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < _FAST_SEED_LIMIT
 
 
-def env_generators(seeds: Sequence[int]) -> list[np.random.Generator]:
-    """``[gymnasium.utils.seeding.np_random(seed)[0] for seed in seeds]``, about 10x faster.
+def env_generators(seeds: Sequence[int], *, vectorized_hashing: bool = False) -> list[np.random.Generator]:
+    """``[gymnasium.utils.seeding.np_random(seed)[0] for seed in seeds]``.
 
-    Seeds outside ``[0, 2**128)`` (and every seed, should the self-check fail) take Gymnasium's own path,
-    so invalid seeds raise Gymnasium's error.
+    Args:
+        seeds: one seed per generator.
+        vectorized_hashing: hash the seeds all at once (see the module docstring): the same generators,
+            built faster. Seeds outside ``[0, 2**128)`` (and every seed, should the self-check fail) still
+            take Gymnasium's path, so invalid seeds raise Gymnasium's error.
     """
     seeds = list(seeds)
-    fast = [k for k, s in enumerate(seeds) if _is_fast_seed(s)] if _fast_path_matches_numpy() else []
+    fast = []
+    if vectorized_hashing and _fast_path_matches_numpy():
+        fast = [k for k, s in enumerate(seeds) if _is_fast_seed(s)]
     generators: list[np.random.Generator | None] = [None] * len(seeds)
     if fast:
         states = _pcg64_seed_states([seeds[k] for k in fast])
@@ -112,17 +118,23 @@ class CopyGenerators:
 
     A copy reset with a seed gets the generator of ``env.reset(seed=seed)``; a copy reset with ``None``
     continues its own stream (or gets fresh entropy on its first reset), like a single env.
+
+    Args:
+        num_copies: copies in the batch.
+        vectorized_hashing: build seeded generators with :func:`env_generators`' ``vectorized_hashing``.
     """
 
-    def __init__(self, num_copies: int) -> None:
+    def __init__(self, num_copies: int, *, vectorized_hashing: bool = False) -> None:
         self.generators: list[np.random.Generator | None] = [None] * num_copies
+        self.vectorized_hashing = bool(vectorized_hashing)
 
     def reseed(self, seeds: Sequence[int | None]) -> list[np.random.Generator]:
         """Apply one round of per-copy seeds; returns the generators in row-major copy order."""
         if len(seeds) != len(self.generators):
             raise ValueError(f"expected {len(self.generators)} seeds, got {len(seeds)}")
         seeded = [k for k, s in enumerate(seeds) if s is not None]
-        for k, generator in zip(seeded, env_generators([seeds[k] for k in seeded]), strict=True):
+        new = env_generators([seeds[k] for k in seeded], vectorized_hashing=self.vectorized_hashing)
+        for k, generator in zip(seeded, new, strict=True):
             self.generators[k] = generator
         for k, generator in enumerate(self.generators):
             if generator is None:

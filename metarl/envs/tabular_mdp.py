@@ -204,7 +204,8 @@ class BatchedTabularMDP(BatchedEnv):
         self._cumulative = np.stack([np.cumsum(t.transitions, axis=-1) for t in self.tasks])  # (T, S, A, S)
         self._mean_rewards = np.stack([t.mean_rewards for t in self.tasks])  # (T, S, A)
         self._task_index = np.broadcast_to(np.arange(self.num_tasks)[:, None], self.batch_shape)
-        self._generators = CopyGenerators(self.num_copies)
+        # Every reset round reseeds every copy; vectorised hashing builds the same generators faster.
+        self._generators = CopyGenerators(self.num_copies, vectorized_hashing=True)
         self._state = np.full(self.batch_shape, INITIAL_STATE)
         self._reward_noise = np.zeros(self.batch_shape + (self.horizon,))
         self._transition_uniforms = np.zeros(self.batch_shape + (self.horizon,))

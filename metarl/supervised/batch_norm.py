@@ -4,8 +4,7 @@ Second-order MAML differentiates the inner gradient, so every batch-norm layer o
 differentiated twice. PyTorch's generic double backward for batch norm (``batchnorm_double_backward``) builds
 some twenty full-size temporaries. The formulas below are evaluated with two calls of PyTorch's fused first
 backward (``native_batch_norm_backward`` gives ``scale * r * P(v)``, ``sum(v * x_hat)`` and ``sum(v)`` in one
-pass), one more per-channel reduction and two fused multiply-adds per output: about 4x faster on MAML's
-activations.
+pass), one more per-channel reduction and two fused multiply-adds per output (``BENCHMARKS.md``).
 
 With ``x_hat = (x - mean) * r`` (``r`` the inverse standard deviation, ``M`` elements per channel),
 ``P(v) = v - mean(v) - x_hat * mean(v * x_hat)`` and the first backward ``dx = gamma * r * P(g)``,

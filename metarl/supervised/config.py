@@ -120,6 +120,7 @@ class FewShotConfig:
     time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
     seed: int = run_field("seed", default=0)
     torch_threads: int | None = run_field("torch_threads", default=1)
+    keep_freed_memory: bool = run_field("keep_freed_memory", default=True)
     run_root: str = doc("parent folder of run directories", default="runs")
     run_name: str | None = doc(
         "run directory name (default <learner>-<dataset>-<ways>w<shots>s-s<seed>)", default=None

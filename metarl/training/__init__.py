@@ -17,6 +17,7 @@ Example (an algorithm of your own)::
         checkpoint_every: int = run_field("checkpoint_every", default=10)
         time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
         torch_threads: int | None = run_field("torch_threads", default=None)
+        keep_freed_memory: bool = run_field("keep_freed_memory", default=True)
         lr: float = doc("outer learning rate", default=1e-3)
 
     class MyAlgorithm(RunLoop):
@@ -30,6 +31,7 @@ Example (an algorithm of your own)::
     MyAlgorithm(load_config(MyConfig, "configs/my.yaml", ["lr=0.01"])).train("runs/my-run")
 """
 
+from metarl.memory import keep_freed_memory
 from metarl.training.checkpoint import (
     capture_rng_states,
     load_checkpoint,
@@ -60,7 +62,6 @@ from metarl.training.io import (
 )
 from metarl.training.logger import ProgressBar, RunLogger, read_metrics
 from metarl.training.loop import LoopConfig, RunLoop
-from metarl.training.memory import keep_freed_memory
 from metarl.training.plots import plot_adaptation_curves
 from metarl.training.run_dir import RunDir
 from metarl.training.stats import format_ci, mean_ci

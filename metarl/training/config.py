@@ -171,6 +171,9 @@ RUN_FIELDS: dict[str, str] = {
     "time_limit_seconds": "stop training (after at least one iteration) once this wall-clock time is used; "
     "resume continues the run; null: no limit",
     "torch_threads": "torch.set_num_threads for the run (null: leave torch's default)",
+    "keep_freed_memory": "keep freed heap memory for reuse (glibc's mallopt, process-wide, for the rest of the "
+    "process): large tensors then reuse pages instead of faulting new ones in (BENCHMARKS.md: MAML-TRPO "
+    "iterations 1.3-1.8x faster); the heap stays at its peak size; no effect where the C library is not glibc",
 }
 
 #: What a resumed run may change: its budget and bookkeeping, never what it learns.

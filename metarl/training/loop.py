@@ -28,10 +28,10 @@ from typing import Any, ClassVar, Protocol
 import torch
 
 from metarl.errors import UserError
+from metarl.memory import keep_freed_memory
 from metarl.training.checkpoint import save_checkpoint
 from metarl.training.config import save_config
 from metarl.training.logger import ProgressBar, RunLogger
-from metarl.training.memory import keep_freed_memory
 from metarl.training.run_dir import RunDir
 
 # What the loop itself keeps in a checkpoint, next to the algorithm's state.
@@ -46,6 +46,7 @@ class LoopConfig(Protocol):
     log_every: int
     time_limit_seconds: float | None
     torch_threads: int | None
+    keep_freed_memory: bool
 
 
 class RunLoop:
@@ -140,7 +141,8 @@ class RunLoop:
         """
         config = self.config
         self.apply_torch_threads()
-        keep_freed_memory()
+        if config.keep_freed_memory:
+            keep_freed_memory()
         run = _as_run_dir(run_dir) if run_dir is not None else None
         logger = None
         if run is not None:

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, stack_params, tanh, task_slice
+from metarl.agents.policies import (
+    CategoricalMLPPolicy,
+    GaussianMLPPolicy,
+    numpy_tanh,
+    stack_params,
+    tanh,
+    task_slice,
+)
 from metarl.agents.sampler import BatchedSampler, sample_tasks
 
 
@@ -38,19 +45,26 @@ def test_act_draws_what_sampling_the_distribution_draws():
             assert torch.equal(drawn, expected)
 
 
-def test_fast_tanh_matches_torch_tanh_and_keeps_every_derivative():
+def test_policy_tanh_takes_numpy_kernel_only_without_gradients_and_keeps_every_derivative():
     z = torch.linspace(-12.0, 12.0, 4001).reshape(1, -1, 1).expand(3, -1, 2) * torch.tensor([1.0, 0.3])
-    torch.testing.assert_close(tanh(z), torch.tanh(z), rtol=4e-7, atol=2e-7)  # also a strided input
-    assert tanh(z).dtype == torch.float32
-    # Tracked inputs go through torch.tanh: reverse mode, and torch.func transforms even under no_grad.
+    torch.testing.assert_close(numpy_tanh(z), torch.tanh(z), rtol=4e-7, atol=2e-7)  # also a strided input
+    assert numpy_tanh(z).dtype == torch.float32
+    with torch.no_grad():  # how the sampler and a line search ask for numpy's kernel
+        assert torch.equal(tanh(z), numpy_tanh(z))
+    assert torch.equal(tanh(z), torch.tanh(z))
+    # With gradients on, everything differentiated goes through torch.tanh: reverse mode and torch.func.
     leaf = z.detach().clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(tanh(leaf).sum(), leaf)
     torch.testing.assert_close(gradient, 1.0 - torch.tanh(z) ** 2)
     direction = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        _, tangent = torch.func.jvp(tanh, (z,), (direction,))
+    _, tangent = torch.func.jvp(tanh, (z,), (direction,))
     torch.testing.assert_close(tangent, (1.0 - torch.tanh(z) ** 2) * direction)
     torch.testing.assert_close(torch.func.vmap(tanh)(z), torch.tanh(z))
+    # numpy's kernel refuses a tensor a transform tracks rather than dropping its derivative.
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        torch.func.jvp(tanh, (z,), (direction,))
+    with pytest.raises(RuntimeError):
+        numpy_tanh(leaf)
 
 
 def test_sampler_episodes_replay_exactly_in_single_envs_with_per_task_parameters():

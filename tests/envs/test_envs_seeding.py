@@ -1,4 +1,5 @@
-"""The fast per-copy generators equal Gymnasium's ``np_random`` exactly, and reject what Gymnasium rejects."""
+"""The per-copy generators, vectorised hashing or not, equal Gymnasium's ``np_random`` exactly, and reject what
+Gymnasium rejects."""
 
 from __future__ import annotations
 
@@ -31,32 +32,40 @@ def _same_generator(a: np.random.Generator, b: np.random.Generator) -> bool:
     return a.bit_generator.state == b.bit_generator.state
 
 
-def test_generators_equal_gymnasium_np_random():
+@pytest.mark.parametrize("vectorized_hashing", [False, True])
+def test_generators_equal_gymnasium_np_random(vectorized_hashing):
     rng = np.random.default_rng(0)
     seeds = SEEDS + [int(s) for s in rng.integers(0, 2**63, size=100)]
-    for seed, generator in zip(seeds, seeding.env_generators(seeds), strict=True):
+    generators = seeding.env_generators(seeds, vectorized_hashing=vectorized_hashing)
+    for seed, generator in zip(seeds, generators, strict=True):
         reference = gym_seeding.np_random(seed)[0]
         assert _same_generator(generator, reference), seed
         assert np.array_equal(generator.standard_normal(4), reference.standard_normal(4))
 
 
-def test_fallback_path_gives_the_same_generators(monkeypatch):
-    fast = seeding.env_generators(SEEDS)
+def test_vectorized_hashing_passes_its_self_check():
+    assert seeding._fast_path_matches_numpy()
+
+
+def test_failed_self_check_falls_back_to_the_same_generators(monkeypatch):
+    fast = seeding.env_generators(SEEDS, vectorized_hashing=True)
     monkeypatch.setattr(seeding, "_fast_path_matches_numpy", lambda: False)
-    for a, b in zip(fast, seeding.env_generators(SEEDS), strict=True):
+    for a, b in zip(fast, seeding.env_generators(SEEDS, vectorized_hashing=True), strict=True):
         assert _same_generator(a, b)
 
 
+@pytest.mark.parametrize("vectorized_hashing", [False, True])
 @pytest.mark.parametrize("bad_seed", [-1, np.int64(3), 1.5, "7"])
-def test_invalid_seeds_raise_like_gymnasium(bad_seed):
+def test_invalid_seeds_raise_like_gymnasium(bad_seed, vectorized_hashing):
     with pytest.raises(GymnasiumError):
         gym_seeding.np_random(bad_seed)
     with pytest.raises(GymnasiumError):
-        seeding.env_generators([0, bad_seed])
+        seeding.env_generators([0, bad_seed], vectorized_hashing=vectorized_hashing)
 
 
-def test_copy_generators_reseed_and_continue():
-    copies = seeding.CopyGenerators(3)
+@pytest.mark.parametrize("vectorized_hashing", [False, True])
+def test_copy_generators_reseed_and_continue(vectorized_hashing):
+    copies = seeding.CopyGenerators(3, vectorized_hashing=vectorized_hashing)
     first = copies.reseed([10, None, 12])
     assert _same_generator(first[0], gym_seeding.np_random(10)[0])
     unseeded = first[1]

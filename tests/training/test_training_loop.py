@@ -17,6 +17,7 @@ class CountingConfig:
     checkpoint_every: int = run_field("checkpoint_every", default=2)
     time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
     torch_threads: int | None = run_field("torch_threads", default=None)
+    keep_freed_memory: bool = run_field("keep_freed_memory", default=False)
 
 
 class Counting(RunLoop):

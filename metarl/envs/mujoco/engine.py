@@ -14,8 +14,6 @@ the solver's warm start exactly as in the single env. It also works on every muj
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +25,7 @@ from gymnasium.utils import seeding
 
 from metarl.envs.base import Task, TaskEnv
 from metarl.envs.batched import BatchedEnv
+from metarl.memory import release_freed_memory
 
 
 def available_cores() -> int:
@@ -150,15 +149,3 @@ class MujocoBatchedEnv(BatchedEnv):
             raise RuntimeError(
                 "this batched engine was closed; build a new one with metarl.envs.make_batched"
             )
-
-
-def release_freed_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op).
-
-    Each ``MjData`` reserves a multi-megabyte arena but touches only a fraction of it. Once hundreds of
-    copies are freed, glibc keeps their pages, and the next engine's copies, placed at other offsets of
-    the same heap, touch new ones: without trimming, a sampler that builds an engine per batch grows by
-    hundreds of MB per batch up to ``copies x arena size`` (5 GB for 800 HalfCheetahs).
-    """
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

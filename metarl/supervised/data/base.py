@@ -121,5 +121,5 @@ class ClassIndexedDataset:
 
 def to_float_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 images -> float32 tensor in [0, 1] (255 -> 1.0)."""
-    # One numpy pass (uint8 -> float32 division) is ~2x faster than torch's convert-then-divide on one thread.
+    # One numpy pass (uint8 -> float32 division) rather than torch's convert-then-divide: faster (BENCHMARKS.md).
     return torch.from_numpy(np.divide(images, np.float32(255.0), dtype=np.float32))

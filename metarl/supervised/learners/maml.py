@@ -117,7 +117,7 @@ class MAML(FewShotLearner):
         self.vectorize = bool(vectorize)
         if self.vectorize and hasattr(model, "forward_tasks"):
             # Conv4 runs its tasks in cache-sized chunks; one backward pass per chunk of 8 tasks keeps that
-            # locality through the backward passes (0.89 -> 0.81 s per meta-iteration of 32 Omniglot tasks).
+            # locality through the backward passes (BENCHMARKS.md).
             self.backward_chunk = 8
         if self.adapt_head_only and not getattr(model, "head_names", None):
             raise UserError(f"{type(self).__name__} needs a model with a head (e.g. Conv4(ways=5))")

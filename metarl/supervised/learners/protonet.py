@@ -78,8 +78,8 @@ def prefer_channels_last(module: nn.Module) -> nn.Module:
     """Store ``module``'s 4-D parameters in channels_last memory format (same values, in place).
 
     On CPU, max-pooling and batch norm run several times faster in that layout and convolutions as fast, so the
-    metric learners keep their networks that way and :func:`encode_tasks` feeds images that way: about 1.6x
-    more ProtoNet episodes per second than the same Conv4 in the default layout (``BENCHMARKS.md``).
+    metric learners keep their networks that way and :func:`encode_tasks` feeds images that way
+    (``BENCHMARKS.md``).
     """
     return module.to(memory_format=torch.channels_last)
 
@@ -110,7 +110,7 @@ class PrototypicalNetwork(FewShotLearner):
         if distance not in ("squared_euclidean", "cosine"):
             raise UserError(f"distance must be 'squared_euclidean' or 'cosine', got {distance!r}")
         self.encoder = prefer_channels_last(encoder)
-        self.backward_chunk = 8  # measured: 1.05x more episodes per second than one pass over 32 episodes
+        self.backward_chunk = 8  # episodes per backward pass: faster than one pass over 32 (BENCHMARKS.md)
         self.distance = distance
         self.cosine_scale = cosine_scale
 
