@@ -36,9 +36,9 @@ from metarl.agents.gaussian_mlp_products import (
     supports_closed_form,
 )
 from metarl.agents.inner import inner_losses
-from metarl.agents.policies import MLPPolicy, stack_params
+from metarl.agents.policies import MLPPolicy
 from metarl.agents.trpo import JacobianProducts
-from metarl.core import Params, flatten, unflatten_like
+from metarl.core import Params, flatten, stack_over_tasks, unflatten_like
 
 
 class OneStepAdaptation:
@@ -80,7 +80,7 @@ class OneStepAdaptation:
         self.learned = isinstance(lr, Mapping)
         self.rates = [lr[n].detach() if self.learned else lr for n in self.names]
         self.first_order = first_order
-        stacked = list(stack_params(self.theta, inner_episodes.num_tasks).values())
+        stacked = list(stack_over_tasks(self.theta, inner_episodes.num_tasks, copy=True).values())
         self.closed_form = supports_closed_form(policy)
         inner = _closed_form_inner if self.closed_form else _autograd_inner
         self.inner_grads, self._hessian_products = inner(
@@ -159,7 +159,7 @@ def policy_jacobian(
     """
     names = list(theta)
     num_tasks = observations.shape[0]
-    stacked = stack_params({n: theta[n].detach() for n in names}, num_tasks)
+    stacked = stack_over_tasks({n: theta[n].detach() for n in names}, num_tasks, copy=True)
     linearization = GaussianMLPLinearization(policy, stacked, observations)
 
     def jacobian_vector(vector: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -34,8 +34,9 @@ from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, seeded_policy, stream_
 from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
-from metarl.agents.policies import MLPPolicy, stack_params
+from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.core import stack_over_tasks
 from metarl.envs import Task, task_to_dict
 from metarl.training import (
     RunDir,
@@ -81,7 +82,7 @@ def adaptation_curve(
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)
     result = tuner.run(
-        stack_params(params, len(tasks)),
+        stack_over_tasks(params, len(tasks), copy=True),
         tasks,
         sampler,
         rng,

@@ -34,10 +34,10 @@ from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import GaussianVPGDerivatives, supports_closed_form
 from metarl.agents.inner import compute_advantages, inner_losses
-from metarl.agents.policies import MLPPolicy, stack_params
+from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import sample_tasks
 from metarl.agents.trpo import TRPOResult, functional_jacobian, output_space_kl_hvp, trpo_step
-from metarl.core import Params
+from metarl.core import Params, stack_over_tasks
 
 
 class MAMLTRPO(MetaRLAgent):
@@ -80,7 +80,7 @@ class MAMLTRPO(MetaRLAgent):
         """
         if not inner_episodes:
             return dict(theta)
-        phi = stack_params(theta, inner_episodes[0].num_tasks)
+        phi = stack_over_tasks(theta, inner_episodes[0].num_tasks, copy=True)
         objective, dice_lambda = self.config.inner.objective, self.config.inner.dice_lambda
         for episodes, advantages in zip(inner_episodes, inner_advantages, strict=True):
 
@@ -123,7 +123,7 @@ class MAMLTRPO(MetaRLAgent):
         inner_advantages: list[torch.Tensor] = []
         current = tuple(p.detach() for p in trainable)
         theta = dict(zip(names, current[: len(names)], strict=True))
-        phi = stack_params(theta, cfg.meta_batch_size)
+        phi = stack_over_tasks(theta, cfg.meta_batch_size, copy=True)
         returns, env_steps = [], 0
         one_step = None  # one inner step: its gradients and curvature, shared by sampling and the TRPO step
         for _ in range(cfg.inner.steps):
