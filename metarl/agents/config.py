@@ -91,6 +91,14 @@ class InnerConfig:
         ),
     )
     meta_sgd: bool = field(default=False, metadata=_help("MAML: learn per-parameter inner rates (Meta-SGD)"))
+    curvature: Literal["auto", "closed_form", "autograd"] = field(
+        default="auto",
+        metadata=_help(
+            "MAML-TRPO: how the inner step's gradients, Hessian and Jacobian products are computed: closed_form "
+            "(Gaussian MLP policies with tanh or relu layers; several times faster), autograd (every policy; the "
+            "reference) or auto (closed_form where the policy has it, else autograd)"
+        ),
+    )
     normalize_advantages: bool = field(
         default=True,
         metadata=_help(
@@ -112,6 +120,10 @@ class InnerConfig:
         _positive("inner.ppo_clip", self.ppo_clip)
         if self.ppo_epochs < 1:
             raise ValueError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")
+        if self.meta_sgd and self.steps < 1:
+            raise ValueError(
+                "config key 'inner.meta_sgd' needs inner.steps >= 1: the rates are those of the steps"
+            )
 
 
 @dataclass

@@ -116,6 +116,23 @@ def inner_losses(
     return vpg_losses(policy, params, episodes, advantages)
 
 
+def inner_gradients(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    episodes: Episodes,
+    advantages: torch.Tensor,
+    objective: InnerObjective = "log_likelihood",
+    dice_lambda: float = 1.0,
+) -> Params:
+    """Each task's gradient of its :func:`inner_losses` loss, ``{name: (T, ...)}``, by ``torch.func.grad``: so that
+    autograd and ``torch.func`` transforms (MAML's meta-gradient) can be taken through it."""
+
+    def loss(values: Params) -> torch.Tensor:
+        return inner_losses(policy, values, episodes, advantages, objective, dice_lambda).sum()
+
+    return torch.func.grad(loss)(dict(params))
+
+
 def ppo_losses(
     policy: MLPPolicy,
     params: Mapping[str, torch.Tensor],
