@@ -64,17 +64,18 @@ class Adaptation:
         self.policy = policy
         self.first_order = inner.first_order
         self.derivatives = derivatives
-        # The meta-gradient is always taken through autograd's inner gradient; derivatives only give values.
+        # The reference differentiates autograd's inner gradient; the run's derivatives give values (and, to
+        # OneStepAdaptation, the curvature).
         self.reference = AutogradDerivatives(policy, inner.objective, inner.dice_lambda)
         self.theta = {n: p.detach() for n, p in theta.items()}
         self.lr = lr
         self.num_tasks = num_tasks
-        self.steps: list[tuple[Episodes, torch.Tensor]] = []
+        self.batches: list[tuple[Episodes, torch.Tensor]] = []  # each step's episodes and advantages
         self.params = stack_over_tasks(self.theta, num_tasks, copy=True)
 
     def step(self, episodes: Episodes, advantages: torch.Tensor) -> None:
         """One inner step of every task on its ``episodes`` (sampled with :attr:`params`) and their advantages."""
-        self.steps.append((episodes, advantages))
+        self.batches.append((episodes, advantages))
         with torch.no_grad():
             self.params = sgd_step(
                 self.params, self.derivatives.gradient(self.params, episodes, advantages), self.lr
@@ -97,10 +98,10 @@ class Adaptation:
         gradient: Callable[[Params, Episodes, torch.Tensor], Params],
         first_order: bool,
     ) -> Params:
-        if not self.steps:  # the shared parameters themselves: one network for every task
+        if not self.batches:  # the shared parameters themselves: one network for every task
             return dict(theta)
         phi = stack_over_tasks(theta, self.num_tasks, copy=True)
-        for episodes, advantages in self.steps:
+        for episodes, advantages in self.batches:
             grads = gradient(phi, episodes, advantages)
             if first_order:
                 grads = {n: g.detach() for n, g in grads.items()}
@@ -137,9 +138,9 @@ class OneStepAdaptation(Adaptation):
     curvature: InnerCurvature
 
     def step(self, episodes: Episodes, advantages: torch.Tensor) -> None:
-        if self.steps:
+        if self.batches:
             raise RuntimeError("OneStepAdaptation takes a single inner step")
-        self.steps.append((episodes, advantages))
+        self.batches.append((episodes, advantages))
         self.curvature = self.derivatives.curvature(self.params, episodes, advantages, not self.first_order)
         self.params = {
             n: p.detach() for n, p in sgd_step(self.params, self.curvature.gradient, self.lr).items()

@@ -63,7 +63,7 @@ class InnerDerivatives(Protocol):
     :class:`ClosedFormDerivatives`)."""
 
     def gradient(self, params: Params, episodes: Episodes, advantages: torch.Tensor) -> Params:
-        """The value of each task's inner gradient (no graph)."""
+        """Each task's inner gradient ``{name: (T, ...)}``: its value (autograd's can also be differentiated)."""
         ...
 
     def curvature(
