@@ -28,8 +28,8 @@ from metarl.agents import load_agent
 from metarl.agents.agent import EVAL_STREAM, stream_rng, torch_generator
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
-from metarl.agents.policies import stack_params
 from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.core import stack_over_tasks
 from metarl.envs import make_batched
 from metarl.training.io import write_json_atomic
 
@@ -123,7 +123,7 @@ def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = N
         episodes or config.evaluation.episodes_per_task or config.episodes_per_task,
         normalized_actions=config.policy.normalized_actions,
     )
-    theta = stack_params({n: p.detach() for n, p in agent.policy.params().items()}, len(tasks))
+    theta = stack_over_tasks({n: p.detach() for n, p in agent.policy.params().items()}, len(tasks), copy=True)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)  # the stream of metarl evaluate's fine-tuning
     generator = torch_generator(rng)
     pre = sampler.sample(theta, tasks, seed=int(rng.integers(2**31)), generator=generator)

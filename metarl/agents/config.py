@@ -82,6 +82,12 @@ class InnerConfig:
         default=1.0,
     )
     meta_sgd: bool = doc("MAML: learn per-parameter inner rates (Meta-SGD)", default=False)
+    curvature: Literal["auto", "closed_form", "autograd"] = doc(
+        "MAML-TRPO: how the inner step's gradients, Hessian and Jacobian products are computed: closed_form "
+        "(Gaussian MLP policies with tanh or relu layers; several times faster), autograd (every policy; the "
+        "reference) or auto (closed_form where the policy has it, else autograd)",
+        default="auto",
+    )
     normalize_advantages: bool = doc(
         "standardise each task's advantages before a step (rllab's center_adv, as in the MAML paper); "
         "false: raw GAE advantages, so the step's size follows the task's reward scale",
@@ -99,6 +105,10 @@ class InnerConfig:
         _positive("inner.ppo_clip", self.ppo_clip)
         if self.ppo_epochs < 1:
             raise UserError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")
+        if self.meta_sgd and self.steps < 1:
+            raise UserError(
+                "config key 'inner.meta_sgd' needs inner.steps >= 1: the rates are those of the steps"
+            )
 
 
 @dataclass

@@ -34,9 +34,10 @@ from metarl.agents.agent import EVAL_STREAM, seeded_policy, stream_rng, torch_ge
 from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
-from metarl.agents.policies import MLPPolicy, stack_params
+from metarl.agents.policies import MLPPolicy
 from metarl.agents.registry import load_agent
 from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.core import stack_over_tasks
 from metarl.envs import Task, task_to_dict
 from metarl.errors import UserError
 from metarl.training import (
@@ -83,7 +84,7 @@ def adaptation_curve(
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)
     result = tuner.run(
-        stack_params(params, len(tasks)),
+        stack_over_tasks(params, len(tasks), copy=True),
         tasks,
         sampler,
         rng,

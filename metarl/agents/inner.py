@@ -3,12 +3,13 @@
 Every function works on stacked per-task parameters (leading axis = task) and returns one loss per task;
 summing those losses gives each task's parameters exactly its own gradient, so all tasks adapt at once.
 :class:`FineTuner` is the adaptation protocol of evaluation (and Reptile's inner loop): sample with the
-current parameters, record the returns, take one policy-gradient step, repeat.
+current parameters, record the returns, take one policy-gradient step (:func:`metarl.core.gradient_step`, the
+update of every inner loop, or Adam), repeat.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,10 +26,8 @@ from metarl.agents.episodes import (
 )
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
-from metarl.core import Params
+from metarl.core import LearningRate, Params, detach_params, gradient_step
 from metarl.envs import Task
-
-LearningRate = float | Mapping[str, torch.Tensor]
 
 
 def compute_advantages(
@@ -117,6 +116,23 @@ def inner_losses(
     return vpg_losses(policy, params, episodes, advantages)
 
 
+def inner_gradients(
+    policy: MLPPolicy,
+    params: Mapping[str, torch.Tensor],
+    episodes: Episodes,
+    advantages: torch.Tensor,
+    objective: InnerObjective = "log_likelihood",
+    dice_lambda: float = 1.0,
+) -> Params:
+    """Each task's gradient of its :func:`inner_losses` loss, ``{name: (T, ...)}``, by ``torch.func.grad``: so that
+    autograd and ``torch.func`` transforms (MAML's meta-gradient) can be taken through it."""
+
+    def loss(values: Params) -> torch.Tensor:
+        return inner_losses(policy, values, episodes, advantages, objective, dice_lambda).sum()
+
+    return torch.func.grad(loss)(dict(params))
+
+
 def ppo_losses(
     policy: MLPPolicy,
     params: Mapping[str, torch.Tensor],
@@ -190,7 +206,7 @@ class FineTuner:
             later_steps_lr_scale: multiplies the step size of every step after the first (SGD and Adam).
         """
         lr = self.inner.lr if lr is None else lr
-        phi = {n: p.detach().clone().requires_grad_(True) for n, p in start.items()}
+        phi = detach_params(start, requires_grad=True)
         optimizer = None
         if self.inner.optimizer == "adam":
             optimizer = torch.optim.Adam(list(phi.values()), lr=float(self.inner.lr))
@@ -208,7 +224,7 @@ class FineTuner:
                 if optimizer is not None:
                     for group in optimizer.param_groups:
                         group["lr"] *= later_steps_lr_scale
-            self._update(phi, episodes, optimizer, lr)
+            phi = self._update(phi, episodes, optimizer, lr)
         return FineTuneResult(
             params={n: p.detach() for n, p in phi.items()},
             returns=torch.stack(returns, dim=1),
@@ -217,40 +233,43 @@ class FineTuner:
 
     def _update(
         self, phi: Params, episodes: Episodes, optimizer: torch.optim.Optimizer | None, lr: LearningRate
-    ) -> None:
+    ) -> Params:
         advantages = compute_advantages(
             episodes, self.gamma, self.gae_lambda, self.baseline, self.inner.normalize_advantages
         )
         if self.inner.algorithm == "vpg":
-            self._gradient_step(
-                phi, lambda: vpg_losses(self.policy, phi, episodes, advantages).sum(), optimizer, lr
-            )
-            return
+
+            def vpg_loss(params: Params) -> torch.Tensor:
+                return vpg_losses(self.policy, params, episodes, advantages).sum()
+
+            return _gradient_step(phi, vpg_loss, optimizer, lr)
         with torch.no_grad():
             old = log_probs(self.policy, phi, episodes)
-        for _ in range(self.inner.ppo_epochs):
-            self._gradient_step(
-                phi,
-                lambda: ppo_losses(self.policy, phi, episodes, advantages, old, self.inner.ppo_clip).sum(),
-                optimizer,
-                lr,
-            )
 
-    @staticmethod
-    def _gradient_step(
-        phi: Params, loss_fn, optimizer: torch.optim.Optimizer | None, lr: LearningRate
-    ) -> None:
-        with torch.enable_grad():
-            loss = loss_fn()
-            grads = torch.autograd.grad(loss, list(phi.values()), allow_unused=True, materialize_grads=True)
-        if optimizer is not None:
-            for p, g in zip(phi.values(), grads, strict=True):
-                p.grad = g
-            optimizer.step()
-            return
-        with torch.no_grad():
-            for (name, p), g in zip(phi.items(), grads, strict=True):
-                p.sub_((lr[name] if isinstance(lr, Mapping) else lr) * g)
+        def ppo_loss(params: Params) -> torch.Tensor:
+            return ppo_losses(self.policy, params, episodes, advantages, old, self.inner.ppo_clip).sum()
+
+        for _ in range(self.inner.ppo_epochs):
+            phi = _gradient_step(phi, ppo_loss, optimizer, lr)
+        return phi
+
+
+def _gradient_step(
+    phi: Params,
+    loss_fn: Callable[[Params], torch.Tensor],
+    optimizer: torch.optim.Optimizer | None,
+    lr: LearningRate,
+) -> Params:
+    """One step on ``loss_fn(phi)``: the core's SGD step, or the inner optimizer's (Adam updates ``phi`` in place)."""
+    with torch.enable_grad():
+        loss = loss_fn(phi)
+    if optimizer is None:
+        return detach_params(gradient_step(phi, loss, lr, first_order=True), requires_grad=True)
+    grads = torch.autograd.grad(loss, list(phi.values()), allow_unused=True, materialize_grads=True)
+    for p, g in zip(phi.values(), grads, strict=True):
+        p.grad = g
+    optimizer.step()
+    return phi
 
 
 def _scaled(lr: LearningRate, scale: float) -> LearningRate:

@@ -47,11 +47,6 @@ def tanh(z: torch.Tensor) -> torch.Tensor:
 ACTIVATIONS = {"tanh": tanh, "relu": torch.relu}
 
 
-def stack_params(params: Mapping[str, torch.Tensor], num_tasks: int) -> Params:
-    """One copy of ``params`` per task, stacked on a new leading axis (differentiable w.r.t. ``params``)."""
-    return {name: p.unsqueeze(0).expand(num_tasks, *p.shape).clone() for name, p in params.items()}
-
-
 def task_slice(params: Mapping[str, torch.Tensor], index: int) -> Params:
     """The parameters of task ``index`` from a stacked parameter dict."""
     return {name: p[index] for name, p in params.items()}

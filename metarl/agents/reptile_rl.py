@@ -21,9 +21,9 @@ import time
 
 from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
 from metarl.agents.inner import FineTuner
-from metarl.agents.policies import stack_params, task_slice
+from metarl.agents.policies import task_slice
 from metarl.agents.sampler import sample_tasks
-from metarl.core import linear_anneal, load_params_, reptile_update
+from metarl.core import linear_anneal, load_params_, reptile_update, stack_over_tasks
 
 
 class ReptilePG(MetaRLAgent):
@@ -47,7 +47,7 @@ class ReptilePG(MetaRLAgent):
         theta = {n: p.detach() for n, p in self.policy.params().items()}
         tick = time.perf_counter()
         result = self.fine_tuner.run(
-            stack_params(theta, cfg.meta_batch_size),
+            stack_over_tasks(theta, cfg.meta_batch_size, copy=True),
             tasks,
             self.sampler,
             rng,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, jvp, vjp
 
+from metarl.agents.policies import MLPPolicy
 from metarl.core import flatten, unflatten_like
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
@@ -129,6 +130,20 @@ def output_space_kl_hvp(
         return jacobian.vjp(output_curvature(jacobian.jvp(vector)))
 
     return matvec
+
+
+def mean_kl_curvature(
+    policy: MLPPolicy, old_outputs: tuple[torch.Tensor, ...], mask: torch.Tensor
+) -> OutputProduct:
+    """The Hessian, in distribution-parameter space, of the mean over tasks of each task's masked mean KL,
+    at ``new = old``: per-sample closed-form KL Hessians weighted like :func:`~metarl.agents.episodes.masked_task_mean`."""
+    sample_dims = tuple(range(1, mask.dim()))
+    weights = (mask / (mask.sum(sample_dims, keepdim=True).clamp_min(1.0) * mask.shape[0])).unsqueeze(-1)
+
+    def product(tangents: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(weights * h for h in policy.kl_hessian_product(old_outputs, tangents))
+
+    return product
 
 
 @dataclass

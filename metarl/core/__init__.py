@@ -1,6 +1,6 @@
 """Meta-optimizers shared by meta-RL and few-shot learning. Imports only torch."""
 
-from metarl.core.adapt import LearnedLearningRates, adapt, gradient_step
+from metarl.core.adapt import LearnedLearningRates, LearningRate, adapt, gradient_step, sgd_step
 from metarl.core.params import (
     Params,
     detach_params,
@@ -8,12 +8,14 @@ from metarl.core.params import (
     functional_forward,
     load_params_,
     named_params,
+    stack_over_tasks,
     unflatten_like,
 )
 from metarl.core.reptile import linear_anneal, reptile_direction, reptile_gradient, reptile_update
 
 __all__ = [
     "LearnedLearningRates",
+    "LearningRate",
     "Params",
     "adapt",
     "detach_params",
@@ -26,5 +28,7 @@ __all__ = [
     "reptile_direction",
     "reptile_gradient",
     "reptile_update",
+    "sgd_step",
+    "stack_over_tasks",
     "unflatten_like",
 ]

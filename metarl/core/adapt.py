@@ -1,5 +1,9 @@
 """The inner loop shared by meta-RL and few-shot learning: k gradient steps on a loss closure.
 
+:func:`sgd_step` is the one update rule of every inner loop: :func:`gradient_step` takes it on autograd's
+gradient of a loss, :func:`adapt` repeats that on a loss closure, and the meta-RL agents call it with gradients
+from autograd, ``torch.func`` or closed-form derivatives.
+
 ``adapt`` is the one place where MAML, first-order MAML and Meta-SGD differ:
 
 * MAML (Finn et al. 2017): a scalar learning rate, ``first_order=False`` keeps the graph of the inner
@@ -22,6 +26,28 @@ LossFn = Callable[[Params], torch.Tensor]
 LearningRate = float | torch.Tensor | Mapping[str, torch.Tensor]
 
 
+def sgd_step(
+    params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor], lr: LearningRate
+) -> Params:
+    """The inner update ``theta' = theta - lr * g`` of every inner loop, RL or supervised.
+
+    Differentiable in ``params``, ``grads`` and ``lr`` alike, so it serves autograd, ``torch.func`` transforms
+    and gradients computed in closed form.
+
+    Args:
+        params: current (possibly stacked per task) parameters.
+        grads: their gradients; a parameter without one is kept as it is.
+        lr: scalar learning rate, or ``{name: tensor}`` per-parameter learning rates (Meta-SGD).
+
+    Returns:
+        The new parameters; the inputs are not modified.
+    """
+    return {
+        name: p - (lr[name] if isinstance(lr, Mapping) else lr) * grads[name] if name in grads else p
+        for name, p in params.items()
+    }
+
+
 def gradient_step(
     params: Mapping[str, torch.Tensor],
     loss: torch.Tensor,
@@ -29,7 +55,7 @@ def gradient_step(
     *,
     first_order: bool = False,
 ) -> Params:
-    """One step ``theta' = theta - lr * grad(loss, theta)``, differentiable unless ``first_order``.
+    """One step ``theta' = theta - lr * grad(loss, theta)`` (:func:`sgd_step`), differentiable unless ``first_order``.
 
     Args:
         params: current (possibly already adapted) parameters; all must require grad.
@@ -47,16 +73,12 @@ def gradient_step(
     grads = torch.autograd.grad(
         loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True
     )
-    updated = {}
-    for name, grad in zip(names, grads, strict=True):
-        if grad is None:
-            updated[name] = params[name]
-            continue
-        if first_order:
-            grad = grad.detach()
-        step_size = lr[name] if isinstance(lr, Mapping) else lr
-        updated[name] = params[name] - step_size * grad
-    return updated
+    used = {
+        name: grad.detach() if first_order else grad
+        for name, grad in zip(names, grads, strict=True)
+        if grad is not None
+    }
+    return sgd_step(params, used, lr)
 
 
 def adapt(

@@ -25,6 +25,23 @@ def named_params(module: nn.Module, *, trainable_only: bool = True) -> Params:
     return {n: p for n, p in module.named_parameters() if p.requires_grad or not trainable_only}
 
 
+def stack_over_tasks(params: Mapping[str, torch.Tensor], num_tasks: int, *, copy: bool) -> Params:
+    """Each parameter repeated for ``num_tasks`` tasks on a new leading axis, ``(num_tasks, *shape)``.
+
+    Gradients of the stacked tensors flow back to ``params``, summed over the tasks; as tasks share no entry of
+    the stacked tensors, a sum of per-task losses gives each task's slice exactly its own gradient.
+
+    Args:
+        params: the parameters shared by every task.
+        num_tasks: the number of tasks.
+        copy: give every task its own contiguous memory (per-task parameters that are later updated or read
+            by batched matmuls); ``False`` returns expanded views of ``params`` that take no memory (the
+            starting point of a differentiable inner loop, whose steps create new tensors anyway).
+    """
+    stacked = {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in params.items()}
+    return {name: p.clone() for name, p in stacked.items()} if copy else stacked
+
+
 def functional_forward(
     module: nn.Module, params: Mapping[str, torch.Tensor], *args: Any, **kwargs: Any
 ) -> Any:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import grad, jvp
 
-from metarl.agents.adaptation_jacobian import policy_jacobian
+from metarl.agents.curvature import AutogradDerivatives, ClosedFormDerivatives
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.gaussian_mlp_products import (
     LOW_DIMENSIONAL_INPUT,
@@ -14,9 +14,8 @@ from metarl.agents.gaussian_mlp_products import (
     GaussianVPGDerivatives,
 )
 from metarl.agents.inner import inner_losses, log_probs
-from metarl.agents.maml_rl import mean_kl_curvature
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, MLPPolicy
-from metarl.agents.trpo import functional_jacobian
+from metarl.agents.trpo import mean_kl_curvature
 
 
 def _problem(activation, hidden_sizes, seed=0, min_std=1e-6, obs_dim=3):
@@ -153,6 +152,8 @@ def test_linearization_outputs_jvp_and_vjp_equal_autograd(activation, hidden_siz
 def test_closed_form_needs_a_supported_policy():
     with pytest.raises(ValueError, match="tanh or relu"):
         GaussianMLPLinearization(CategoricalMLPPolicy(3, 4, (5,)), {}, torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="inner.curvature=auto or autograd"):
+        ClosedFormDerivatives(CategoricalMLPPolicy(3, 4, (5,)))
 
 
 @pytest.mark.parametrize("policy", [GaussianMLPPolicy(3, 2, (5,)), CategoricalMLPPolicy(3, 4, (5,))])
@@ -189,13 +190,8 @@ def test_mean_kl_curvature_is_the_hessian_of_the_masked_mean_kl():
 def test_policy_jacobian_equals_the_functorch_jacobian():
     policy, _, episodes, _, _ = _problem("tanh", (7, 6), seed=4)
     theta = {n: p.detach() for n, p in policy.named_parameters()}
-    names = list(theta)
-
-    def outputs_fn(*values):
-        return policy.distribution_parameters(episodes.observations, dict(zip(names, values, strict=True)))
-
-    general = functional_jacobian(outputs_fn, list(theta.values()))
-    fast = policy_jacobian(policy, theta, episodes.observations)
+    general = AutogradDerivatives(policy).policy_jacobian(theta, episodes.observations)
+    fast = ClosedFormDerivatives(policy).policy_jacobian(theta, episodes.observations)
     for a, b in zip(fast.outputs, general.outputs, strict=True):
         torch.testing.assert_close(a, b)
     v = torch.randn(sum(p.numel() for p in theta.values()), dtype=torch.float64)

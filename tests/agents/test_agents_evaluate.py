@@ -14,8 +14,8 @@ from metarl.agents.agent import seeded_policy
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
-from metarl.agents.policies import stack_params
 from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
+from metarl.core import stack_over_tasks
 
 
 def test_held_out_tasks_are_reproducible_and_not_training_tasks():
@@ -120,7 +120,7 @@ def test_later_fine_tuning_steps_can_take_a_smaller_step(optimizer):
     returns = []
     for scale in (1.0, 0.5):
         rng, generator = np.random.default_rng(1), torch.Generator().manual_seed(2)
-        start = stack_params(policy.params(), len(tasks))
+        start = stack_over_tasks(policy.params(), len(tasks), copy=True)
         result = tuner.run(start, tasks, sampler, rng, generator, steps=2, later_steps_lr_scale=scale)
         returns.append(result.returns)
     full, halved = returns

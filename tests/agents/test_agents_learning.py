@@ -11,9 +11,9 @@ import torch
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.inner import compute_advantages, vpg_losses
-from metarl.agents.policies import stack_params
 from metarl.agents.registry import agent_class, load_agent
 from metarl.agents.sampler import sample_tasks
+from metarl.core import stack_over_tasks
 from metarl.envs.registration import ENV_SPECS
 
 ANALYTIC_IDS = sorted(i for i, (entry, _) in ENV_SPECS.items() if ".mujoco." not in entry)
@@ -89,11 +89,16 @@ def test_raw_advantages_make_the_inner_step_follow_the_reward_scale():
     """Standardised advantages give the same step whatever the rewards' scale; raw ones scale it with them."""
     agent = MAMLTRPO(tiny("maml-trpo"))
     tasks = sample_tasks(agent.sampler.env, 3, 0)
-    episodes = agent.sampler.sample(stack_params(agent.policy.params(), 3), tasks, 1, torch.Generator())
+    episodes = agent.sampler.sample(
+        stack_over_tasks(agent.policy.params(), 3, copy=True), tasks, 1, torch.Generator()
+    )
     scaled = dataclasses.replace(episodes, rewards=episodes.rewards * 10)
 
     def inner_step(episodes, advantages):
-        params = {n: p.requires_grad_(True) for n, p in stack_params(agent.policy.params(), 3).items()}
+        params = {
+            n: p.requires_grad_(True)
+            for n, p in stack_over_tasks(agent.policy.params(), 3, copy=True).items()
+        }
         loss = vpg_losses(agent.policy, params, episodes, advantages).sum()
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(params.values()))])
 

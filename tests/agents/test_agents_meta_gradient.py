@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from metarl.agents import MAMLTRPO, TrainConfig
-from metarl.agents.adaptation_jacobian import OneStepAdaptation
+from metarl.agents.adaptation_jacobian import Adaptation, OneStepAdaptation
 from metarl.agents.config import InnerConfig, PolicyConfig
+from metarl.agents.curvature import AutogradDerivatives, ClosedFormDerivatives
 from metarl.agents.episodes import Episodes, masked_task_mean
-from metarl.agents.trpo import functional_jacobian
 
 
 def _problem(first_order: bool, objective: str = "log_likelihood", dice_lambda: float = 1.0):
@@ -36,14 +36,26 @@ def _problem(first_order: bool, objective: str = "log_likelihood", dice_lambda: 
     pre, post = episodes(), episodes()
     pre_adv = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
     post_adv = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    theta = {n: p.detach().clone().requires_grad_(True) for n, p in agent.policy.params().items()}
+    reference = _stepped(Adaptation, agent, _autograd(agent), theta, agent.config.inner.lr, pre, pre_adv)
 
     def post_loss(theta):
-        phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
+        phi = reference.adapted_params(theta, agent.config.inner.lr)
         log_probs = agent.policy.distribution(post.observations, phi).log_prob(post.actions)
         return -masked_task_mean(log_probs * post_adv, post.mask).mean()
 
-    theta = {n: p.detach().clone().requires_grad_(True) for n, p in agent.policy.params().items()}
-    return agent, theta, post_loss, pre, pre_adv, post, post_adv
+    return agent, theta, post_loss, reference, pre, pre_adv, post, post_adv
+
+
+def _autograd(agent):
+    return AutogradDerivatives(agent.policy, agent.config.inner.objective, agent.config.inner.dice_lambda)
+
+
+def _stepped(kind, agent, derivatives, theta, lr, pre, pre_adv):
+    """An adaptation of ``kind`` from ``theta`` after one inner step on ``pre``."""
+    adaptation = kind(agent.policy, agent.config.inner, derivatives, theta, lr, pre.num_tasks)
+    adaptation.step(pre, pre_adv)
+    return adaptation
 
 
 def _finite_difference(post_loss, theta, name, index, eps=1e-6):
@@ -64,11 +76,9 @@ def test_second_order_meta_gradient_matches_finite_differences():
 
 
 def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
-    agent, theta, post_loss, pre, pre_adv, post, post_adv = _problem(first_order=True)
+    agent, theta, post_loss, reference, _, _, post, post_adv = _problem(first_order=True)
     first_order = torch.autograd.grad(post_loss(theta), list(theta.values()))
-    with torch.no_grad():
-        phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
-    phi = {n: p.clone().requires_grad_(True) for n, p in phi.items()}
+    phi = {n: p.clone().requires_grad_(True) for n, p in reference.params.items()}
     log_probs = agent.policy.distribution(post.observations, phi).log_prob(post.actions)
     loss = -masked_task_mean(log_probs * post_adv, post.mask).mean()
     at_phi = torch.autograd.grad(loss, list(phi.values()))
@@ -80,6 +90,7 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
     assert any(not torch.allclose(a, b) for a, b in zip(first_order, second_order, strict=True))
 
 
+@pytest.mark.parametrize("derivatives", [ClosedFormDerivatives, AutogradDerivatives])
 @pytest.mark.parametrize(
     ("first_order", "meta_sgd", "objective"),
     [
@@ -93,46 +104,45 @@ def test_first_order_meta_gradient_is_the_post_update_gradient_at_phi():
         (False, True, "dice"),
     ],
 )
-def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta_sgd, objective):
-    """The adapted parameters and the fast symmetric-Hessian products equal the agent's adaptation and
-    torch.func's JVP and VJP through it."""
-    agent, theta, _, pre, pre_adv, post, _ = _problem(first_order=first_order, objective=objective)
-    names = list(theta)
+def test_one_step_adaptation_equals_the_general_functorch_path(first_order, meta_sgd, objective, derivatives):
+    """The adapted parameters and the fast symmetric-Hessian products (closed-form or autograd derivatives) equal
+    the reference adaptation and torch.func's JVP and VJP through it."""
+    agent, theta, _, _, pre, pre_adv, post, _ = _problem(first_order=first_order, objective=objective)
     gen = torch.Generator().manual_seed(5)
     if meta_sgd:
         lr = {n: 0.1 + torch.rand(p.shape, generator=gen, dtype=torch.float64) for n, p in theta.items()}
     else:
         lr = agent.config.inner.lr
-    params = list(theta.values()) + (list(lr.values()) if meta_sgd else [])
-
-    def outputs_fn(*values):
-        rates = dict(zip(names, values[len(names) :], strict=True)) if meta_sgd else lr
-        phi = agent.adapt(dict(zip(names, values[: len(names)], strict=True)), [pre], [pre_adv], rates)
-        return agent.policy.distribution_parameters(post.observations, phi)
-
-    general = functional_jacobian(outputs_fn, params)
-    dice_lambda = agent.config.inner.dice_lambda
-    adaptation = OneStepAdaptation(agent.policy, theta, pre, pre_adv, lr, first_order, objective, dice_lambda)
-    with torch.no_grad():
-        for name, adapted in agent.adapt(theta, [pre], [pre_adv], lr).items():
-            torch.testing.assert_close(adaptation.params[name], adapted)
-    fast = adaptation.jacobian(post.observations)
-    for a, b in zip(fast.outputs, general.outputs, strict=True):
+    general = _stepped(Adaptation, agent, _autograd(agent), theta, lr, pre, pre_adv)
+    inner = agent.config.inner
+    fast = _stepped(
+        OneStepAdaptation,
+        agent,
+        derivatives(agent.policy, inner.objective, inner.dice_lambda),
+        theta,
+        lr,
+        pre,
+        pre_adv,
+    )
+    for name, adapted in general.params.items():
+        torch.testing.assert_close(fast.params[name], adapted)
+    general_products, fast_products = general.jacobian(post.observations), fast.jacobian(post.observations)
+    for a, b in zip(fast_products.outputs, general_products.outputs, strict=True):
         torch.testing.assert_close(a, b)
-    size = sum(p.numel() for p in params)
+    size = sum(p.numel() for p in theta.values()) * (2 if meta_sgd else 1)
     for _ in range(2):
         v = torch.randn(size, generator=gen, dtype=torch.float64)
-        for a, b in zip(fast.jvp(v), general.jvp(v), strict=True):
+        for a, b in zip(fast_products.jvp(v), general_products.jvp(v), strict=True):
             torch.testing.assert_close(a, b)
-        cotangents = tuple(torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in general.outputs)
-        torch.testing.assert_close(fast.vjp(cotangents), general.vjp(cotangents))
+        cotangents = tuple(
+            torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in general_products.outputs
+        )
+        torch.testing.assert_close(fast_products.vjp(cotangents), general_products.vjp(cotangents))
 
 
 def _adapted_and_meta_gradient(objective: str, dice_lambda: float = 1.0):
-    agent, theta, post_loss, pre, pre_adv, *_ = _problem(False, objective, dice_lambda)
-    with torch.no_grad():
-        phi = agent.adapt(theta, [pre], [pre_adv], agent.config.inner.lr)
-    return list(phi.values()), torch.autograd.grad(post_loss(theta), list(theta.values()))
+    _, theta, post_loss, reference, *_ = _problem(False, objective, dice_lambda)
+    return list(reference.params.values()), torch.autograd.grad(post_loss(theta), list(theta.values()))
 
 
 @pytest.mark.parametrize(

@@ -7,20 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.agents.policies import (
-    CategoricalMLPPolicy,
-    GaussianMLPPolicy,
-    numpy_tanh,
-    stack_params,
-    tanh,
-    task_slice,
-)
+from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, numpy_tanh, tanh, task_slice
 from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.core import stack_over_tasks
 
 
 def _perturbed_stack(policy, num_tasks, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    stacked = stack_params({n: p.detach() for n, p in policy.params().items()}, num_tasks)
+    stacked = stack_over_tasks({n: p.detach() for n, p in policy.params().items()}, num_tasks, copy=True)
     return {n: p + 0.1 * torch.randn(p.shape, generator=gen) for n, p in stacked.items()}
 
 

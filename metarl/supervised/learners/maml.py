@@ -30,7 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metarl.core import LearnedLearningRates, Params, adapt, detach_params, functional_forward, named_params
+from metarl.core import (
+    LearnedLearningRates,
+    Params,
+    adapt,
+    detach_params,
+    functional_forward,
+    named_params,
+    stack_over_tasks,
+)
 from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
@@ -46,11 +54,6 @@ def per_task_losses(outputs: torch.Tensor, targets: torch.Tensor, loss: LossName
     if loss == "mse":
         return (outputs - targets).pow(2).flatten(1).mean(1)
     raise UserError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
-
-
-def expand_over_tasks(params: Mapping[str, torch.Tensor], tasks: int) -> Params:
-    """Each parameter as a ``(tasks, *shape)`` expanded view: per-task slices whose gradients sum into ``params``."""
-    return {name: p.unsqueeze(0).expand(tasks, *p.shape) for name, p in params.items()}
 
 
 def run_per_task(
@@ -168,7 +171,7 @@ class MAML(FewShotLearner):
         support = prepare(batch.support_x)
         if not differentiable:
             support = support.detach()
-        stacked = expand_over_tasks(meta, batch.num_tasks)
+        stacked = stack_over_tasks(meta, batch.num_tasks, copy=False)
 
         def forward(params: Params, inputs: torch.Tensor) -> torch.Tensor:
             return run_per_task(module, params, inputs, self.vectorize)
