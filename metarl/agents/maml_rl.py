@@ -48,7 +48,7 @@ class MAMLTRPO(MetaRLAgent):
         config: the run configuration (``algo`` must be ``"maml-trpo"``).
 
     Raises:
-        ValueError: ``inner.curvature=closed_form`` for a policy without closed-form derivatives.
+        UserError: ``inner.curvature=closed_form`` for a policy without closed-form derivatives.
     """
 
     algo = "maml-trpo"
@@ -57,7 +57,7 @@ class MAMLTRPO(MetaRLAgent):
         super().__init__(config)
         self.baseline = LinearFeatureBaseline()
         # Chosen once for the run: the inner loop's form (inner.steps) and derivatives (inner.curvature).
-        self.adaptation = adaptation_for(self.policy, self.config.inner)
+        self.make_adaptation = adaptation_for(self.policy, self.config.inner)
 
     def meta_iteration(self, iteration: int) -> dict[str, float]:
         cfg = self.config
@@ -65,7 +65,7 @@ class MAMLTRPO(MetaRLAgent):
         generator = torch_generator(rng)
         tasks = sample_tasks(self.sampler.env, cfg.meta_batch_size, int(rng.integers(2**31)))
         clock = _Stopwatch()
-        adaptation = self.adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
+        adaptation = self.make_adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
         returns, env_steps = [], 0
         for _ in range(cfg.inner.steps):  # 1. adapt: sample with the current parameters, take a VPG step
             with clock("sampling"):
