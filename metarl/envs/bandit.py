@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
 from metarl.envs.seeding import CopyGenerators
@@ -39,20 +40,6 @@ class BanditTask(Task):
     @property
     def num_arms(self) -> int:
         return len(self.probabilities)
-
-
-def check_discrete_action(action: Any, num_arms: int) -> int:
-    """``action`` as an int in ``[0, num_arms)``, else a ValueError saying what is allowed."""
-    if (
-        isinstance(action, bool)
-        or np.ndim(action) != 0
-        or not np.issubdtype(np.asarray(action).dtype, np.integer)
-    ):
-        raise UserError(f"action must be an integer arm index in [0, {num_arms}), got {action!r}")
-    arm = int(action)
-    if not 0 <= arm < num_arms:
-        raise UserError(f"action must be an integer arm index in [0, {num_arms}), got {arm}")
-    return arm
 
 
 class BernoulliBanditEnv(TaskEnv[BanditTask]):

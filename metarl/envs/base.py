@@ -114,6 +114,9 @@ def check_array(
     return arr
 
 
+MAX_HORIZON = 10**6  # steps of one episode: a longer one is a hang, not an experiment
+
+
 class TaskEnv(gym.Env, Generic[TaskT]):
     """A Gymnasium env over a distribution of tasks.
 
@@ -127,8 +130,12 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     horizon: int
 
     def __init__(self, horizon: int) -> None:
-        if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-            raise UserError(f"horizon must be a positive integer, got {horizon!r}")
+        if (
+            isinstance(horizon, bool)
+            or not isinstance(horizon, int | np.integer)
+            or not 1 <= horizon <= MAX_HORIZON
+        ):
+            raise UserError(f"horizon must be an integer in [1, {MAX_HORIZON}], got {horizon!r}")
         self.horizon = int(horizon)
         self._task: TaskT | None = None
         self._elapsed_steps = 0

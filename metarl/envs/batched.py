@@ -15,9 +15,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from metarl.envs.actions import check_batched_actions
 from metarl.envs.base import Task, TaskEnv
 from metarl.envs.registration import unknown_env_message
 from metarl.errors import UserError
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise UserError(f"seed must be a non-negative integer or None, got {seed!r}")
 
 
 class BatchedEnv(ABC):
@@ -36,10 +42,13 @@ class BatchedEnv(ABC):
         horizon: int,
         seed: int | None = None,
     ) -> None:
+        if isinstance(episodes_per_task, bool) or not isinstance(episodes_per_task, int | np.integer):
+            raise UserError(f"episodes_per_task must be an integer >= 1, got {episodes_per_task!r}")
         if episodes_per_task < 1:
-            raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+            raise UserError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
         if len(tasks) == 0:
-            raise ValueError("a batched env needs at least one task")
+            raise UserError("a batched env needs at least one task")
+        _check_seed(seed)
         self.tasks = list(tasks)
         self.num_tasks = len(self.tasks)
         self.episodes_per_task = int(episodes_per_task)
@@ -78,6 +87,7 @@ class BatchedEnv(ABC):
         """
         if seed is None and self._last_obs is None:
             seed = self.seed
+        _check_seed(seed)
         self.elapsed_steps = 0
         self.done[:] = False
         self._terminated[:] = False
@@ -97,10 +107,7 @@ class BatchedEnv(ABC):
         """
         if self._last_obs is None:
             raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions)
-        expected = self.batch_shape + tuple(self.action_space.shape or ())
-        if actions.shape != expected:
-            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
+        actions = check_batched_actions(actions, self.action_space, self.batch_shape)
         active = ~self.done
         obs, reward, terminated, info = self._step(actions, active)
         self.elapsed_steps += 1

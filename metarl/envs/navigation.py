@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from metarl.envs.actions import check_box_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
 
@@ -77,7 +78,7 @@ class Navigation2DEnv(TaskEnv[GoalTask]):
         return self._position.astype(np.float32), {"task": self.get_task()}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -MAX_ACTION, MAX_ACTION)
+        action = np.clip(check_box_action(action, self.action_space), -MAX_ACTION, MAX_ACTION)
         self._position = self._position + action
         offset = self._position - self.get_task().goal
         reward = -float(np.sqrt(np.sum(offset**2)))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from metarl.envs.bandit import check_discrete_action
+from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
 from metarl.envs.batched import BatchedEnv
 from metarl.envs.seeding import CopyGenerators

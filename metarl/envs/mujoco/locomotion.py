@@ -18,9 +18,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
+from metarl.envs.actions import check_box_action
 from metarl.envs.base import TaskEnv, TaskT
 from metarl.envs.mujoco.engine import MujocoBatchedEnv
-from metarl.errors import UserError
 
 State = dict[str, np.ndarray]
 
@@ -140,9 +140,7 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
         return self.observe(state)[0]
 
     def step(self, action):
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise UserError(f"action must have shape {self.action_space.shape}, got {action.shape}")
+        action = check_box_action(action, self.action_space)
         self.do_simulation(self.to_ctrl(action), self.frame_skip)
         params = self.reward_params(self.get_task())[None]
         obs, reward, terminated, self._last_position, info = self.outcome(
