@@ -11,11 +11,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from metarl.agents import commands as agent_commands
 from metarl.envs.catalog import describe_envs
 from metarl.errors import UserError
 from metarl.supervised import commands as fewshot_commands
+
+MAX_MESSAGE = 2000  # characters of a user error the command prints
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line, cut to :data:`MAX_MESSAGE` characters."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 15] + " ... (cut short)"
 
 
 def _envs(args: argparse.Namespace) -> int:
@@ -23,11 +32,16 @@ def _envs(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit status 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available sub-command."""
-    parser = argparse.ArgumentParser(
-        prog="metarl", description="Meta-learning: meta-RL agents and few-shot learners."
-    )
+    parser = OneLineParser(prog="metarl", description="Meta-learning: meta-RL agents and few-shot learners.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("envs", help="list the registered task distributions")
     p.set_defaults(func=_envs)
@@ -60,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"metarl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"metarl {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -23,24 +23,29 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from metarl.errors import UserError
-from metarl.training.config import check_run_fields, doc, run_field
+from metarl.training.config import check_declared_bounds, doc, run_field
 
 InnerObjective = Literal["log_likelihood", "likelihood_ratio", "dice"]
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise UserError(f"config key '{name}' must be positive, got {value}")
+# Bounds that stop a value from hanging a run or exhausting memory long before any real experiment needs them.
+MAX_WIDTH = 65_536  # units of a hidden layer
+MAX_STEPS = 10_000  # inner steps, fine-tuning steps, PPO epochs, CG iterations, line-search steps
+MAX_TASKS = 100_000  # held-out tasks
+MAX_EPISODES = 100_000  # episodes per task and round
+MAX_ENV_COPIES = 1_000_000  # env copies stepped together in one sampling round
 
 
 @dataclass
 class PolicyConfig:
     """The policy network (Gaussian MLP for Box actions, categorical MLP for Discrete actions)."""
 
-    hidden_sizes: list[int] = doc("hidden layer widths", default_factory=lambda: [64, 64])
+    hidden_sizes: list[int] = doc(
+        "hidden layer widths", default_factory=lambda: [64, 64], minimum=1, maximum=MAX_WIDTH
+    )
     activation: Literal["tanh", "relu"] = doc("hidden activation", default="tanh")
-    init_std: float = doc("initial action std of a Gaussian policy", default=1.0)
-    min_std: float = doc("floor of a Gaussian policy's action std", default=1e-6)
+    init_std: float = doc("initial action std of a Gaussian policy", default=1.0, above=0)
+    min_std: float = doc("floor of a Gaussian policy's action std (<= init_std)", default=1e-6, above=0)
     normalized_actions: bool = doc(
         "Gaussian policy acts in [-1, 1] per dimension, mapped linearly onto the env's bounded action box "
         "(rllab's normalize, as in the MAML paper); false: raw actions, clipped by the env",
@@ -48,12 +53,10 @@ class PolicyConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise UserError(
-                f"config key 'policy.hidden_sizes' must be positive widths, got {self.hidden_sizes}"
-            )
-        _positive("policy.init_std", self.init_std)
-        if not 0 < self.min_std <= self.init_std:
+        check_declared_bounds(self, "policy.")
+        if not self.hidden_sizes:
+            raise UserError("config key 'policy.hidden_sizes' must list at least one width, got []")
+        if self.min_std > self.init_std:
             raise UserError(
                 f"config key 'policy.min_std' must be in (0, policy.init_std], got {self.min_std}"
             )
@@ -63,8 +66,10 @@ class PolicyConfig:
 class InnerConfig:
     """The inner loop: how a policy adapts to one task (also the fine-tuning of every learner at evaluation)."""
 
-    steps: int = doc("adaptation steps per task during meta-training (k)", default=1)
-    lr: float = doc("inner learning rate", default=0.1)
+    steps: int = doc(
+        "adaptation steps per task during meta-training (k)", default=1, minimum=0, maximum=MAX_STEPS
+    )
+    lr: float = doc("inner learning rate", default=0.1, above=0)
     algorithm: Literal["vpg", "ppo"] = doc("inner policy-gradient loss (MAML needs vpg)", default="vpg")
     optimizer: Literal["sgd", "adam"] = doc(
         "inner optimizer (MAML needs sgd; Reptile may use adam)", default="sgd"
@@ -80,6 +85,8 @@ class InnerConfig:
         "objective=dice: discount in [0, 1] of the credit an action gets for later steps' advantages "
         "(1: DiCE's unbiased curvature, 0: the same as likelihood_ratio)",
         default=1.0,
+        minimum=0,
+        maximum=1,
     )
     meta_sgd: bool = doc("MAML: learn per-parameter inner rates (Meta-SGD)", default=False)
     curvature: Literal["auto", "closed_form", "autograd"] = doc(
@@ -93,18 +100,13 @@ class InnerConfig:
         "false: raw GAE advantages, so the step's size follows the task's reward scale",
         default=True,
     )
-    ppo_clip: float = doc("PPO clip range when algorithm=ppo", default=0.2)
-    ppo_epochs: int = doc("PPO gradient epochs per inner step when algorithm=ppo", default=4)
+    ppo_clip: float = doc("PPO clip range when algorithm=ppo", default=0.2, above=0)
+    ppo_epochs: int = doc(
+        "PPO gradient epochs per inner step when algorithm=ppo", default=4, minimum=1, maximum=MAX_STEPS
+    )
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise UserError(f"config key 'inner.steps' must be >= 0, got {self.steps}")
-        _positive("inner.lr", self.lr)
-        if not 0.0 <= self.dice_lambda <= 1.0:
-            raise UserError(f"config key 'inner.dice_lambda' must be in [0, 1], got {self.dice_lambda}")
-        _positive("inner.ppo_clip", self.ppo_clip)
-        if self.ppo_epochs < 1:
-            raise UserError(f"config key 'inner.ppo_epochs' must be >= 1, got {self.ppo_epochs}")
+        check_declared_bounds(self, "inner.")
         if self.meta_sgd and self.steps < 1:
             raise UserError(
                 "config key 'inner.meta_sgd' needs inner.steps >= 1: the rates are those of the steps"
@@ -115,17 +117,15 @@ class InnerConfig:
 class TRPOConfig:
     """The outer TRPO step of MAML-TRPO (and of the pretrained / oracle baselines)."""
 
-    max_kl: float = doc("trust-region radius on the mean KL", default=0.01)
-    cg_iterations: int = doc("conjugate-gradient iterations", default=10)
-    cg_damping: float = doc("damping of the Fisher-vector product", default=1e-5)
-    line_search_steps: int = doc("backtracking steps", default=15)
-    line_search_ratio: float = doc("backtracking shrink factor", default=0.8)
+    max_kl: float = doc("trust-region radius on the mean KL", default=0.01, above=0)
+    cg_iterations: int = doc("conjugate-gradient iterations", default=10, minimum=1, maximum=MAX_STEPS)
+    cg_damping: float = doc("damping of the Fisher-vector product", default=1e-5, minimum=0)
+    line_search_steps: int = doc("backtracking steps", default=15, minimum=1, maximum=MAX_STEPS)
+    line_search_ratio: float = doc("backtracking shrink factor, in (0, 1)", default=0.8, above=0)
 
     def __post_init__(self) -> None:
-        _positive("trpo.max_kl", self.max_kl)
-        if self.cg_iterations < 1 or self.line_search_steps < 1:
-            raise UserError("config keys 'trpo.cg_iterations' and 'trpo.line_search_steps' must be >= 1")
-        if not 0 < self.line_search_ratio < 1:
+        check_declared_bounds(self, "trpo.")
+        if not self.line_search_ratio < 1:
             raise UserError(
                 f"config key 'trpo.line_search_ratio' must be in (0, 1), got {self.line_search_ratio}"
             )
@@ -135,49 +135,47 @@ class TRPOConfig:
 class ReptileConfig:
     """The Reptile outer update theta <- theta + eps * (mean(phi) - theta)."""
 
-    step_size: float = doc("outer step size eps at the first iteration", default=1.0)
-    final_step_size: float = doc("eps at the last iteration (linear anneal)", default=0.0)
+    step_size: float = doc("outer step size eps at the first iteration", default=1.0, above=0)
+    final_step_size: float = doc("eps at the last iteration (linear anneal)", default=0.0, minimum=0)
 
     def __post_init__(self) -> None:
-        _positive("reptile.step_size", self.step_size)
-        if self.final_step_size < 0:
-            raise UserError(f"config key 'reptile.final_step_size' must be >= 0, got {self.final_step_size}")
+        check_declared_bounds(self, "reptile.")
 
 
 @dataclass
 class EvalConfig:
     """`metarl evaluate`: held-out tasks and the baselines fine-tuned next to the meta-learner."""
 
-    tasks: int = doc("held-out tasks", default=40)
-    adapt_steps: int = doc("fine-tuning steps (returns after 0..k steps)", default=3)
+    tasks: int = doc("held-out tasks (at least 2, for a CI)", default=40, minimum=2, maximum=MAX_TASKS)
+    adapt_steps: int = doc(
+        "fine-tuning steps (returns after 0..k steps)", default=3, minimum=0, maximum=MAX_STEPS
+    )
     baselines: list[Literal["pretrained", "random-init", "oracle"]] = doc(
         "baselines to evaluate (oracle only where the env has task features)",
         default_factory=lambda: ["pretrained", "random-init", "oracle"],
     )
     baseline_iterations: int | None = doc(
-        "TRPO iterations of the pretrained/oracle policies (null: the run's meta-iterations)", default=None
+        "TRPO iterations of the pretrained/oracle policies (null: the run's meta-iterations)",
+        default=None,
+        minimum=1,
+        maximum=10**9,
     )
     episodes_per_task: int | None = doc(
         "episodes per fine-tuning step on a held-out task (null: the training's episodes_per_task; "
         "the MAML paper's 2D-navigation test used 40, twice its training batch)",
         default=None,
+        minimum=1,
+        maximum=MAX_EPISODES,
     )
     later_steps_lr_scale: float = doc(
         "multiplies the fine-tuning step size after the first step (the MAML paper's 2D-navigation test: "
         "0.5, i.e. lr 0.5 then 0.25)",
         default=1.0,
+        above=0,
     )
 
     def __post_init__(self) -> None:
-        _positive("evaluation.later_steps_lr_scale", self.later_steps_lr_scale)
-        if self.episodes_per_task is not None and self.episodes_per_task < 1:
-            raise UserError(
-                f"config key 'evaluation.episodes_per_task' must be >= 1 or null, got {self.episodes_per_task}"
-            )
-        if self.tasks < 2:
-            raise UserError(f"config key 'evaluation.tasks' must be >= 2 (for a CI), got {self.tasks}")
-        if self.adapt_steps < 0:
-            raise UserError(f"config key 'evaluation.adapt_steps' must be >= 0, got {self.adapt_steps}")
+        check_declared_bounds(self, "evaluation.")
 
 
 @dataclass
@@ -190,11 +188,13 @@ class TrainConfig:
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
     env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
     seed: int = run_field("seed", default=0)
-    iterations: int = run_field("iterations", default=500)
+    iterations: int = run_field("iterations", default=500, minimum=1)
     meta_batch_size: int = run_field("meta_batch_size", default=20)
-    episodes_per_task: int = doc("episodes per task per sampling round", default=20)
-    gamma: float = doc("discount factor", default=0.99)
-    gae_lambda: float = doc("GAE lambda (1.0 = returns minus baseline)", default=1.0)
+    episodes_per_task: int = doc(
+        "episodes per task per sampling round", default=20, minimum=1, maximum=MAX_EPISODES
+    )
+    gamma: float = doc("discount factor", default=0.99, above=0, maximum=1)
+    gae_lambda: float = doc("GAE lambda (1.0 = returns minus baseline)", default=1.0, minimum=0, maximum=1)
     oracle: bool = doc("append the task features to the observation", default=False)
     time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
     log_every: int = run_field("log_every", default=1)
@@ -208,14 +208,13 @@ class TrainConfig:
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        check_run_fields(self)
-        for name in ("iterations", "episodes_per_task"):
-            if getattr(self, name) < 1:
-                raise UserError(f"config key '{name}' must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.gamma <= 1:
-            raise UserError(f"config key 'gamma' must be in (0, 1], got {self.gamma}")
-        if not 0 <= self.gae_lambda <= 1:
-            raise UserError(f"config key 'gae_lambda' must be in [0, 1], got {self.gae_lambda}")
+        check_declared_bounds(self)
+        copies = self.meta_batch_size * self.episodes_per_task
+        if copies > MAX_ENV_COPIES:
+            raise UserError(
+                f"meta_batch_size x episodes_per_task = {copies} env copies per sampling round, more than "
+                f"{MAX_ENV_COPIES}: lower one of them"
+            )
         if self.algo == "maml-trpo" and (self.inner.algorithm != "vpg" or self.inner.optimizer != "sgd"):
             raise UserError(
                 "maml-trpo differentiates through a plain gradient step: set inner.algorithm=vpg and "

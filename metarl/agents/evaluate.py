@@ -42,11 +42,13 @@ from metarl.envs import Task, task_to_dict
 from metarl.errors import UserError
 from metarl.training import (
     RunDir,
+    check_writable_file,
     format_ci,
     load_checkpoint,
     load_config,
     mean_ci,
     plot_adaptation_curves,
+    updated_config,
     write_json_atomic,
 )
 
@@ -184,10 +186,10 @@ def evaluation_paths(run: RunDir, output: str | os.PathLike[str] | None = None) 
     """Where an evaluation writes its results JSON and plot: the run's defaults, or ``output`` and its ``.png``."""
     if output is None:
         return run.eval_path, run.plot_path
-    output = Path(output)
+    output = check_writable_file(output, "the evaluation output (--output)")
     if output.suffix != ".json":
         raise UserError(f"the evaluation output (--output) must name a .json file, got {str(output)!r}")
-    return output, output.with_suffix(".png")
+    return output, check_writable_file(output.with_suffix(".png"), "the evaluation plot")
 
 
 def evaluate_run(
@@ -227,23 +229,20 @@ def evaluate_run(
     config = agent.config
     if agent.iteration == 0:
         raise UserError(f"run {run.path} has no trained checkpoint yet: train it first (metarl train)")
-    adapt_steps = config.evaluation.adapt_steps if adapt_steps is None else int(adapt_steps)
-    num_tasks = config.evaluation.tasks if num_tasks is None else int(num_tasks)
-    episodes = next(
-        v
-        for v in (episodes_per_task, config.evaluation.episodes_per_task, config.episodes_per_task)
-        if v is not None
+    options = {
+        "adapt_steps": adapt_steps,
+        "tasks": num_tasks,
+        "episodes_per_task": episodes_per_task,
+        "later_steps_lr_scale": later_steps_lr_scale,
+        "baselines": baselines,
+        "baseline_iterations": baseline_iterations,
+    }
+    protocol = updated_config(
+        config.evaluation, {k: v for k, v in options.items() if v is not None}, "the evaluation's options"
     )
-    if adapt_steps < 0 or num_tasks < 2 or episodes < 1:
-        raise UserError(
-            f"need --adapt-steps >= 0, --tasks >= 2 and --episodes >= 1, got {adapt_steps}, {num_tasks} and "
-            f"{episodes}"
-        )
-    baselines = list(config.evaluation.baselines if baselines is None else baselines)
-    unknown = sorted(set(baselines) - set(BASELINES))
-    if unknown:
-        raise UserError(f"unknown baselines {unknown}; choose from {list(BASELINES)}")
-    iterations = baseline_iterations or config.evaluation.baseline_iterations or agent.iteration
+    adapt_steps, num_tasks, baselines = protocol.adapt_steps, protocol.tasks, protocol.baselines
+    episodes = protocol.episodes_per_task or config.episodes_per_task
+    iterations = protocol.baseline_iterations or agent.iteration
     tasks = held_out_tasks(config, num_tasks, agent.sampler.env)
     write_json_atomic(
         run.tasks_path,
@@ -255,9 +254,6 @@ def evaluate_run(
         },
     )
     plain = dataclasses.replace(config, oracle=False)  # what the baselines train with
-    protocol = config.evaluation
-    if later_steps_lr_scale is not None:
-        protocol = dataclasses.replace(protocol, later_steps_lr_scale=float(later_steps_lr_scale))
     # what every learner fine-tunes with
     tested = dataclasses.replace(config, episodes_per_task=episodes, evaluation=protocol)
     tested_plain = dataclasses.replace(tested, oracle=False)

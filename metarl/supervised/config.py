@@ -15,8 +15,11 @@ from torch import nn
 
 from metarl.errors import UserError
 from metarl.supervised.data.base import ClassIndexedDataset
+from metarl.supervised.learners import learner_entry
 from metarl.supervised.models import MLP, Conv4
-from metarl.training.config import check_run_fields, doc, run_field
+from metarl.training.config import check_declared_bounds, doc, run_field
+
+MAX_EXAMPLES = 100_000  # classes per task, and examples per class, far beyond any few-shot protocol
 
 
 @dataclass
@@ -35,34 +38,51 @@ class DataConfig:
     train_split: str = doc("split to meta-train on", default="train")
     val_split: str | None = doc("split for validation during training (None: no validation)", default="val")
     test_split: str = doc("split of the final evaluation", default="test")
-    image_size: int = doc("side of the square images (28 Omniglot, 84 miniImageNet)", default=28)
+    image_size: int = doc(
+        "side of the square images (28 Omniglot, 84 miniImageNet)", default=28, minimum=1, maximum=2048
+    )
     rotations: list[int] = doc(
         "Omniglot: rotations in degrees, each a class of its own (Vinyals et al.: [0, 90, 180, 270])",
         default_factory=lambda: [0, 90, 180, 270],
     )
-    channels: int = doc("image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3)
+    channels: int = doc(
+        "image channels of a 'folder' dataset (1 grayscale, 3 RGB)", default=3, minimum=1, maximum=4
+    )
     resample: str = doc("resize filter: lanczos, bilinear, bicubic or nearest", default="lanczos")
     cache_dir: str | None = doc(
         "decoded-image cache (default $METARL_CACHE or ~/.cache/metarl)", default=None
     )
-    ways: int = doc("classes per training task (N)", default=5)
+    ways: int = doc("classes per training task (N)", default=5, minimum=1, maximum=MAX_EXAMPLES)
     shots: int = doc(
-        "support examples per class during training (K); points per task for sinusoid", default=1
+        "support examples per class during training (K); points per task for sinusoid",
+        default=1,
+        minimum=1,
+        maximum=MAX_EXAMPLES,
     )
-    queries: int = doc("query examples per class during training (0 allowed for Reptile)", default=1)
-    eval_ways: int | None = doc("classes per evaluation task (default: ways)", default=None)
-    eval_shots: int | None = doc("support examples per class at evaluation (default: shots)", default=None)
-    eval_queries: int = doc("query examples per class at evaluation", default=15)
+    queries: int = doc(
+        "query examples per class during training (0 allowed for Reptile)",
+        default=1,
+        minimum=0,
+        maximum=MAX_EXAMPLES,
+    )
+    eval_ways: int | None = doc(
+        "classes per evaluation task (default: ways)", default=None, minimum=1, maximum=MAX_EXAMPLES
+    )
+    eval_shots: int | None = doc(
+        "support examples per class at evaluation (default: shots)",
+        default=None,
+        minimum=1,
+        maximum=MAX_EXAMPLES,
+    )
+    eval_queries: int = doc(
+        "query examples per class at evaluation (evaluation scores the query set)",
+        default=15,
+        minimum=1,
+        maximum=MAX_EXAMPLES,
+    )
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "ways", "shots"):
-            if getattr(self, name) < 1:
-                raise UserError(f"data.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("queries", "eval_queries"):
-            if getattr(self, name) < 0:
-                raise UserError(f"data.{name} must be >= 0, got {getattr(self, name)}")
-        if self.eval_queries < 1:
-            raise UserError("data.eval_queries must be >= 1: evaluation scores the query set")
+        check_declared_bounds(self, "data.")
 
     @property
     def test_ways(self) -> int:
@@ -80,12 +100,19 @@ class ModelConfig:
     """The backbone network."""
 
     kind: Literal["conv4", "mlp"] = doc("conv4 for images, mlp for vectors (sinusoid)", default="conv4")
-    hidden: int = doc("filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64)
+    hidden: int = doc(
+        "filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64, minimum=1, maximum=4096
+    )
     downsample: Literal["maxpool", "stride"] = doc(
         "Conv4 down-sampling: maxpool (Vinyals/Snell) or stride-2 convolutions (MAML Omniglot)",
         default="maxpool",
     )
-    mlp_hidden: list[int] = doc("hidden layer sizes of the MLP", default_factory=lambda: [40, 40])
+    mlp_hidden: list[int] = doc(
+        "hidden layer sizes of the MLP", default_factory=lambda: [40, 40], minimum=1, maximum=65_536
+    )
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "model.")
 
 
 @dataclass
@@ -106,15 +133,19 @@ class FewShotConfig:
     model: ModelConfig = doc("backbone", default_factory=ModelConfig)
     meta_batch_size: int = run_field("meta_batch_size", default=32)
     iterations: int = run_field("iterations", default=60000)
-    outer_lr: float = doc("Adam learning rate of the meta-parameters", default=1e-3)
+    outer_lr: float = doc("Adam learning rate of the meta-parameters", default=1e-3, above=0)
     lr_halve_every: int = doc(
-        "halve the outer learning rate every this many iterations (0: never)", default=0
+        "halve the outer learning rate every this many iterations (0: never)", default=0, minimum=0
     )
-    eval_episodes: int = doc("test episodes of the final evaluation (600 in the literature)", default=600)
-    eval_batch: int = doc("test episodes evaluated together", default=20)
-    eval_seed: int = doc("seed of the evaluation episodes (the same for every run)", default=1234)
-    val_every: int = doc("validate every this many iterations (0: never)", default=1000)
-    val_episodes: int = doc("episodes per validation", default=100)
+    eval_episodes: int = doc(
+        "test episodes of the final evaluation (600 in the literature)", default=600, minimum=1, maximum=10**7
+    )
+    eval_batch: int = doc("test episodes evaluated together", default=20, minimum=1, maximum=10_000)
+    eval_seed: int = doc(
+        "seed of the evaluation episodes (the same for every run)", default=1234, minimum=0, maximum=2**63 - 1
+    )
+    val_every: int = doc("validate every this many iterations (0: never)", default=1000, minimum=0)
+    val_episodes: int = doc("episodes per validation", default=100, minimum=0, maximum=10**7)
     log_every: int = run_field("log_every", default=10)
     checkpoint_every: int = run_field("checkpoint_every", default=100)
     time_limit_seconds: float | None = run_field("time_limit_seconds", default=None)
@@ -127,17 +158,7 @@ class FewShotConfig:
     )
 
     def __post_init__(self) -> None:
-        check_run_fields(self)
-        for name in ("eval_episodes", "eval_batch"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_every", "val_episodes", "lr_halve_every"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.outer_lr > 0:
-            raise UserError(f"outer_lr must be > 0, got {self.outer_lr}")
-        from metarl.supervised.learners import learner_entry
-
+        check_declared_bounds(self)
         learner_entry(self.learner)  # unknown names fail at load time, with the list of known ones
         if self.data.queries == 0 and self.learner != "reptile":
             raise UserError(

@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import enum
 import os
+import reprlib
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,15 +44,18 @@ __all__ = [
     "RESUMABLE_KEYS",
     "RUN_FIELDS",
     "check_resume_overrides",
-    "check_run_fields",
+    "config_drift",
+    "check_declared_bounds",
     "config_from_dict",
     "config_help",
     "config_to_dict",
     "load_config",
     "doc",
     "parse_overrides",
+    "read_config_file",
     "run_field",
     "save_config",
+    "updated_config",
 ]
 
 T = TypeVar("T")
@@ -87,7 +91,7 @@ def _build(
     if not isinstance(data, Mapping):
         where = _source_of(prefix.rstrip("."), sources, default_source)
         name = f"config section '{prefix.rstrip('.')}'" if prefix else "the config"
-        raise UserError(f"{name} must be a mapping of key: value, got {data!r} (from {where})")
+        raise UserError(f"{name} must be a mapping of key: value, got {_short(data)} (from {where})")
     fields, hints = init_fields(cls), field_types(cls)
     updates: dict[str, Any] = {}
     for key, value in data.items():
@@ -108,6 +112,7 @@ def _build(
             continue
         try:
             updates[key] = coerce_value(value, tp, raws.get(dotted))
+            _check_bounds(dotted, updates[key], fields[key].metadata, where)
         except Mismatch:
             if (
                 isinstance(value, Mapping)
@@ -121,7 +126,7 @@ def _build(
                 ) from None
             shown = raws.get(dotted, value)
             raise UserError(
-                f"config key '{dotted}' must be {describe_type(tp)}, got {shown!r} (from {where})"
+                f"config key '{dotted}' must be {describe_type(tp)}, got {_short(shown)} (from {where})"
                 + _literal_hint(value, tp)
             ) from None
     if base is not None:
@@ -139,6 +144,47 @@ def _build(
     return cls(**updates)
 
 
+def _cut(text: str, limit: int = 100) -> str:
+    """``text`` cut to ``limit`` characters, for messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut short: a config value can be huge (a YAML alias bomb expands exponentially)."""
+    return _cut(_REPR.repr(value), 120)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = (
+    3,
+    8,
+    8,
+    80,
+    80,
+    40,
+)
+
+
+def _check_bounds(dotted: str, value: Any, metadata: Mapping[str, Any], where: str) -> None:
+    """The range a field declares (``doc(..., minimum=, above=, maximum=)``), for a number or each number of a
+    list; ``None`` (where the field allows it) is always in range."""
+    low, above, high = metadata.get("minimum"), metadata.get("above"), metadata.get("maximum")
+    if low is None and above is None and high is None:
+        return
+    for number in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            continue
+        if (
+            (low is not None and number < low)
+            or (above is not None and not number > above)
+            or (high is not None and number > high)
+        ):
+            parts = [f">= {low}" if low is not None else "", f"> {above}" if above is not None else ""]
+            parts.append(f"<= {high}" if high is not None else "")
+            bound = " and ".join(p for p in parts if p)
+            raise UserError(f"config key '{dotted}' must be {bound}, got {_short(value)} (from {where})")
+
+
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -153,58 +199,115 @@ def _literal_hint(value: Any, tp: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def doc(text: str, **kwargs: Any) -> Any:
-    """A dataclass field documented where it is declared: ``x: int = doc("what x is", default=3)``.
+def doc(
+    text: str,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A dataclass field documented where it is declared: ``x: int = doc("what x is", default=3, minimum=1)``.
 
-    The text is what ``--help-config`` prints for the key (:func:`config_help`).
+    The text is what ``--help-config`` prints for the key (:func:`config_help`). ``minimum`` (``>=``),
+    ``above`` (``>``) and ``maximum`` (``<=``) bound a number, or every number of a list: checked when a
+    config is loaded (the message names the key and where the value came from) and by
+    :func:`check_declared_bounds` in the config's ``__post_init__``, so a value that would hang a run or
+    exhaust memory fails at once.
     """
-    return dataclasses.field(metadata={"help": text}, **kwargs)
+    bounds = {"minimum": minimum, "above": above, "maximum": maximum}
+    metadata = {"help": text, **{k: v for k, v in bounds.items() if v is not None}}
+    return dataclasses.field(metadata=metadata, **kwargs)
 
 
-#: The fields every run config has, with one meaning (and one name) in meta-RL and few-shot runs alike.
-RUN_FIELDS: dict[str, str] = {
-    "seed": "seed of everything random in the run (initial weights, tasks, episodes, action noise)",
-    "iterations": "meta-iterations (outer updates) of the whole run",
-    "meta_batch_size": "tasks per meta-iteration",
-    "log_every": "log the training scalars every this many iterations, averaged over them",
-    "checkpoint_every": "write the checkpoint every this many iterations (and when the run stops)",
-    "time_limit_seconds": "stop training (after at least one iteration) once this wall-clock time is used; "
-    "resume continues the run; null: no limit",
-    "torch_threads": "torch.set_num_threads for the run (null: leave torch's default)",
-    "keep_freed_memory": "keep freed heap memory for reuse (glibc's mallopt, process-wide, for the rest of the "
-    "process): large tensors then reuse pages instead of faulting new ones in (BENCHMARKS.md: MAML-TRPO "
-    "iterations 1.3-1.8x faster); the heap stays at its peak size; no effect where the C library is not glibc",
+#: The fields every run config has, with one meaning (and one name) in meta-RL and few-shot runs alike, and
+#: their bounds (generous: they stop values that would overflow, hang or exhaust memory, not unusual runs).
+RUN_FIELDS: dict[str, tuple[str, dict[str, float]]] = {
+    "seed": (
+        "seed of everything random in the run (initial weights, tasks, episodes, action noise)",
+        {"minimum": 0, "maximum": 2**63 - 1},
+    ),
+    "iterations": ("meta-iterations (outer updates) of the whole run", {"minimum": 0, "maximum": 10**9}),
+    "meta_batch_size": ("tasks per meta-iteration", {"minimum": 1, "maximum": 100_000}),
+    "log_every": (
+        "log the training scalars every this many iterations, averaged over them",
+        {"minimum": 1, "maximum": 10**9},
+    ),
+    "checkpoint_every": (
+        "write the checkpoint every this many iterations (and when the run stops)",
+        {"minimum": 1, "maximum": 10**9},
+    ),
+    "time_limit_seconds": (
+        "stop training (after at least one iteration) once this wall-clock time is used; resume continues "
+        "the run; null: no limit",
+        {"minimum": 0},
+    ),
+    "torch_threads": (
+        "torch.set_num_threads for the run (null: leave torch's default)",
+        {"minimum": 1, "maximum": 1024},
+    ),
+    "keep_freed_memory": (
+        "keep freed heap memory for reuse (glibc's mallopt, process-wide, for the rest of the process): large "
+        "tensors then reuse pages instead of faulting new ones in (BENCHMARKS.md: MAML-TRPO iterations "
+        "1.3-1.8x faster); the heap stays at its peak size; no effect where the C library is not glibc",
+        {},
+    ),
 }
 
 #: What a resumed run may change: its budget and bookkeeping, never what it learns.
 RESUMABLE_KEYS = frozenset(
-    {"iterations", "time_limit_seconds", "checkpoint_every", "log_every", "torch_threads"}
+    {
+        "iterations",
+        "time_limit_seconds",
+        "checkpoint_every",
+        "log_every",
+        "torch_threads",
+        "keep_freed_memory",
+    }
 )
 
 
 def run_field(name: str, **kwargs: Any) -> Any:
-    """A field of :data:`RUN_FIELDS`, documented by its shared text: ``iterations: int = run_field(
-    "iterations", default=500)``."""
-    return doc(RUN_FIELDS[name], **kwargs)
+    """A field of :data:`RUN_FIELDS`, documented and bounded as every config declares it: ``iterations: int =
+    run_field("iterations", default=500)``."""
+    text, bounds = RUN_FIELDS[name]
+    return doc(text, **{**bounds, **kwargs})
 
 
-def check_run_fields(config: Any) -> None:
-    """Range checks of the :data:`RUN_FIELDS` a config has (call from its ``__post_init__``).
+def check_declared_bounds(config: Any, prefix: str = "") -> None:
+    """Check every field of ``config`` against the bounds it declares (call from the config's ``__post_init__``;
+    nested sections check their own).
 
     Raises:
-        UserError: naming the key, its value and the valid range.
+        UserError: naming the key (``prefix`` + name), its value and the bound.
     """
-    at_least = {"seed": 0, "iterations": 0, "meta_batch_size": 1, "log_every": 1, "checkpoint_every": 1}
-    for name, minimum in at_least.items():
-        value = getattr(config, name, minimum)
-        if value < minimum:
-            raise UserError(f"config key '{name}' must be >= {minimum}, got {value}")
-    threads = getattr(config, "torch_threads", None)
-    if threads is not None and threads < 1:
-        raise UserError(f"config key 'torch_threads' must be >= 1 or null, got {threads}")
-    limit = getattr(config, "time_limit_seconds", None)
-    if limit is not None and not limit >= 0:
-        raise UserError(f"config key 'time_limit_seconds' must be >= 0 or null, got {limit}")
+    for f in dataclasses.fields(config):
+        _check_bounds(prefix + f.name, getattr(config, f.name), f.metadata, "the config")
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_drift(config_cls: type, saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The keys (dotted) in which ``current`` differs from ``saved`` (both ``config_to_dict`` forms), other than
+    those a resumed run may change (:data:`RESUMABLE_KEYS` and the class's ``RESUMABLE``); keys that only one
+    side has (written by another version of metarl) are not compared."""
+    extra = tuple(getattr(config_cls, "RESUMABLE", ()))
+    allowed = RESUMABLE_KEYS | {k for k in extra if not k.endswith(".")}
+    prefixes = tuple(k for k in extra if k.endswith("."))
+    old, new = _flat(saved), _flat(current)
+    return sorted(
+        k
+        for k in old.keys() & new.keys()
+        if old[k] != new[k] and k not in allowed and not k.startswith(prefixes)
+    )
 
 
 def check_resume_overrides(config_cls: type, overrides: Iterable[str]) -> None:
@@ -259,22 +362,39 @@ def parse_overrides(overrides: Iterable[str]) -> tuple[dict[str, Any], dict[str,
                 child = node[part] = {}
             node = child
         node[parts[-1]] = value
-        sources[key] = f"override {item}"
+        sources[key] = f"override {_cut(str(item))}"
         raws[key] = text
     return nested, sources, raws
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(
+    base: dict[str, Any], update: Mapping[str, Any], sources: Mapping[str, str], prefix: str = ""
+) -> dict:
+    """``base`` (a config file's data) updated with the nested overrides; an override into a key the file
+    sets to something other than a section is refused rather than replacing it."""
     merged = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(dict(current), value, sources, f"{prefix}{key}.")
+        elif isinstance(value, Mapping) and current is not None:
+            inner = next(k for k in sources if k.startswith(f"{prefix}{key}."))
+            raise UserError(
+                f"config key '{prefix}{key}' is {_short(current)} in the config file, not a section, so "
+                f"{sources[inner]} has nowhere to go: fix '{prefix}{key}' in the file"
+            )
         else:
             merged[key] = value
     return merged
 
 
-def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``{}`` for an empty file).
+
+    Raises:
+        MissingFileError: no such file.
+        UserError: a folder, not valid YAML, or not a mapping.
+    """
     target = Path(path)
     if not target.exists():
         raise MissingFileError(f"config file {target} not found")
@@ -320,14 +440,28 @@ def load_config(
     """
     if not is_dataclass_type(cls):
         raise TypeError(f"load_config needs a dataclass type, got {cls!r}")
-    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
     for old_name, new_name in getattr(cls, "RENAMED", {}).items():  # files written before a key was renamed
         if old_name in data and new_name not in data:
             data[new_name] = data.pop(old_name)
     default_source = f"file {path}" if path is not None else "defaults"
     nested, sources, raws = parse_overrides(overrides)
-    data = _merge(data, nested)
+    data = _merge(data, nested, sources)
     return _build(cls, base, data, sources, raws, default_source)
+
+
+def updated_config(config: T, changes: Mapping[str, Any], source: str) -> T:
+    """``config`` with the top-level ``changes`` (values, not text), checked like a config file's.
+
+    Args:
+        config: a config instance.
+        changes: ``{key: value}`` to set (keys of ``config``'s own fields).
+        source: where the values come from, for error messages (e.g. ``"metarl evaluate's options"``).
+
+    Raises:
+        UserError: an unknown key, a value of the wrong type or out of its declared bounds.
+    """
+    return _build(type(config), config, changes, {key: source for key in changes}, {}, source)
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import enum
+import math
 import numbers
 import os
 import sys
@@ -91,7 +92,7 @@ def describe_type(tp: Any) -> str:
     if tp is int:
         return "an integer"
     if tp is float:
-        return "a float"
+        return "a finite number"
     if tp is str:
         return "a string"
     if tp is Path or (isinstance(tp, type) and issubclass(tp, os.PathLike)):
@@ -167,15 +168,21 @@ def coerce_value(value: Any, tp: Any, raw: str | None) -> Any:
             return int(value)
         raise Mismatch
     if tp is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
         # PyYAML (YAML 1.1) reads 1e-3 as a string; accept any text Python reads as a float.
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise Mismatch from None
-        raise Mismatch
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise Mismatch
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise Mismatch from None
+        if not math.isfinite(number):  # inf and nan are never a setting (null means 'none' where allowed)
+            raise Mismatch
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

@@ -108,7 +108,10 @@ def test_yaml_scientific_notation_reads_as_float(tmp_path):
 def test_wrong_type_from_override_names_key_and_source():
     with pytest.raises(ValueError) as info:
         load_config(TrainConfig, overrides=["inner_lr=abc"])
-    assert str(info.value) == "config key 'inner_lr' must be a float, got 'abc' (from override inner_lr=abc)"
+    assert (
+        str(info.value)
+        == "config key 'inner_lr' must be a finite number, got 'abc' (from override inner_lr=abc)"
+    )
 
 
 def test_wrong_type_from_file_names_the_file(tmp_path):
@@ -126,9 +129,9 @@ def test_wrong_type_from_file_names_the_file(tmp_path):
         ("meta_batch_size=true", "config key 'meta_batch_size' must be an integer, got 'true'"),
         ("meta_batch_size=2.5", "config key 'meta_batch_size' must be an integer"),
         ("first_order=1", "config key 'first_order' must be a boolean"),
-        ("inner_lr=true", "config key 'inner_lr' must be a float, got 'true'"),
+        ("inner_lr=true", "config key 'inner_lr' must be a finite number, got 'true'"),
         ("betas=[0.9]", "config key 'betas' must be a list of 2 items"),
-        ("max_kl=big", "config key 'max_kl' must be a float or null"),
+        ("max_kl=big", "config key 'max_kl' must be a finite number or null"),
         (
             "policy.activation=rleu",
             "one of 'tanh', 'relu', got 'rleu' (from override policy.activation=rleu); did you mean 'relu'?",
@@ -166,7 +169,7 @@ def test_dotted_override_into_a_scalar_key():
     with pytest.raises(ValueError) as info:
         load_config(TrainConfig, overrides=["inner_lr.value=0.1"])
     assert str(info.value) == (
-        "unknown config key 'inner_lr.value' (from override inner_lr.value=0.1): 'inner_lr' is a float, not a section"
+        "unknown config key 'inner_lr.value' (from override inner_lr.value=0.1): 'inner_lr' is a finite number, not a section"
     )
 
 

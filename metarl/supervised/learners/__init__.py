@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from metarl.errors import UserError
 from metarl.supervised.learners.base import FewShotLearner
+from metarl.training.config_types import Mismatch, coerce_value, describe_type
 
 
 @dataclass(frozen=True)
@@ -105,36 +107,63 @@ def learner_class(name: str) -> type[FewShotLearner]:
 def build_learner(name: str, model: nn.Module, options: dict[str, Any] | None = None) -> FewShotLearner:
     """Build learner ``name`` around ``model`` with ``options`` on top of the name's defaults.
 
+    Each option is checked against the type the learner's constructor declares for it (as config keys are),
+    and step and batch counts are bounded, so a bad value fails here with one line naming it.
+
     Raises:
-        ValueError: unknown learner, or an option the learner does not take (the message lists the valid ones).
+        UserError: unknown learner, an option the learner does not take (the message lists the valid ones),
+            or a value of the wrong type or out of range.
     """
     entry = learner_entry(name)
     cls = learner_class(name)
     kwargs = {**entry.defaults, **(options or {})}
     accepted = _accepted_options(cls)
-    if accepted is not None:
-        unknown = sorted(set(kwargs) - accepted)
-        if unknown:
-            raise UserError(
-                f"learner {name!r} does not take option(s) {', '.join(unknown)}; "
-                f"valid learner_options: {', '.join(sorted(accepted)) or 'none'}"
-            )
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise UserError(
+            f"learner {name!r} does not take option(s) {', '.join(unknown)}; "
+            f"valid learner_options: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    for option, value in kwargs.items():
+        kwargs[option] = _checked_option(option, value, accepted[option])
     try:
         return cls(model, **kwargs)
     except TypeError as exc:
         raise UserError(f"bad learner_options for {name!r}: {exc}") from None
 
 
-def _accepted_options(cls: type) -> set[str] | None:
-    """Keyword arguments of ``cls`` after the model, following ``**kwargs`` into base classes; None if open."""
-    accepted: set[str] = set()
+MAX_COUNT = 100_000  # an inner step or batch count beyond any protocol: larger ones would only hang a run
+
+
+def _checked_option(option: str, value: Any, annotation: Any) -> Any:
+    try:
+        checked = coerce_value(value, annotation, None)
+    except Mismatch:
+        raise UserError(
+            f"learner_options.{option} must be {describe_type(annotation)}, got {value!r}"
+        ) from None
+    is_count = (
+        option.endswith(("_steps", "_batch")) and isinstance(checked, int) and not isinstance(checked, bool)
+    )
+    if is_count and not 0 <= checked <= MAX_COUNT:
+        raise UserError(f"learner_options.{option} must be in [0, {MAX_COUNT}], got {checked}")
+    return checked
+
+
+def _accepted_options(cls: type) -> dict[str, Any]:
+    """Keyword arguments of ``cls`` after the model and their annotations, following ``**kwargs`` into base
+    classes."""
+    accepted: dict[str, Any] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass in (FewShotLearner, nn.Module, object):
             continue
+        hints = typing.get_type_hints(klass.__init__)
         parameters = list(inspect.signature(klass.__init__).parameters.values())[2:]  # self, model
-        accepted |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        for p in parameters:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                accepted.setdefault(p.name, hints.get(p.name, Any))
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return accepted
+            break
     return accepted
 
 
