@@ -15,3 +15,7 @@ class UserError(ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named, or that a run needs, does not exist."""
+
+
+class TrainingDiverged(UserError):
+    """A training iteration produced a non-finite loss or parameter; the run stopped before saving it."""

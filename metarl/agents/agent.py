@@ -20,7 +20,7 @@ from metarl.agents.policies import MLPPolicy, make_policy
 from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import LearnedLearningRates, Params
 from metarl.errors import UserError
-from metarl.training import RunDir, RunLoop, config_to_dict
+from metarl.training import RunDir, RunLoop
 
 TRAIN_STREAM = 0  # the numpy seed sequence [seed, TRAIN_STREAM, iteration] drives meta-iteration `iteration`
 EVAL_STREAM = 1  # held-out tasks and evaluation rollouts: a stream disjoint from training
@@ -96,6 +96,7 @@ class MetaRLAgent(RunLoop):
             task_features=config.oracle,
             normalized_actions=config.policy.normalized_actions,
         )
+        self.sampler.check_round_size(config.meta_batch_size)
 
     def _build_policy(self, extra_inputs: int) -> MLPPolicy:
         return seeded_policy(
@@ -114,13 +115,12 @@ class MetaRLAgent(RunLoop):
 
     # --- state ------------------------------------------------------------------------------------
     def algorithm_state(self) -> dict[str, Any]:
-        """Weights, learned rates and config; every meta-iteration draws its randomness from ``(seed,
-        iteration)``, so no RNG state is needed to continue exactly."""
+        """Weights and learned rates; every meta-iteration draws its randomness from ``(seed, iteration)``, so
+        no RNG state is needed to continue exactly."""
         return {
             "algo": self.algo,
             "policy": self.policy.state_dict(),
             "learning_rates": None if self.learning_rates is None else self.learning_rates.state_dict(),
-            "config": config_to_dict(self.config),
         }
 
     def load_algorithm_state(self, state: Mapping[str, Any]) -> None:
@@ -133,6 +133,10 @@ class MetaRLAgent(RunLoop):
                 self.learning_rates.load_state_dict(state["learning_rates"])
         except (RuntimeError, TypeError) as exc:
             raise UserError(f"checkpoint does not match the configured networks: {exc}") from None
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        rates = [] if self.learning_rates is None else list(self.learning_rates.parameters())
+        return [*self.policy.parameters(), *rates]
 
     def progress_postfix(self, scalars: dict[str, float]) -> dict[str, float]:
         """Returns before and after the last adaptation step, and seconds per iteration."""

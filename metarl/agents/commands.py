@@ -22,7 +22,7 @@ from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.sampler import make_env
 from metarl.errors import MissingFileError, UserError
-from metarl.training import RunDir, check_resume_overrides, config_help, load_config
+from metarl.training import RunDir, check_resume_overrides, check_writable_dir, config_help, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEMO_TRAIN_SECONDS = 110  # MAML-TRPO; the two TRPO baselines then take roughly another minute
@@ -71,7 +71,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 def _run_dir_for(config: TrainConfig, args: argparse.Namespace) -> RunDir:
     if args.run_dir:
-        path = Path(args.run_dir)
+        path = check_writable_dir(args.run_dir, "the run directory (--run-dir)")
         if path.exists() and any(path.iterdir()):
             raise UserError(
                 f"run directory {path} already exists and is not empty: "

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.reptile_rl import ReptilePG
 from metarl.errors import UserError
-from metarl.training import RunDir, load_checkpoint, load_config
+from metarl.training import RunDir, load_checkpoint, load_config, read_config_file
 
 ALGORITHMS: dict[str, type[MetaRLAgent]] = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG}
 
@@ -30,7 +28,7 @@ def agent_class(algo: str) -> type[MetaRLAgent]:
 def load_agent(run_dir: str | os.PathLike[str] | RunDir) -> MetaRLAgent:
     """Rebuild the agent of a run directory from its config and latest checkpoint."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir.open(run_dir)
-    saved = yaml.safe_load(run.config_path.read_text()) or {}
+    saved = read_config_file(run.config_path)
     # Runs written before policy.normalized_actions existed sampled raw (clipped) actions.
     legacy = (
         [] if "normalized_actions" in (saved.get("policy") or {}) else ["policy.normalized_actions=false"]

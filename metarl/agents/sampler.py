@@ -16,19 +16,29 @@ import torch
 
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
-from metarl.envs import Task, make_batched
+from metarl.envs import Task, TaskEnv, make_batched
 from metarl.envs.registration import unknown_env_message
-from metarl.errors import UserError
+from metarl.errors import TrainingDiverged, UserError
+
+MAX_STEPS_PER_ROUND = 10**8  # env steps of one sampling round (its episodes stay in memory)
 
 
 def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
-    """``gymnasium.make`` with a one-line :class:`~metarl.errors.UserError` for an unknown id or bad kwargs."""
+    """``gymnasium.make`` of a task distribution, with a one-line :class:`~metarl.errors.UserError` for an
+    unknown id, bad kwargs or an env that is not a :class:`~metarl.envs.TaskEnv`."""
     if env_id not in gym.registry:
         raise UserError(unknown_env_message(env_id))
     try:
-        return gym.make(env_id, **dict(env_kwargs or {}))
+        env = gym.make(env_id, **dict(env_kwargs or {}))
     except TypeError as exc:
         raise UserError(f"bad env_kwargs {dict(env_kwargs or {})} for {env_id}: {exc}") from None
+    if not isinstance(env.unwrapped, TaskEnv):
+        env.close()
+        raise UserError(
+            f"{env_id} is not a task distribution (a metarl.envs.TaskEnv with sample_tasks/set_task/get_task): "
+            "run `metarl envs` for the ones metarl knows"
+        )
+    return env
 
 
 def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
@@ -82,6 +92,21 @@ class BatchedSampler:
                 )
             self._action_scale = ((high + low) / 2.0, (high - low) / 2.0)
 
+    def check_round_size(self, num_tasks: int) -> None:
+        """Refuse a sampling round too large to hold in memory or to finish (a hang, not a run).
+
+        Raises:
+            UserError: naming the product and the settings that make it.
+        """
+        horizon = int(self.env.unwrapped.horizon)
+        steps = num_tasks * self.episodes_per_task * horizon
+        if steps > MAX_STEPS_PER_ROUND:
+            raise UserError(
+                f"a sampling round of {num_tasks} tasks x {self.episodes_per_task} episodes x {horizon} steps is "
+                f"{steps:.3g} env steps, more than {MAX_STEPS_PER_ROUND:.0e}: lower the tasks, episodes_per_task "
+                "or the env's horizon"
+            )
+
     def task_features(self, tasks: Sequence[Task]) -> torch.Tensor:
         """``(T, F)`` float32 task features (the oracle's extra inputs)."""
         features = [self.env.unwrapped.task_features(task) for task in tasks]
@@ -126,6 +151,7 @@ class BatchedSampler:
         Returns:
             The episodes, arrays shaped ``(tasks, episodes_per_task, horizon, ...)``.
         """
+        self.check_round_size(len(tasks))
         features = self.task_features(tasks) if self.use_task_features else None
         benv = make_batched(self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs)
         try:
@@ -134,6 +160,10 @@ class BatchedSampler:
             for _ in range(benv.horizon):
                 obs = self._encode(raw_obs, features)
                 action = self.policy.act(obs, params, generator)
+                if not bool(torch.isfinite(action).all()):
+                    raise TrainingDiverged(
+                        "the policy's actions are not finite: its parameters diverged (a step size too large?)"
+                    )
                 raw_obs, reward, _, _, info = benv.step(self.env_actions(action))
                 observations.append(obs)
                 actions.append(action)

@@ -23,6 +23,7 @@ from torch.func import grad, jvp, vjp
 
 from metarl.agents.policies import MLPPolicy
 from metarl.core import flatten, unflatten_like
+from metarl.errors import TrainingDiverged
 
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -200,7 +201,10 @@ def trpo_step(
     """
     params = list(parameters)
     if not math.isfinite(loss_before):
-        raise FloatingPointError(f"the TRPO surrogate loss is {loss_before} at the current parameters")
+        raise TrainingDiverged(
+            f"the TRPO surrogate loss is {loss_before} at the current parameters: the episodes or the adaptation "
+            "gave non-finite numbers (a step size too large?)"
+        )
     gradient = loss_gradient.detach()
     result = TRPOResult(loss_before, loss_before, 0.0, False, 0.0, float(gradient.norm()))
     if not torch.isfinite(gradient).all():

@@ -12,7 +12,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -20,10 +19,11 @@ from metarl.errors import UserError
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.evaluate import format_result
 from metarl.supervised.learners import LEARNERS
-from metarl.supervised.runner import build_run_learner, evaluate_run_learner, train
+from metarl.supervised.runner import build_run_learner, evaluate_run_learner, load_learner_weights, train
 from metarl.training import (
     RunDir,
     check_resume_overrides,
+    check_writable_file,
     config_help,
     load_checkpoint,
     load_config,
@@ -66,14 +66,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not run.config_path.is_file():
         raise UserError(f"{run.path} has no config.yaml: pass a directory written by `metarl fewshot train`")
     config = load_config(FewShotConfig, run.config_path, args.overrides)
+    target = check_writable_file(args.output or run.eval_path, "the evaluation output (--output)")
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
     state = load_checkpoint(run.checkpoint_path, required_keys=("learner", "iteration"))
     learner = build_run_learner(config)
-    learner.load_state_dict(state["learner"])
+    load_learner_weights(learner, state["learner"])
     result = evaluate_run_learner(config, learner, run, args.episodes)
     result["iterations"] = state["iteration"]
-    target = Path(args.output) if args.output else run.eval_path
     write_json_atomic(target, result)
     print(f"{run.path} (iteration {state['iteration']}): {format_result(result)}; written to {target}")
     return 0

@@ -144,12 +144,21 @@ class FewShotRun(RunLoop):
         }
 
     def load_algorithm_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.load_state_dict(state["learner"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.train_source.load_state_dict(state["sampler"])
-        restore_rng_states(state["rng"], self.generators)
+        load_learner_weights(self.learner, state["learner"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.train_source.load_state_dict(state["sampler"])
+            restore_rng_states(state["rng"], self.generators)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(
+                f"the checkpoint's sampler or random-number state is damaged ({type(exc).__name__}: {exc}): "
+                "delete checkpoint.pt to start the run again"
+            ) from None
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        return list(self.learner.parameters())
 
     def resume_hint(self, run: RunDir) -> str:
         return (
@@ -159,6 +168,22 @@ class FewShotRun(RunLoop):
 
     def run_name(self) -> str:
         return f"{self.config.learner} {self.config.data.dataset}"
+
+
+def load_learner_weights(learner: FewShotLearner, weights: Mapping[str, Any]) -> None:
+    """``learner.load_state_dict(weights)``, with a one-line error when they belong to another learner or model.
+
+    Raises:
+        UserError: the weights do not fit (other learner, other model config, a damaged checkpoint).
+    """
+    try:
+        learner.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"the checkpoint does not fit the configured learner and model ({first_line}): was it made with "
+            "another learner or model config?"
+        ) from None
 
 
 def train(
@@ -174,19 +199,17 @@ def train(
     Args:
         config: the run's config (``config.seed`` seeds initialisation and training episodes).
         run_dir: the run directory; a new one under ``config.run_root`` when None.
-        resume: continue from ``run_dir``'s checkpoint (``run_dir`` required).
+        resume: continue from ``run_dir``'s checkpoint (``run_dir`` required; a run killed before its first
+            checkpoint starts again).
         progress: show a progress bar (None: only on a terminal).
         echo: where one-line status messages go.
     """
-    if resume:
-        if run_dir is None:
-            raise UserError("resume needs the run directory of the run to continue")
-        if not run_dir.has_checkpoint():
-            raise UserError(f"{run_dir.path} has no checkpoint.pt to resume from; start a new run instead")
+    if resume and run_dir is None:
+        raise UserError("resume needs the run directory of the run to continue")
     run = FewShotRun(config)
     if run_dir is None:
         run_dir = RunDir.create(config.run_root, config.run_name or config.default_run_name())
-    if resume:
+    if resume and run_dir.has_checkpoint():  # killed before its first checkpoint: it starts again
         run.load_state_dict(load_checkpoint(run_dir.checkpoint_path, required_keys=CHECKPOINT_KEYS))
         echo(f"resuming {run_dir.path} at iteration {run.iteration}/{config.iterations}")
     run.train(run_dir, progress=progress)

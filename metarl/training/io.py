@@ -75,7 +75,7 @@ def atomic_open(
         The open temporary file. If the block raises, the temporary file is deleted and ``path`` is unchanged.
     """
     if mode not in ("w", "wb"):
-        raise UserError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
+        raise ValueError(f"atomic_open supports modes 'w' and 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -192,3 +192,45 @@ def atomic_torch_save(
     with atomic_open(path, "wb") as handle:
         save(obj, handle)
     return Path(path)
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Check up front that ``path`` is, or can become, a folder this process writes into.
+
+    Args:
+        path: the folder (it may not exist yet).
+        what: how the user named it, for the message (e.g. ``"the run directory (--run-dir)"``).
+
+    Raises:
+        UserError: ``path`` or one of its parents is a file, or the nearest existing folder is not writable.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{what} {target} is a file, not a folder: choose a folder")
+    _check_parent_writable(target, what)
+    return target
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Check up front that ``path`` can be written as a file (it is no folder, its parents are folders).
+
+    Raises:
+        UserError: ``path`` is a folder, a parent is a file, or the nearest existing folder is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{what} {target} is a folder, not a file: name a file inside it")
+    _check_parent_writable(target, what)
+    return target
+
+
+def _check_parent_writable(target: Path, what: str) -> None:
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {target} lies under {parent}, which is a file: choose another place")
+    if (target.exists() and not os.access(target, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{what} {target} cannot be written (no write permission on {parent}): choose another place"
+        )

@@ -19,6 +19,7 @@ A config that a :class:`RunLoop` trains needs the fields of :class:`LoopConfig` 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -27,10 +28,11 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
-from metarl.errors import UserError
+from metarl.errors import TrainingDiverged, UserError
 from metarl.memory import keep_freed_memory
 from metarl.training.checkpoint import save_checkpoint
-from metarl.training.config import save_config
+from metarl.training.config import config_drift, config_to_dict, save_config
+from metarl.training.io import check_writable_dir
 from metarl.training.logger import ProgressBar, RunLogger
 from metarl.training.run_dir import RunDir
 
@@ -109,9 +111,11 @@ class RunLoop:
 
     # --- state --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The checkpoint: the algorithm's state and the loop's (iteration, elapsed time, unlogged window)."""
+        """The checkpoint: the algorithm's state and the loop's (config, iteration, elapsed time, unlogged
+        window)."""
         return {
             **self.algorithm_state(),
+            "config": config_to_dict(self.config),
             "iteration": self.iteration,
             "elapsed": self.elapsed_seconds,
             "window": dict(self._window),
@@ -119,7 +123,19 @@ class RunLoop:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a :meth:`state_dict` (checkpoints written before the loop kept its time and window
-        resume with none)."""
+        resume with none).
+
+        Raises:
+            UserError: the run's config differs from the one the checkpoint was made with in a key a resumed
+                run may not change (someone edited ``config.yaml``), or the checkpoint does not fit.
+        """
+        if isinstance(state.get("config"), Mapping):
+            drifted = config_drift(type(self.config), state["config"], config_to_dict(self.config))
+            if drifted:
+                raise UserError(
+                    f"the run's config differs from the one its checkpoint was made with in {', '.join(drifted)}: "
+                    "a resumed run keeps its config (restore config.yaml, or start a new run)"
+                )
         self.load_algorithm_state(state)
         self.iteration = int(state["iteration"])
         self.elapsed_seconds = float(state.get("elapsed", 0.0))
@@ -144,6 +160,9 @@ class RunLoop:
         if config.keep_freed_memory:
             keep_freed_memory()
         run = _as_run_dir(run_dir) if run_dir is not None else None
+        if run is not None:
+            run.check_layout()
+            run.remove_stale_temporaries()
         logger = None
         if run is not None:
             save_config(config, run.config_path)  # on resume: keeps an extended ``iterations``
@@ -172,6 +191,7 @@ class RunLoop:
                 tick = time.perf_counter()
                 scalars = self.meta_iteration(self.iteration)
                 seconds = time.perf_counter() - tick
+                self._check_finite(scalars)
                 self.iteration += 1
                 self.elapsed_seconds += seconds
                 history.append(self._record(scalars, seconds))
@@ -197,6 +217,22 @@ class RunLoop:
                 logger.close()
         return history
 
+    def _check_finite(self, scalars: Mapping[str, float]) -> None:
+        """Stop before a diverged iteration is logged or checkpointed: the last checkpoint stays good."""
+        bad = sorted(k for k, v in scalars.items() if not math.isfinite(float(v)))
+        if not bad and all(bool(torch.isfinite(p).all()) for p in self.trained_parameters()):
+            return
+        what = f"scalars {', '.join(bad)} are not finite" if bad else "the parameters are no longer finite"
+        raise TrainingDiverged(
+            f"training diverged at iteration {self.iteration + 1}: {what}. The likely cause is a step size too "
+            "large for this problem (an inner or outer learning rate, a trust region): lower it and resume from "
+            "the last checkpoint, or start again"
+        )
+
+    def trained_parameters(self) -> list[torch.Tensor]:
+        """The tensors training changes, checked to be finite after every iteration."""
+        return []
+
     def _record(self, scalars: dict[str, float], seconds: float) -> dict[str, float]:
         """Add the iteration's timing and throughput to ``scalars``, and them to the window being averaged."""
         scalars = dict(scalars)
@@ -217,14 +253,24 @@ class RunLoop:
         count = window.pop("count")
         means = {key: total / count for key, total in window.items()}
         means["charts/elapsed_seconds"] = self.elapsed_seconds
+        resident = resident_megabytes()
+        if resident is not None:
+            means["charts/resident_mb"] = resident
         return means
+
+
+def resident_megabytes() -> float | None:
+    """The process's resident memory in MiB (Linux's /proc; None elsewhere), logged to show a run stays flat."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _as_run_dir(run_dir: str | os.PathLike[str] | RunDir) -> RunDir:
     if isinstance(run_dir, RunDir):
         return run_dir
-    path = Path(run_dir)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"run directory {path} is a file: choose a folder for the run")
+    path = check_writable_dir(run_dir, "the run directory")
     path.mkdir(parents=True, exist_ok=True)
     return RunDir(path)

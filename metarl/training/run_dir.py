@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from metarl.errors import MissingFileError, UserError
+from metarl.training.io import check_writable_dir, check_writable_file
 
 __all__ = ["RunDir"]
 
@@ -52,7 +53,7 @@ class RunDir:
         Returns:
             The new, empty run directory.
         """
-        root_path = Path(root)
+        root_path = check_writable_dir(root, "the runs folder")
         root_path.mkdir(parents=True, exist_ok=True)
         base = cls.sanitize_name(name)
         for suffix in range(100_000):
@@ -132,6 +133,25 @@ class RunDir:
     def plot_path(self) -> Path:
         """``adaptation_curve.png``: the adaptation-curve plot."""
         return self._path / "adaptation_curve.png"
+
+    def check_layout(self) -> None:
+        """Check, before a run writes anything, that its files are files and its TensorBoard folder a folder.
+
+        Raises:
+            UserError: naming the entry that is in the way.
+        """
+        check_writable_dir(self.path, "the run directory")
+        for path in (self.config_path, self.checkpoint_path, self.metrics_path):
+            check_writable_file(path, "the run's")
+        check_writable_dir(self.tensorboard_dir, "the run's TensorBoard folder")
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files an atomic write killed mid-way left behind (``.<name>.*.tmp``); only the
+        run's own writer may call it, before it writes."""
+        stale = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def has_checkpoint(self) -> bool:
         """Whether a checkpoint exists (a run can be resumed)."""

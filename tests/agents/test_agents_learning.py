@@ -205,6 +205,9 @@ def test_runs_saved_before_normalized_actions_existed_keep_raw_actions(tmp_path)
     assert load_agent(tmp_path / "run").config.policy.normalized_actions
     config_path = tmp_path / "run" / "config.yaml"
     saved = yaml.safe_load(config_path.read_text())
-    del saved["policy"]["normalized_actions"]  # a config.yaml written by an older metarl
+    del saved["policy"]["normalized_actions"]  # a config.yaml and checkpoint written by an older metarl
     config_path.write_text(yaml.safe_dump(saved))
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    del checkpoint["config"]["policy"]["normalized_actions"]
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
     assert not load_agent(tmp_path / "run").config.policy.normalized_actions

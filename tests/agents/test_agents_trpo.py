@@ -17,6 +17,7 @@ from metarl.agents.trpo import (
     output_space_kl_hvp,
     trpo_step,
 )
+from metarl.errors import TrainingDiverged
 
 
 def test_conjugate_gradient_solves_small_spd_system():
@@ -120,7 +121,7 @@ def test_trpo_step_rejects_non_finite_losses_and_restores_parameters():
 
 def test_trpo_step_raises_on_non_finite_starting_loss():
     weights = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(TrainingDiverged):
         trpo_step([weights], math.nan, torch.zeros(2), lambda v: v, lambda: (0.0, 0.0))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from metarl.errors import UserError
 from metarl.supervised.data import ImageFolderDataset, cache
 from metarl.supervised.data.registry import dataset_root, make_dataset
 
@@ -49,10 +50,28 @@ def test_an_interrupted_write_leaves_no_entry(tmp_path, monkeypatch):
 def test_an_entry_without_its_record_or_from_another_format_is_ignored(tmp_path):
     cache.save_entry(tmp_path, "entry", np.ones((2, 2), np.uint8), {"k": 1})
     record = (tmp_path / "entry.json").read_text()
-    (tmp_path / "entry.json").write_text(record.replace('"format": 1', '"format": 0'))
+    (tmp_path / "entry.json").write_text(record.replace(f'"format": {cache.CACHE_FORMAT}', '"format": 0'))
     assert cache.load_entry(tmp_path, "entry") is None
     (tmp_path / "entry.json").unlink()
     assert cache.load_entry(tmp_path, "entry") is None
+
+
+def test_a_bit_flipped_entry_is_noticed_and_decoded_again(tmp_path):
+    images = np.arange(64, dtype=np.uint8).reshape(4, 4, 4)
+    cache.save_entry(tmp_path, "entry", images, {})
+    data = bytearray((tmp_path / "entry.npy").read_bytes())
+    data[-5] ^= 0x10  # one bit of the last image
+    (tmp_path / "entry.npy").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        assert cache.load_entry(tmp_path, "entry", mmap=True) is None
+    rebuilt = cache.cached(tmp_path, "entry", lambda: (images, {}))
+    assert np.array_equal(rebuilt[0], images) and cache.load_entry(tmp_path, "entry") is not None
+
+
+def test_a_cache_folder_that_is_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "cache").write_text("a file")
+    with pytest.raises(UserError, match="decoded-image cache"):
+        cache.cached(tmp_path / "cache", "entry", lambda: (np.zeros((1, 1), np.uint8), {}))
 
 
 def test_make_dataset_by_name_and_data_root(tmp_path):

@@ -99,8 +99,11 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     assert other["mean"] != first["mean"]
 
 
-def test_resume_needs_a_checkpoint(tmp_path):
-    config = load_config(FewShotConfig, None, ["learner=maml", *SINUSOID, *COMMON])
-    empty = RunDir.create(tmp_path, "empty")
-    with pytest.raises(ValueError, match="no checkpoint.pt to resume from"):
-        runner.train(config, run_dir=empty, resume=True, progress=False)
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
+    config = load_config(FewShotConfig, None, ["learner=maml", *SINUSOID, *COMMON, "val_every=0"])
+    full = runner.train(config, run_dir=RunDir.create(tmp_path, "full"), progress=False, echo=lambda _: None)
+    early = RunDir.create(tmp_path, "early")
+    (early.path / "metrics.jsonl").write_text('{"step": 1, "losses/meta_loss": 9.0}\n')  # logged, then killed
+    resumed = runner.train(config, run_dir=early, resume=True, progress=False, echo=lambda _: None)
+    assert resumed["mean"] == full["mean"]
+    assert comparable(early) == comparable(RunDir(tmp_path / "full"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from metarl.errors import TrainingDiverged, UserError
 from metarl.training import RunDir, RunLoop, load_checkpoint, read_metrics, run_field
 
 
@@ -110,3 +111,64 @@ def test_torch_threads_is_applied_by_the_loop(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+class Diverging(Counting):
+    """Logs NaN from iteration ``nan_at`` on."""
+
+    nan_at = 3
+
+    def meta_iteration(self, iteration: int) -> dict[str, float]:
+        scalars = super().meta_iteration(iteration)
+        if iteration >= self.nan_at:
+            scalars["losses/value"] = float("nan")
+        return scalars
+
+
+def test_a_non_finite_scalar_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="training diverged at iteration 4: scalars losses/value"):
+        Diverging(CountingConfig(checkpoint_every=1)).train(tmp_path / "run", progress=False)
+    run = RunDir(tmp_path / "run")
+    assert load_checkpoint(run.checkpoint_path)["iteration"] == 3
+    assert [step for step, _ in _steps_and_values(run)] == [1, 2, 3]
+
+
+def test_a_non_finite_parameter_stops_the_run(tmp_path):
+    class NaNWeights(Counting):
+        def trained_parameters(self):
+            return [torch.tensor([1.0, float("nan") if self.iteration >= 1 else 0.0])]
+
+    with pytest.raises(TrainingDiverged, match="iteration 2: the parameters are no longer finite"):
+        NaNWeights(CountingConfig()).train(tmp_path / "run", progress=False)
+
+
+def test_a_checkpoint_made_with_another_config_is_refused_naming_the_keys(tmp_path):
+    @dataclass
+    class Tuned(CountingConfig):
+        lr: float = 0.1
+
+    class TunedCounting(Counting):
+        pass
+
+    TunedCounting(Tuned()).train(tmp_path / "run", progress=False)
+    state = load_checkpoint(RunDir(tmp_path / "run").checkpoint_path)
+    TunedCounting(Tuned(lr=0.1, iterations=9)).load_state_dict(state)  # budget changes are allowed
+    with pytest.raises(UserError, match="differs from the one its checkpoint was made with in lr"):
+        TunedCounting(Tuned(lr=0.5)).load_state_dict(state)
+
+
+def test_temporary_files_a_killed_write_left_are_removed(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    Counting(CountingConfig(iterations=1)).train(run, progress=False)
+    assert not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("entry", ["checkpoint.pt", "metrics.jsonl", "config.yaml"])
+def test_a_run_file_that_is_a_folder_is_refused_before_training(tmp_path, entry):
+    (tmp_path / "run" / entry).mkdir(parents=True)
+    algorithm = Counting(CountingConfig())
+    with pytest.raises(UserError, match=f"{entry} is a folder"):
+        algorithm.train(tmp_path / "run", progress=False)
+    assert algorithm.iteration == 0

@@ -12,16 +12,16 @@ import hashlib
 import json
 import os
 import warnings
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metarl.errors import UserError
-from metarl.training.io import atomic_open
+from metarl.training.io import atomic_open, check_writable_dir
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the record carries a CRC-32 of the images, checked on load
 CACHE_ENV_VAR = "METARL_CACHE"
 
 
@@ -59,7 +59,13 @@ def save_entry(cache_dir: Path, name: str, images: np.ndarray, meta: dict[str, A
     npy_path, json_path = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
     with atomic_open(npy_path) as handle:
         np.save(handle, np.ascontiguousarray(images), allow_pickle=False)
-    record = {"format": CACHE_FORMAT, "shape": list(images.shape), "dtype": str(images.dtype), "meta": meta}
+    record = {
+        "format": CACHE_FORMAT,
+        "shape": list(images.shape),
+        "dtype": str(images.dtype),
+        "crc32": _crc32(images),
+        "meta": meta,
+    }
     with atomic_open(json_path, "w") as handle:
         handle.write(json.dumps(record))
 
@@ -75,11 +81,18 @@ def load_entry(cache_dir: Path, name: str, mmap: bool = False) -> tuple[np.ndarr
             return None
         images = np.load(npy_path, mmap_mode="r" if mmap else None, allow_pickle=False)
         if list(images.shape) != record["shape"] or str(images.dtype) != record["dtype"]:
-            raise UserError(f"array {images.shape} {images.dtype} does not match its record")
+            raise ValueError(f"array {images.shape} {images.dtype} does not match its record")
+        if _crc32(images) != record["crc32"]:
+            raise ValueError("its content does not match its checksum")
     except (OSError, ValueError, KeyError) as err:
         warnings.warn(f"ignoring damaged cache entry {npy_path} ({err}); decoding again", stacklevel=3)
         return None
     return images, record["meta"]
+
+
+def _crc32(images: np.ndarray) -> int:
+    """CRC-32 of the array's bytes (about a second per GB): catches a damaged or truncated cache file."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(images)).cast("B"))
 
 
 def cached(
@@ -89,6 +102,7 @@ def cached(
     entry = load_entry(cache_dir, name, mmap=mmap)
     if entry is not None:
         return entry
+    check_writable_dir(cache_dir, "the decoded-image cache (data.cache_dir, $METARL_CACHE)")
     images, meta = build()
     save_entry(cache_dir, name, images, meta)
     if mmap:
