@@ -21,6 +21,7 @@ from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_result
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.sampler import make_env
+from metarl.envs.plugins import add_import_option
 from metarl.errors import MissingFileError, UserError
 from metarl.training import RunDir, check_resume_overrides, config_help, load_config
 
@@ -65,6 +66,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     if path is not None and not path.is_file():
         raise MissingFileError(f"config file {path} not found")
     config = load_config(TrainConfig, path, [*flags, *args.overrides])
+    config.imports = list(dict.fromkeys([*config.imports, *args.imports]))
     make_env(config.env, config.env_kwargs).close()  # unknown ids fail here, before a run directory exists
     return config, path
 
@@ -191,6 +193,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    add_import_option(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a run on held-out tasks against baselines")
@@ -220,6 +223,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         " protocol's results",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_import_option(p)
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("demo", help="the quick demonstration run by `make demo`")
@@ -230,6 +234,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--runs-root", default="runs", help="parent folder of the demo's run directory (default runs/)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_import_option(p)
     p.set_defaults(func=run_demo)
 
 

@@ -189,6 +189,12 @@ class TrainConfig:
     algo: Literal["maml-trpo", "reptile"] = doc("meta-learner", default="maml-trpo")
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
     env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
+    imports: list[str] = doc(
+        "modules (dotted names or .py files) that register user task distributions, imported before the env "
+        "is made; `metarl train --import` adds to it and a run records its env's module, so a new process "
+        "finds the env again",
+        default_factory=list,
+    )
     seed: int = run_field("seed", default=0)
     iterations: int = run_field("iterations", default=500)
     meta_batch_size: int = run_field("meta_batch_size", default=20)

@@ -17,14 +17,13 @@ import torch
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
 from metarl.envs import Task, make_batched
-from metarl.envs.registration import unknown_env_message
+from metarl.envs.registration import check_registered
 from metarl.errors import UserError
 
 
 def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """``gymnasium.make`` with a one-line :class:`~metarl.errors.UserError` for an unknown id or bad kwargs."""
-    if env_id not in gym.registry:
-        raise UserError(unknown_env_message(env_id))
+    check_registered(env_id)
     try:
         return gym.make(env_id, **dict(env_kwargs or {}))
     except TypeError as exc:

@@ -16,8 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.envs.base import Task, TaskEnv
-from metarl.envs.registration import unknown_env_message
-from metarl.errors import UserError
+from metarl.envs.registration import check_registered
 
 
 class BatchedEnv(ABC):
@@ -218,8 +217,7 @@ def make_batched(
         The env's own fast engine when it has one, else :class:`GenericBatchedEnv`.
     """
     if isinstance(env, str):
-        if env not in gym.registry:
-            raise UserError(unknown_env_message(env))
+        check_registered(env)
 
         def factory() -> gym.Env:
             return gym.make(env, **env_kwargs)

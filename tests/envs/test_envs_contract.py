@@ -201,4 +201,3 @@ def test_a_task_of_another_distribution_is_refused():
 def test_an_env_without_the_task_api_is_refused_by_the_batched_form():
     with pytest.raises(TypeError, match="subclass metarl.envs.TaskEnv"):
         make_batched(lambda: gym.make("CartPole-v1"), [CounterTask(level=0.0)], 1)
-
