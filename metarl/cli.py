@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from metarl import __version__
 from metarl.agents import commands as agent_commands
 from metarl.envs.catalog import describe_envs
 from metarl.envs.plugins import add_import_option, import_env_modules, load_entry_points
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl", description="Meta-learning: meta-RL agents and few-shot learners."
     )
+    parser.add_argument("--version", action="version", version=f"metarl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "envs", help="list the registered task distributions (metarl's and those of entry points / --import)"
