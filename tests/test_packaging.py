@@ -20,7 +20,8 @@ import torch
 import yaml
 
 import metarl
-from metarl.training import config_file, shipped_config_names
+from metarl.agents import TrainConfig
+from metarl.training import config_file, config_to_dict, load_config, shipped_config_names
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SHIPPED = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "tests", "docs")
@@ -74,11 +75,12 @@ def test_train_from_the_wheel_uses_the_shipped_reference_config(installed, tmp_p
     assert shipped.is_relative_to(installed.parent) and shipped.as_posix().endswith(
         "configs/reptile/bandit-k5.yaml"
     )
-    reference = yaml.safe_load(config_file("reptile/bandit-k5").read_text())
+    expected = load_config(TrainConfig, config_file("reptile/bandit-k5"), ["iterations=1"])
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert {key: saved[key] for key in reference if key != "iterations"} == {
-        key: value for key, value in reference.items() if key != "iterations"
-    }
+    assert saved == yaml.safe_load(yaml.safe_dump(config_to_dict(expected)))
+    assert expected != TrainConfig(
+        algo="reptile", env="MetaRL/Bandit-K5-v0", iterations=1
+    )  # not the defaults
 
 
 @pytest.mark.slow
