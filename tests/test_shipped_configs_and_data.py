@@ -45,7 +45,7 @@ def test_config_prefers_an_existing_file_and_explains_a_missing_one(tmp_path, mo
     assert config_file("maml-trpo/navigation2d.yaml") == Path("maml-trpo/navigation2d.yaml")
     with pytest.raises(
         MissingFileError,
-        match="neither a file nor a shipped config name.*did you mean maml-trpo/navigation2d",
+        match="config file maml-trpo/navigaton2d not found, and no shipped config has that name.*did you mean maml-trpo/navigation2d",
     ):
         config_file("maml-trpo/navigaton2d")
 

@@ -47,9 +47,8 @@ def config_file(spec: str) -> Path:
     if shipped.is_file():
         return shipped
     close = difflib.get_close_matches(name, shipped_config_names(), n=3, cutoff=0.5)
-    hint = (
-        f"; did you mean {', '.join(close)}?" if close else f"; shipped: {', '.join(shipped_config_names())}"
-    )
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise MissingFileError(
-        f"config {spec!r} is neither a file nor a shipped config name such as maml-trpo/navigation2d{hint}"
+        f"config file {spec} not found, and no shipped config has that name (names look like "
+        f"maml-trpo/navigation2d; they are the files of {shipped_config_dir()}){hint}"
     )
