@@ -2,7 +2,9 @@
 
 Sub-commands live next to what they drive and register themselves here through ``add_commands``:
 ``metarl envs`` (this file), ``train`` / ``evaluate`` / ``demo`` (metarl.agents.commands),
-``fewshot`` (metarl.supervised.commands). User errors (:mod:`metarl.errors`) exit with status 2 and a
+``fewshot`` (metarl.supervised.commands). The modules of ``--import`` are imported here, before the
+sub-command runs; ``metarl.envs`` entry points load when an env id is not registered yet
+(:mod:`metarl.envs.plugins`). User errors (:mod:`metarl.errors`) exit with status 2 and a
 one-line message; any other exception is a bug and shows its traceback (exit status 1).
 """
 
@@ -13,8 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from metarl import __version__
 from metarl.agents import commands as agent_commands
 from metarl.envs.catalog import describe_envs
+from metarl.envs.plugins import add_import_option, import_env_modules, load_entry_points
 from metarl.errors import UserError
 from metarl.supervised import commands as fewshot_commands
 
@@ -28,6 +32,7 @@ def one_line(message: str) -> str:
 
 
 def _envs(args: argparse.Namespace) -> int:
+    load_entry_points()
     print(describe_envs())
     return 0
 
@@ -42,8 +47,12 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available sub-command."""
     parser = OneLineParser(prog="metarl", description="Meta-learning: meta-RL agents and few-shot learners.")
+    parser.add_argument("--version", action="version", version=f"metarl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("envs", help="list the registered task distributions")
+    p = sub.add_parser(
+        "envs", help="list the registered task distributions (metarl's and those of entry points / --import)"
+    )
+    add_import_option(p)
     p.set_defaults(func=_envs)
     agent_commands.add_commands(sub)
     fewshot_commands.add_commands(sub)
@@ -72,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``metarl`` command."""
     args = parse_args(argv)
     try:
+        if getattr(args, "imports", None):
+            args.imports = import_env_modules(args.imports)  # before any env id is looked up
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"metarl {args.command}: error: {one_line(str(exc))}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Seconds per MAML-TRPO meta-iteration on Navigation2D, split into sampling, inner adaptation and TRPO step.
 
-Reference config: configs/maml-trpo/navigation2d.yaml (20 tasks x 20 episodes x 100 steps, sampled before and
+Reference config: maml-trpo/navigation2d (metarl/configs/maml-trpo/navigation2d.yaml) (20 tasks x 20 episodes x 100 steps, sampled before and
 after adaptation; 64x64 tanh policy; TRPO with 10 CG iterations). Also measured in the same run, the variants
 taking turns iteration by iteration so that load from other processes hits them alike: second-order MAML with
 the general autograd curvature (``inner.curvature=autograd``: double backward, the path of policies without a
@@ -37,11 +37,10 @@ import torch
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.evaluate import baseline_config
 from metarl.memory import keep_freed_memory
-from metarl.training import load_config
+from metarl.training import config_file, load_config
 from metarl.training.io import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "maml-trpo" / "navigation2d.yaml"
+CONFIG = config_file("maml-trpo/navigation2d")
 
 
 @contextlib.contextmanager
@@ -124,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(TrainConfig, CONFIG, overrides)
     autograd = load_config(TrainConfig, CONFIG, [*overrides, "inner.curvature=autograd"])
     first_order = load_config(TrainConfig, CONFIG, [*overrides, "inner.first_order=true"])
-    reptile = load_config(TrainConfig, ROOT / "configs/reptile/navigation2d.yaml", overrides)
-    tabular = load_config(TrainConfig, ROOT / "configs/maml-trpo/tabular-mdp.yaml", overrides)
+    reptile = load_config(TrainConfig, config_file("reptile/navigation2d"), overrides)
+    tabular = load_config(TrainConfig, config_file("maml-trpo/tabular-mdp"), overrides)
     oracle = baseline_config(tabular, "oracle", tabular.iterations)
     variants = [
         ("maml-trpo (second order)", MAMLTRPO(config), contextlib.nullcontext),
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results = measure_interleaved(variants, iterations, warmup=1)
     env = {
-        "config": str(CONFIG.relative_to(ROOT)),
+        "config": "maml-trpo/navigation2d",
         "overrides": overrides,
         "tasks": config.meta_batch_size,
         "episodes_per_task": config.episodes_per_task,

@@ -1,6 +1,6 @@
 """Reproduce MAML-TRPO on HalfCheetahVel and HalfCheetahDir (Finn, Abbeel, Levine 2017, figure 5).
 
-Trains with ``configs/maml-trpo/halfcheetah-{vel,dir}.yaml`` (40 tasks x 20 episodes x 200 steps per
+Trains with the shipped ``maml-trpo/halfcheetah-{vel,dir}`` configs (40 tasks x 20 episodes x 200 steps per
 meta-iteration, inner lr 0.1, TRPO max KL 0.01, 500 meta-iterations) and prints the learning curve: the mean
 return of the sampled tasks before and after one adaptation step. Each run lives in ``OUT/<env>/`` (config,
 checkpoint after every iteration, metrics.jsonl, TensorBoard events); rerunning the script resumes it.
@@ -24,11 +24,10 @@ import torch
 
 from metarl.agents import MAMLTRPO
 from metarl.agents.config import TrainConfig
-from metarl.training import RunDir, load_checkpoint, load_config
+from metarl.training import RunDir, config_file, load_checkpoint, load_config
 from metarl.training.io import write_json_atomic
 from metarl.training.logger import read_metrics
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "maml-trpo"
 ENVS = {"vel": "halfcheetah-vel", "dir": "halfcheetah-dir"}
 
 
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             run_path.mkdir(parents=True, exist_ok=True)
             if args.torch_threads is not None:
                 torch.set_num_threads(args.torch_threads)
-            agent = build_agent(CONFIGS / f"{name}.yaml", run_path, overrides)
+            agent = build_agent(config_file(f"maml-trpo/{name}"), run_path, overrides)
             agent.train(RunDir(run_path))
         curve = learning_curve(run_path)
         summary[name] = curve

@@ -1,7 +1,12 @@
-"""Shared fixtures: every test leaves the global RNG states as it found them."""
+"""Shared fixtures: every test leaves the global RNG states as it found them.
+
+The few-shot commands find datasets under ``$METARL_DATA`` (else the user cache); the tests point it at
+``../shared/data`` next to the checkout when that exists and nothing else was set.
+"""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -10,6 +15,8 @@ import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("METARL_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(autouse=True)

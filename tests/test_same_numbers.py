@@ -25,7 +25,7 @@ import torch
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig, evaluate_run
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.runner import train as fewshot_train
-from metarl.training import RunDir, load_checkpoint, load_config, read_metrics
+from metarl.training import RunDir, load_checkpoint, load_config, read_metrics, shipped_config_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "same_numbers.json"
 RECORD = os.environ.get("METARL_RECORD") == "1"
@@ -65,7 +65,7 @@ FEWSHOT_CASES = {
     "matching-omniglot": ("matching-omniglot-5w1s.yaml", ["model.hidden=8", "meta_batch_size=2"]),
     "relation-omniglot": ("relation-omniglot-5w1s.yaml", ["model.hidden=8", "meta_batch_size=2"]),
 }
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = shipped_config_dir()
 
 
 def _floats(values: dict) -> dict:

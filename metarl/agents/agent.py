@@ -7,6 +7,7 @@ so a run resumed from the checkpoint after iteration ``i`` repeats exactly what 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -19,6 +20,8 @@ from metarl.agents.config import PolicyConfig, TrainConfig
 from metarl.agents.policies import MLPPolicy, make_policy
 from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import LearnedLearningRates, Params
+from metarl.envs.plugins import env_imports, import_env_modules
+from metarl.envs.registration import check_registered
 from metarl.errors import UserError
 from metarl.training import RunDir, RunLoop
 
@@ -58,6 +61,16 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
+def with_env_imports(config: TrainConfig) -> TrainConfig:
+    """``config`` after importing its ``imports``, which then also name the module of its env.
+
+    So the run's saved config lets a new process (``metarl evaluate``, ``--resume``) find a user's env.
+    """
+    imported = import_env_modules(config.imports)
+    check_registered(config.env)
+    return dataclasses.replace(config, imports=list(dict.fromkeys([*imported, *env_imports(config.env)])))
+
+
 class MetaRLAgent(RunLoop):
     """Base class of the meta-RL agents (see :class:`~metarl.agents.MAMLTRPO`, :class:`~metarl.agents.ReptilePG`).
 
@@ -76,7 +89,7 @@ class MetaRLAgent(RunLoop):
             raise UserError(
                 f"{type(self).__name__} runs algo={self.algo!r}, the config says algo={config.algo!r}"
             )
-        super().__init__(config)
+        super().__init__(with_env_imports(config))
         self.env = make_env(config.env, config.env_kwargs)
         extra = 0
         if config.oracle:

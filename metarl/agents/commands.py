@@ -1,8 +1,8 @@
 """The ``metarl train`` and ``metarl evaluate`` sub-commands, and the ``metarl demo`` run.
 
 Config resolution of ``metarl train`` (later wins): the defaults of :class:`TrainConfig`; the YAML file given
-with ``--config``, or else the file under ``configs/<algo>/`` whose ``env:`` is the requested env (see
-:func:`find_config`); the flags
+with ``--config`` (a path, or a shipped config's name such as ``maml-trpo/navigation2d``), or else the shipped
+config of ``metarl/configs/<algo>/`` whose ``env:`` is the requested env (see :func:`find_config`); the flags
 ``--algo/--env/--seed``; then ``key=value`` overrides (``inner.lr=0.05``). ``metarl train --help-config``
 lists every key.
 """
@@ -21,24 +21,30 @@ from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_result
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.sampler import make_env
-from metarl.errors import MissingFileError, UserError
-from metarl.training import RunDir, check_resume_overrides, check_writable_dir, config_help, load_config
+from metarl.envs.plugins import add_import_option
+from metarl.errors import UserError
+from metarl.training import (
+    RunDir,
+    check_resume_overrides,
+    check_writable_dir,
+    config_file,
+    config_help,
+    load_config,
+    shipped_configs,
+)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEMO_CONFIG = "maml-trpo/navigation2d-paper"
 DEMO_TRAIN_SECONDS = 110  # MAML-TRPO; the two TRPO baselines then take roughly another minute
 
 
 def find_config(algo: str, env_id: str) -> Path | None:
-    """The reference config ``configs/<algo>/*.yaml`` whose ``env`` is ``env_id``, if any.
+    """The shipped reference config ``metarl/configs/<algo>/*.yaml`` whose ``env`` is ``env_id``, if any.
 
     Files without ``env_kwargs`` come first (a variant such as a wider velocity range sets kwargs), then the
     shortest name: a variant's name extends its reference's (``navigation2d-paper.yaml``, ``navigation2d.yaml``).
     """
-    folder = CONFIG_DIR / algo
-    if not folder.is_dir():
-        return None
     matches = []
-    for path in sorted(folder.glob("*.yaml")):
+    for path in shipped_configs(algo):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
@@ -57,14 +63,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         flags.append(f"env={args.env}")
     if args.seed is not None:
         flags.append(f"seed={args.seed}")
-    path = Path(args.config) if args.config else None
-    if path is None:
-        algo = args.algo or TrainConfig.algo
-        env = args.env or TrainConfig.env
-        path = find_config(algo, env)
-    if path is not None and not path.is_file():
-        raise MissingFileError(f"config file {path} not found")
+    if args.config:
+        path = config_file(args.config)
+    else:
+        path = find_config(args.algo or TrainConfig.algo, args.env or TrainConfig.env)
     config = load_config(TrainConfig, path, [*flags, *args.overrides])
+    config.imports = list(dict.fromkeys([*config.imports, *args.imports]))
     make_env(config.env, config.env_kwargs).close()  # unknown ids fail here, before a run directory exists
     return config, path
 
@@ -176,7 +180,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. inner.lr=0.05")
-    p.add_argument("--config", help="YAML config file (default: configs/<algo>/ for the env, if any)")
+    p.add_argument(
+        "--config",
+        help="YAML config file, or a shipped config's name such as maml-trpo/navigation2d-paper "
+        "(default: the shipped config of <algo> for the env, if any)",
+    )
     p.add_argument("--algo", choices=list(ALGORITHMS), help="meta-learner (default maml-trpo)")
     p.add_argument("--env", help="task distribution id, e.g. MetaRL/Navigation2D-v0 (see `metarl envs`)")
     p.add_argument("--seed", type=int, help="seed of the whole run")
@@ -191,6 +199,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    add_import_option(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a run on held-out tasks against baselines")
@@ -220,6 +229,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         " protocol's results",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_import_option(p)
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("demo", help="the quick demonstration run by `make demo`")
@@ -230,6 +240,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--runs-root", default="runs", help="parent folder of the demo's run directory (default runs/)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_import_option(p)
     p.set_defaults(func=run_demo)
 
 
@@ -242,7 +253,7 @@ def demo_config(overrides: list[str] | None = None) -> TrainConfig:
     """
     return load_config(
         TrainConfig,
-        CONFIG_DIR / "maml-trpo" / "navigation2d-paper.yaml",
+        config_file(DEMO_CONFIG),
         [
             "meta_batch_size=10",
             "episodes_per_task=10",

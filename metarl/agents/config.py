@@ -1,12 +1,13 @@
 """The configuration of a meta-RL run (one schema for MAML-TRPO and Reptile-PG).
 
-Reference configs live in ``configs/<algo>/<env-name>.yaml`` (``algo`` = ``maml-trpo`` or ``reptile``;
-``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``). A file sets any subset of
-the keys below; ``metarl train --algo A --env ID`` without ``--config`` picks the file of ``configs/A/`` whose
+Reference configs ship inside the package as ``metarl/configs/<algo>/<env-name>.yaml`` (``algo`` =
+``maml-trpo`` or ``reptile``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
+``--config maml-trpo/navigation2d`` names one). A file sets any subset of the keys below; ``metarl train --algo
+A --env ID`` without ``--config`` picks the shipped file of ``A`` whose
 ``env:`` equals ``ID`` (and has no ``env_kwargs``; of a reference and its variants, such as
 ``navigation2d.yaml`` and ``navigation2d-paper.yaml``, the shorter name). ``key=value`` overrides go on top
 (``inner.lr=0.05``, ``policy.hidden_sizes=[64,64]``). Print the whole schema with ``metarl train --help-config``.
-Example (``configs/maml-trpo/navigation2d.yaml``)::
+Example (``maml-trpo/navigation2d``)::
 
     algo: maml-trpo
     env: MetaRL/Navigation2D-v0
@@ -187,6 +188,12 @@ class TrainConfig:
     algo: Literal["maml-trpo", "reptile"] = doc("meta-learner", default="maml-trpo")
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
     env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
+    imports: list[str] = doc(
+        "modules (dotted names or .py files) that register user task distributions, imported before the env "
+        "is made; `metarl train --import` adds to it and a run records its env's module, so a new process "
+        "finds the env again",
+        default_factory=list,
+    )
     seed: int = run_field("seed", default=0)
     iterations: int = run_field("iterations", default=500, minimum=1)
     meta_batch_size: int = run_field("meta_batch_size", default=20)

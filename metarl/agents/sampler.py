@@ -17,7 +17,7 @@ import torch
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
 from metarl.envs import Task, TaskEnv, make_batched
-from metarl.envs.registration import unknown_env_message
+from metarl.envs.registration import check_registered
 from metarl.errors import TrainingDiverged, UserError
 
 MAX_STEPS_PER_ROUND = 10**8  # env steps of one sampling round (its episodes stay in memory)
@@ -26,8 +26,7 @@ MAX_STEPS_PER_ROUND = 10**8  # env steps of one sampling round (its episodes sta
 def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """``gymnasium.make`` of a task distribution, with a one-line :class:`~metarl.errors.UserError` for an
     unknown id, bad kwargs or an env that is not a :class:`~metarl.envs.TaskEnv`."""
-    if env_id not in gym.registry:
-        raise UserError(unknown_env_message(env_id))
+    check_registered(env_id)
     try:
         env = gym.make(env_id, **dict(env_kwargs or {}))
     except TypeError as exc:

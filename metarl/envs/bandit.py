@@ -12,8 +12,11 @@ from gymnasium import spaces
 from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.rendering import BLACK, BLUE, GRAY, ORANGE, blank, fill_rect, outline_rect
 from metarl.envs.seeding import CopyGenerators
 from metarl.errors import UserError
+
+BAR_WIDTH, BAR_HEIGHT = 16, 128
 
 
 @register_task_type
@@ -63,22 +66,25 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
     |---|---|---|
     | num_arms | (required) | K, the number of arms (ids ``MetaRL/Bandit-K5/K10/K50-v0``) |
     | horizon | 10 | pulls per episode before truncation |
+    | render_mode | None | ``"rgb_array"``: one column per arm: pulls this episode (blue, the last one orange), the hidden ``p_i`` (black line) |
 
     Version history: v0, first release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     task_type = BanditTask
 
-    def __init__(self, num_arms: int, horizon: int = 10) -> None:
+    def __init__(self, num_arms: int, horizon: int = 10, render_mode: str | None = None) -> None:
         if isinstance(num_arms, bool) or not isinstance(num_arms, int | np.integer) or num_arms < 1:
             raise UserError(f"num_arms must be a positive integer, got {num_arms!r}")
-        super().__init__(horizon)
+        super().__init__(horizon, render_mode)
         self.num_arms = int(num_arms)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.num_arms)
         self._probabilities = np.zeros(self.num_arms)
         self._uniforms = np.zeros(0)
+        self._pulls = np.zeros(self.num_arms, dtype=np.int64)
+        self._last_arm: int | None = None
 
     def _sample_task(self, rng: np.random.Generator) -> BanditTask:
         return BanditTask(probabilities=tuple(float(p) for p in rng.uniform(0.0, 1.0, size=self.num_arms)))
@@ -100,17 +106,34 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         task = self.get_task()
-        self._start_episode()
         self._uniforms = self.np_random.random(self.horizon)
+        self._pulls[:] = 0
+        self._last_arm = None
         return np.zeros(1, dtype=np.float32), {"task": task}
 
     def step(self, action):
         arm = check_discrete_action(action, self.num_arms)
-        if self._elapsed_steps >= self._uniforms.size:  # stepping past truncation: keep drawing
+        if self.elapsed_steps >= self._uniforms.size:  # stepping past truncation: keep drawing
             self._uniforms = np.concatenate([self._uniforms, self.np_random.random(self.horizon)])
-        reward = float(self._uniforms[self._elapsed_steps] < self._probabilities[arm])
-        truncated = self._count_step()
-        return np.zeros(1, dtype=np.float32), reward, False, truncated, {}
+        reward = float(self._uniforms[self.elapsed_steps] < self._probabilities[arm])
+        self._pulls[arm] += 1
+        self._last_arm = arm
+        return np.zeros(1, dtype=np.float32), reward, False, False, {}
+
+    def render(self) -> np.ndarray | None:
+        """One column per arm: the share of this episode's pulls, and the arm's hidden probability."""
+        if self.render_mode is None:
+            return None
+        image = blank(BAR_HEIGHT, BAR_WIDTH * self.num_arms)
+        shares = self._pulls / max(1, self._pulls.sum())
+        for arm in range(self.num_arms):
+            left, right = arm * BAR_WIDTH + 2, (arm + 1) * BAR_WIDTH - 2
+            color = ORANGE if arm == self._last_arm else BLUE
+            fill_rect(image, BAR_HEIGHT * (1 - shares[arm]), left, BAR_HEIGHT, right, color)
+            outline_rect(image, 0, left, BAR_HEIGHT, right, GRAY)
+            level = (BAR_HEIGHT - 1) * (1 - self._probabilities[arm])
+            fill_rect(image, level - 1, left, level + 1, right, BLACK)
+        return image
 
     def make_batched(self, tasks: Sequence[BanditTask], episodes_per_task: int, seed: int | None):
         return BatchedBernoulliBandit(tasks, episodes_per_task, self.num_arms, self.horizon, seed)

@@ -14,6 +14,7 @@ itself on construction and converts to and from JSON with :func:`task_to_dict` /
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
@@ -38,8 +39,33 @@ TaskT = TypeVar("TaskT", bound=Task)
 _TASK_TYPES: dict[str, type[Task]] = {}
 
 
+def _check_task_class(cls: Any, what: str) -> None:
+    """A :class:`Task` subclass decorated with ``@dataclass(frozen=True)``, else a UserError naming ``what``."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise UserError(f"{what} must be a subclass of metarl.envs.Task, got {cls!r}")
+    if "__dataclass_params__" not in cls.__dict__ or not cls.__dataclass_params__.frozen:
+        raise UserError(
+            f"{what} {cls.__name__} must be a frozen dataclass: decorate it with @dataclass(frozen=True) "
+            "(tasks are hashable values that runs log and reload)"
+        )
+
+
 def register_task_type(cls: type[TaskT]) -> type[TaskT]:
-    """Class decorator: make a task type reloadable from JSON by its class name."""
+    """Class decorator: make a task type reloadable from JSON by its class name.
+
+    Put it above ``@dataclass(frozen=True)``. A run writes its tasks as ``{"type": ClassName, ...}`` and reads
+    them back through this registry, so the class name must be unique.
+
+    Raises:
+        UserError: ``cls`` is not a frozen :class:`Task` dataclass, or another class has the same name.
+    """
+    _check_task_class(cls, "a registered task type")
+    known = _TASK_TYPES.get(cls.__name__)
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise UserError(
+            f"task type name {cls.__name__!r} is already registered by {known.__module__}.{known.__qualname__}; "
+            f"rename {cls.__module__}.{cls.__qualname__} (runs reload tasks by class name)"
+        )
     _TASK_TYPES[cls.__name__] = cls
     return cls
 
@@ -117,37 +143,117 @@ def check_array(
 MAX_HORIZON = 10**6  # steps of one episode: a longer one is a hang, not an experiment
 
 
+def _counting_reset(reset: Any) -> Any:
+    """Wrap a subclass's ``reset`` so the episode's step count starts at 0."""
+
+    @functools.wraps(reset)
+    def counted_reset(self: TaskEnv, *args: Any, **kwargs: Any) -> Any:
+        self._require_base_init()
+        self._elapsed_steps = 0
+        return reset(self, *args, **kwargs)
+
+    counted_reset.__wrapped_by_task_env__ = True  # type: ignore[attr-defined]
+    return counted_reset
+
+
+def _truncating_step(step: Any) -> Any:
+    """Wrap a subclass's ``step`` so it counts steps and truncates at ``horizon``.
+
+    Only the outermost call counts: a subclass's ``step`` may call ``super().step(action)``.
+    """
+
+    @functools.wraps(step)
+    def counted_step(self: TaskEnv, action: Any) -> Any:
+        if self.__dict__.get("_inside_step"):
+            return step(self, action)
+        self._require_base_init()
+        self._inside_step = True
+        try:
+            obs, reward, terminated, truncated, info = step(self, action)
+        finally:
+            self._inside_step = False
+        self._elapsed_steps += 1
+        return obs, reward, terminated, bool(truncated) or self._elapsed_steps >= self.horizon, info
+
+    counted_step.__wrapped_by_task_env__ = True  # type: ignore[attr-defined]
+    return counted_step
+
+
 class TaskEnv(gym.Env, Generic[TaskT]):
     """A Gymnasium env over a distribution of tasks.
 
-    Subclasses set ``task_type`` and implement :meth:`_sample_task` (one task from ``self.np_random``)
-    and may override :meth:`validate_task` to check support that depends on constructor arguments,
-    :meth:`_on_task_set` to react to a new task, and :meth:`make_batched` to provide a fast batched
-    engine. Episodes are truncated by the env itself after ``horizon`` steps.
+    Subclasses set ``task_type`` (a frozen :class:`Task` dataclass decorated with
+    :func:`register_task_type`), call ``super().__init__(horizon)`` in ``__init__``, implement
+    :meth:`_sample_task` (one task from the generator it is given) and ``reset`` / ``step`` as any Gymnasium
+    env. They may override :meth:`validate_task` to check support that depends on constructor arguments,
+    :meth:`_on_task_set` to react to a new task, :meth:`task_features` for an oracle policy, and
+    :meth:`make_batched` to provide a fast batched engine.
+
+    The episode length is the base class's job: a subclass's ``reset`` and ``step`` are wrapped when the
+    class is defined, so ``reset`` starts the count at 0 and ``step`` returns ``truncated=True`` once
+    ``horizon`` steps were taken (or earlier, if the subclass's own ``step`` says so). During ``step``,
+    :attr:`elapsed_steps` is the number of steps taken before it. Mistakes in this contract raise a
+    :class:`~metarl.errors.UserError` when the class is defined or first instantiated
+    (``docs/custom-envs.md`` lists them).
+
+    Args:
+        horizon: steps per episode before truncation.
+        render_mode: one of ``metadata["render_modes"]``, or ``None``.
     """
 
     task_type: ClassVar[type[Task]]
     horizon: int
 
-    def __init__(self, horizon: int) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        task_type = cls.__dict__.get("task_type")
+        if task_type is not None:
+            _check_task_class(task_type, f"{cls.__name__}.task_type")
+            if _TASK_TYPES.get(task_type.__name__) is not task_type:
+                raise UserError(
+                    f"{cls.__name__}.task_type {task_type.__name__} is not registered: decorate it with "
+                    "@metarl.envs.register_task_type (runs reload their tasks by type name)"
+                )
+        for name, wrap in (("reset", _counting_reset), ("step", _truncating_step)):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__wrapped_by_task_env__", False):
+                setattr(cls, name, wrap(method))
+
+    def __init__(self, horizon: int, render_mode: str | None = None) -> None:
+        cls = type(self)
+        if getattr(cls, "task_type", None) is None:
+            raise UserError(
+                f"{cls.__name__} has no task_type: set the class attribute `task_type = YourTask` "
+                "(a frozen dataclass subclassing metarl.envs.Task)"
+            )
+        if cls._sample_task is TaskEnv._sample_task:
+            raise UserError(
+                f"{cls.__name__} does not implement _sample_task(self, rng) -> {cls.task_type.__name__}"
+            )
         if (
             isinstance(horizon, bool)
             or not isinstance(horizon, int | np.integer)
             or not 1 <= horizon <= MAX_HORIZON
         ):
             raise UserError(f"horizon must be an integer in [1, {MAX_HORIZON}], got {horizon!r}")
+        modes = list(self.metadata.get("render_modes", []))
+        if render_mode is not None and render_mode not in modes:
+            raise UserError(f"{cls.__name__} supports render_mode in {modes} (or None), got {render_mode!r}")
+        self.render_mode = render_mode
         self.horizon = int(horizon)
         self._task: TaskT | None = None
         self._elapsed_steps = 0
 
-    def _start_episode(self) -> None:
-        """Reset the step counter; call from ``reset``."""
-        self._elapsed_steps = 0
+    def _require_base_init(self) -> None:
+        if "_elapsed_steps" not in self.__dict__:
+            raise UserError(
+                f"{type(self).__name__}.__init__ must call super().__init__(horizon) before the env is used"
+            )
 
-    def _count_step(self) -> bool:
-        """Advance the step counter; returns ``truncated`` (the horizon is reached)."""
-        self._elapsed_steps += 1
-        return self._elapsed_steps >= self.horizon
+    @property
+    def elapsed_steps(self) -> int:
+        """Steps taken in the current episode (during ``step``: before this one)."""
+        return self._elapsed_steps
 
     # --- the task API -------------------------------------------------------------------------
     def sample_tasks(self, n: int) -> list[TaskT]:
@@ -178,6 +284,7 @@ class TaskEnv(gym.Env, Generic[TaskT]):
 
     # --- hooks for subclasses -----------------------------------------------------------------
     def _sample_task(self, rng: np.random.Generator) -> TaskT:
+        """One task drawn from ``rng`` (subclasses must implement it)."""
         raise NotImplementedError
 
     def _on_task_set(self, task: TaskT) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from metarl.envs.actions import check_batched_actions
 from metarl.envs.base import Task, TaskEnv
-from metarl.envs.registration import unknown_env_message
+from metarl.envs.registration import check_registered
 from metarl.errors import UserError
 
 
@@ -110,15 +110,17 @@ class BatchedEnv(ABC):
         actions = check_batched_actions(actions, self.action_space, self.batch_shape)
         active = ~self.done
         obs, reward, terminated, info = self._step(actions, active)
+        info = dict(info)
         self.elapsed_steps += 1
+        truncated = np.asarray(info.pop("truncated", False), dtype=bool) | (
+            self.elapsed_steps >= self.horizon
+        )
         obs = np.where(active.reshape(active.shape + (1,) * (obs.ndim - 2)), obs, self._last_obs)
         reward = np.where(active, reward, 0.0)
         self._terminated |= active & terminated
-        if self.elapsed_steps >= self.horizon:
-            self._truncated |= active
+        self._truncated |= active & truncated
         self.done = self._terminated | self._truncated
         self._last_obs = obs.copy()
-        info = dict(info)
         info["active"] = active
         return obs, reward, self._terminated.copy(), self._truncated.copy(), info
 
@@ -135,7 +137,8 @@ class BatchedEnv(ABC):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step the copies marked ``active``; return ``obs``, ``reward``, ``terminated``, ``info``.
 
-        Entries of inactive copies are ignored by the caller.
+        Entries of inactive copies are ignored by the caller. Truncation at the horizon is the caller's; an
+        engine whose copies may also be truncated earlier puts a ``(T, E)`` bool array in ``info["truncated"]``.
         """
 
 
@@ -172,13 +175,14 @@ class GenericBatchedEnv(BatchedEnv):
         obs = self._last_obs.reshape((self.num_copies,) + self._last_obs.shape[2:]).copy()
         reward = np.zeros(self.num_copies)
         terminated = np.zeros(self.num_copies, dtype=bool)
+        truncated = np.zeros(self.num_copies, dtype=bool)
         for k in np.flatnonzero(flat_active):
-            obs[k], reward[k], terminated[k], _, _ = self.envs[k].step(flat_actions[k])
+            obs[k], reward[k], terminated[k], truncated[k], _ = self.envs[k].step(flat_actions[k])
         return (
             obs.reshape(self._last_obs.shape),
             reward.reshape(self.batch_shape),
             terminated.reshape(self.batch_shape),
-            {},
+            {"truncated": truncated.reshape(self.batch_shape)},
         )
 
     def close(self) -> None:
@@ -221,8 +225,7 @@ def make_batched(
         The env's own fast engine when it has one, else :class:`GenericBatchedEnv`.
     """
     if isinstance(env, str):
-        if env not in gym.registry:
-            raise UserError(unknown_env_message(env))
+        check_registered(env)
 
         def factory() -> gym.Env:
             return gym.make(env, **env_kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from metarl.envs.plugins import user_env_ids
 from metarl.envs.registration import registered_ids
 
 
@@ -20,8 +21,9 @@ def _summary(env_id: str) -> str:
 
 
 def describe_envs() -> str:
-    """A table of every registered id with its task distribution."""
+    """A table of metarl's ids, then those of entry points and ``--import``, with their task distributions."""
     rows = [(env_id, _summary(env_id)) for env_id in registered_ids()]
+    rows += [(env_id, f"{_summary(env_id)} [{source}]") for env_id, source in user_env_ids().items()]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'id':<{width}}  task distribution", f"{'-' * width}  {'-' * 17}"]
     lines += [f"{env_id:<{width}}  {summary}" for env_id, summary in rows]

@@ -12,10 +12,12 @@ from gymnasium import spaces
 from metarl.envs.actions import check_box_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.rendering import BLUE, GREEN, LIGHT_GRAY, ORANGE, PlaneView, blank, draw_polyline, fill_disc
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_ACTION = 0.1
 GOAL_TOLERANCE = 0.01
+RENDER_SIZE = 256
 
 
 @register_task_type
@@ -50,18 +52,20 @@ class Navigation2DEnv(TaskEnv[GoalTask]):
     | argument | default | meaning |
     |---|---|---|
     | horizon | 100 | steps before truncation |
+    | render_mode | None | ``"rgb_array"``: 256x256 image of goal (green), path so far (blue), position (orange) |
 
     Version history: v0, first release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     task_type = GoalTask
 
-    def __init__(self, horizon: int = 100) -> None:
-        super().__init__(horizon)
+    def __init__(self, horizon: int = 100, render_mode: str | None = None) -> None:
+        super().__init__(horizon, render_mode)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Box(-MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32)
         self._position = np.zeros(2)
+        self._path = [self._position]
 
     def _sample_task(self, rng: np.random.Generator) -> GoalTask:
         x, y = rng.uniform(GOAL_LOW, GOAL_HIGH, size=2)
@@ -73,18 +77,33 @@ class Navigation2DEnv(TaskEnv[GoalTask]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self.get_task()
-        self._start_episode()
         self._position = np.zeros(2)
+        self._path = [self._position]
         return self._position.astype(np.float32), {"task": self.get_task()}
 
     def step(self, action):
         action = np.clip(check_box_action(action, self.action_space), -MAX_ACTION, MAX_ACTION)
         self._position = self._position + action
+        self._path.append(self._position)
         offset = self._position - self.get_task().goal
         reward = -float(np.sqrt(np.sum(offset**2)))
         terminated = bool(np.all(np.abs(offset) < GOAL_TOLERANCE))
-        truncated = self._count_step()
-        return self._position.astype(np.float32), reward, terminated, truncated, {}
+        return self._position.astype(np.float32), reward, terminated, False, {}
+
+    def render(self) -> np.ndarray | None:
+        """The goal, the path since ``reset`` and the position, in a view that keeps all of them."""
+        if self.render_mode is None:
+            return None
+        goal, path = self.get_task().goal, np.array(self._path)
+        view = PlaneView(RENDER_SIZE, extent=max(0.6, 1.1 * float(np.abs(np.vstack([path, goal])).max())))
+        image = blank(RENDER_SIZE, RENDER_SIZE)
+        center = view.pixels(np.zeros(2))
+        image[round(center[0]), :] = LIGHT_GRAY
+        image[:, round(center[1])] = LIGHT_GRAY
+        fill_disc(image, view.pixels(goal), max(4.0, view.length(GOAL_TOLERANCE)), GREEN)
+        draw_polyline(image, view.pixels(path), BLUE)
+        fill_disc(image, view.pixels(path[-1]), 4.0, ORANGE)
+        return image
 
     def make_batched(self, tasks: Sequence[GoalTask], episodes_per_task: int, seed: int | None):
         return BatchedNavigation2D(tasks, episodes_per_task, self.horizon, seed)

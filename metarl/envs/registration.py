@@ -6,6 +6,9 @@ import difflib
 
 import gymnasium as gym
 
+from metarl.envs.plugins import load_entry_points
+from metarl.errors import UserError
+
 # id -> (entry point, kwargs). Envs truncate themselves at `horizon`, so no TimeLimit is added.
 ENV_SPECS: dict[str, tuple[str, dict]] = {
     "MetaRL/Navigation2D-v0": ("metarl.envs.navigation:Navigation2DEnv", {}),
@@ -39,8 +42,24 @@ def registered_ids() -> list[str]:
 
 
 def unknown_env_message(env_id: str) -> str:
-    """A one-line error for an unknown id with the closest known ids."""
+    """A one-line error for an unknown id with the closest known ids and how to make a user's env known."""
     known = sorted(set(registered_ids()) | set(gym.registry))
     close = difflib.get_close_matches(env_id, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return f"unknown env id {env_id!r}.{hint} Run `metarl envs` to list the task distributions."
+    return (
+        f"unknown env id {env_id!r}.{hint} Run `metarl envs` to list the task distributions; a task "
+        "distribution of your own must be registered first: pass `--import MODULE` (the module that calls "
+        "gymnasium.register) or declare a `metarl.envs` entry point (docs/custom-envs.md)."
+    )
+
+
+def check_registered(env_id: str) -> None:
+    """Load the ``metarl.envs`` entry points if ``env_id`` is not registered yet; raise if it still is not.
+
+    Raises:
+        UserError: the id is unknown (the message suggests close ids and how to register one's own).
+    """
+    if env_id not in gym.registry:
+        load_entry_points()
+    if env_id not in gym.registry:
+        raise UserError(unknown_env_message(env_id))

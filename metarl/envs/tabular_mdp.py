@@ -12,6 +12,7 @@ from gymnasium import spaces
 from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.rendering import BLACK, GRAY, ORANGE, WHITE, blank, fill_rect, outline_rect
 from metarl.envs.seeding import CopyGenerators
 from metarl.errors import UserError
 
@@ -19,6 +20,7 @@ ROW_SUM_TOLERANCE = 1e-6
 MEAN_REWARD_LOC, MEAN_REWARD_SCALE = 1.0, 1.0
 REWARD_NOISE_SCALE = 1.0
 INITIAL_STATE = 0
+CELL = 24  # pixels per state (and per action row) in the rendered image
 
 
 @register_task_type
@@ -106,18 +108,21 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
     | num_states | 10 | number of states |
     | num_actions | 5 | number of actions |
     | horizon | 10 | steps per episode before truncation |
+    | render_mode | None | ``"rgb_array"``: a row of states (the current one orange) above the mean rewards ``m(s, a)`` (one row per action, darker is higher) |
 
     Version history: v0, first release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     task_type = TabularMDPTask
 
-    def __init__(self, num_states: int = 10, num_actions: int = 5, horizon: int = 10) -> None:
+    def __init__(
+        self, num_states: int = 10, num_actions: int = 5, horizon: int = 10, render_mode: str | None = None
+    ) -> None:
         for name, value in (("num_states", num_states), ("num_actions", num_actions)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value!r}")
-        super().__init__(horizon)
+        super().__init__(horizon, render_mode)
         self.num_states = int(num_states)
         self.num_actions = int(num_actions)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.num_states,), dtype=np.float32)
@@ -158,14 +163,13 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         task = self.get_task()
-        self._start_episode()
         self._draw_episode_noise()
         self._state = INITIAL_STATE
         return _one_hot(np.asarray(self._state), self.num_states), {"task": task}
 
     def step(self, action):
         action = check_discrete_action(action, self.num_actions)
-        t = self._elapsed_steps
+        t = self.elapsed_steps
         if t >= self._reward_noise.size:  # stepping past truncation: keep drawing
             noise, uniforms = self._reward_noise, self._transition_uniforms
             self._draw_episode_noise()
@@ -173,8 +177,27 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
             self._transition_uniforms = np.concatenate([uniforms, self._transition_uniforms])
         reward = float(self._mean_rewards[self._state, action] + self._reward_noise[t])
         self._state = int(_next_state(self._cumulative[self._state, action], self._transition_uniforms[t]))
-        truncated = self._count_step()
-        return _one_hot(np.asarray(self._state), self.num_states), reward, False, truncated, {}
+        return _one_hot(np.asarray(self._state), self.num_states), reward, False, False, {}
+
+    def render(self) -> np.ndarray | None:
+        """The states in a row, the current one highlighted, above the task's mean rewards."""
+        if self.render_mode is None:
+            return None
+        image = blank(CELL * (self.num_actions + 1) + 4, CELL * self.num_states)
+        low, high = self._mean_rewards.min(), self._mean_rewards.max()
+        shade = (self._mean_rewards - low) / (high - low) if high > low else np.zeros_like(self._mean_rewards)
+        for state in range(self.num_states):
+            left = state * CELL
+            fill_rect(
+                image, 1, left + 1, CELL - 1, left + CELL - 1, ORANGE if state == self._state else WHITE
+            )
+            outline_rect(image, 1, left + 1, CELL - 1, left + CELL - 1, BLACK)
+            for action in range(self.num_actions):
+                top = CELL * (action + 1) + 4
+                level = round(255 * (1 - shade[state, action]))
+                fill_rect(image, top, left, top + CELL, left + CELL, (level, level, 255))
+                outline_rect(image, top, left, top + CELL, left + CELL, GRAY)
+        return image
 
     def make_batched(self, tasks: Sequence[TabularMDPTask], episodes_per_task: int, seed: int | None):
         return BatchedTabularMDP(

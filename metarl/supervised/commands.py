@@ -2,8 +2,8 @@
 
 Examples::
 
-    metarl fewshot train --config configs/fewshot/maml-sinusoid.yaml
-    metarl fewshot train --learner fomaml --data-root ../shared/data/omniglot iterations=2000 meta_batch_size=16
+    metarl fewshot train --config fewshot/maml-sinusoid      # a shipped config's name, or a YAML file's path
+    metarl fewshot train --learner fomaml --data-root data/omniglot iterations=2000 meta_batch_size=16
     metarl fewshot train --resume runs/maml-omniglot-5w1s-s0
     metarl fewshot train --resume runs/maml-omniglot-5w1s-s0 iterations=40000   # train a finished run longer
     metarl fewshot evaluate runs/maml-omniglot-5w1s-s0 --episodes 600
@@ -24,6 +24,7 @@ from metarl.training import (
     RunDir,
     check_resume_overrides,
     check_writable_file,
+    config_file,
     config_help,
     load_checkpoint,
     load_config,
@@ -54,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     if args.run_root:
         overrides.append(f"run_root={args.run_root}")
-    config = load_config(FewShotConfig, args.config, overrides)
+    config = load_config(FewShotConfig, config_file(args.config) if args.config else None, overrides)
     train(config, progress=args.progress)
     return 0
 
@@ -93,9 +94,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Meta-train a few-shot learner. Config keys (set in --config YAML or as key=value): see "
         "`metarl fewshot train --help-config`.",
     )
-    p.add_argument("--config", help="YAML config, e.g. configs/fewshot/maml-omniglot-5w1s.yaml")
+    p.add_argument(
+        "--config", help="YAML config file, or a shipped config's name such as fewshot/maml-omniglot-5w1s"
+    )
     p.add_argument("--learner", help=f"learner name ({learners})")
-    p.add_argument("--data-root", help="dataset folder (default ../shared/data/<dataset>)")
+    p.add_argument(
+        "--data-root",
+        help="dataset folder (default $METARL_DATA/<dataset>, else ~/.cache/metarl/data/<dataset>)",
+    )
     p.add_argument("--seed", type=int, help="seed of initialisation and training episodes")
     p.add_argument(
         "--runs-root", "--run-root", dest="run_root", help="parent folder of run directories (default runs)"

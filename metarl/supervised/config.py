@@ -1,7 +1,8 @@
 """The few-shot run config (one dataclass, YAML + ``key=value`` overrides) and what it builds: data and model.
 
 Field docstrings (``metadata["help"]``) are the documentation of every key; ``metarl fewshot train --help``
-prints them. The reference configs in ``configs/fewshot/`` set the paper protocols.
+prints them. The reference configs shipped in ``metarl/configs/fewshot/`` (``--config fewshot/<name>``) set the
+paper protocols.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from torch import nn
 
-from metarl.errors import UserError
+from metarl.errors import MissingFileError, UserError
 from metarl.supervised.data.base import ClassIndexedDataset
+from metarl.supervised.data.cache import default_cache_dir
 from metarl.supervised.learners import learner_entry
 from metarl.supervised.models import MLP, Conv4
 from metarl.training.config import check_declared_bounds, doc, run_field
@@ -31,7 +33,7 @@ class DataConfig:
     )
     root: str | None = doc(
         "dataset folder (Omniglot zips, miniImageNet pickles/images, or an image folder); "
-        "default ../shared/data/<dataset> or $METARL_DATA/<dataset>",
+        "default $METARL_DATA/<dataset>, else ~/.cache/metarl/data/<dataset> ($METARL_CACHE/data/<dataset>)",
         default=None,
     )
     split_scheme: Literal["vinyals", "lake"] = doc("Omniglot split scheme", default="vinyals")
@@ -173,10 +175,15 @@ class FewShotConfig:
         return f"{self.learner}-{self.data.dataset}-{self.data.ways}w{self.data.shots}s-s{self.seed}"
 
 
+DATA_ENV_VAR = "METARL_DATA"
+DATASETS_ON_DISK = ("omniglot", "miniimagenet", "folder")
+
+
 def default_data_root(dataset: str) -> str:
-    """``$METARL_DATA/<dataset>`` if set, else ``../shared/data/<dataset>`` (the layout of the dev machines)."""
-    base = os.environ.get("METARL_DATA", os.path.join("..", "shared", "data"))
-    return os.path.join(base, dataset)
+    """``$METARL_DATA/<dataset>`` if set, else ``<cache>/data/<dataset>`` in the user cache directory
+    (``$METARL_CACHE`` or ``~/.cache/metarl``), which does not depend on where a command runs."""
+    base = os.environ.get(DATA_ENV_VAR) or os.fspath(default_cache_dir() / "data")
+    return os.path.join(os.path.expanduser(base), dataset)
 
 
 def synthetic_dataset(
@@ -204,6 +211,11 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
         FileNotFoundError / ValueError: from the dataset loader, with the fix in the message.
     """
     root = data.root or default_data_root(data.dataset)
+    if data.root is None and data.dataset in DATASETS_ON_DISK and not os.path.isdir(root):
+        raise MissingFileError(
+            f"no {data.dataset} data at the default location {root}: pass --data-root DIR (data.root=DIR) with "
+            f"the folder that holds it, or set {DATA_ENV_VAR} to a folder with a {data.dataset}/ subfolder"
+        )
     if data.dataset == "omniglot":
         from metarl.supervised.data.omniglot import Omniglot
 

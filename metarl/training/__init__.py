@@ -4,7 +4,8 @@
 limit, resume, progress bar, TensorBoard and ``metrics.jsonl``); an algorithm subclasses it and supplies one
 meta-iteration and its state. Its parts are usable alone: configs (dataclass + YAML + ``key=value`` overrides,
 fields declared with :func:`doc` / :func:`run_field`), run directories, atomic checkpoints with RNG states,
-logging, a progress bar, confidence intervals and the adaptation-curve plot. Imports only the standard library,
+logging, a progress bar, confidence intervals, the adaptation-curve plot and the reference configs shipped in
+the package. Imports only the standard library,
 numpy, torch, yaml, tqdm, matplotlib and tensorboard.
 
 Example (an algorithm of your own)::
@@ -68,6 +69,12 @@ from metarl.training.logger import ProgressBar, RunLogger, read_metrics
 from metarl.training.loop import LoopConfig, RunLoop
 from metarl.training.plots import plot_adaptation_curves
 from metarl.training.run_dir import RunDir
+from metarl.training.shipped_configs import (
+    config_file,
+    shipped_config_dir,
+    shipped_config_names,
+    shipped_configs,
+)
 from metarl.training.stats import format_ci, mean_ci
 
 __all__ = [
@@ -87,6 +94,7 @@ __all__ = [
     "check_writable_file",
     "check_resume_overrides",
     "check_declared_bounds",
+    "config_file",
     "config_from_dict",
     "config_help",
     "config_to_dict",
@@ -105,6 +113,9 @@ __all__ = [
     "run_field",
     "save_checkpoint",
     "save_config",
+    "shipped_config_dir",
+    "shipped_config_names",
+    "shipped_configs",
     "updated_config",
     "write_json_atomic",
 ]

@@ -399,9 +399,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not target.exists():
         raise MissingFileError(f"config file {target} not found")
     if not target.is_file():
-        raise UserError(
-            f"config file {target} is a directory: pass a YAML file, e.g. configs/maml-trpo/navigation2d.yaml"
-        )
+        raise UserError(f"config file {target} is a directory: pass a YAML file, e.g. my-experiment.yaml")
     try:
         data = yaml.safe_load(target.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -1,9 +1,8 @@
-"""Every RL config in configs/ loads and names a registered env; the paper config has the paper's settings."""
+"""Every shipped RL config (metarl/configs/) loads and names a registered env; the paper config has the paper's settings."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -11,9 +10,10 @@ import pytest
 import metarl.envs  # noqa: F401  (registers the MetaRL/ ids)
 from metarl.agents.commands import find_config
 from metarl.agents.config import TrainConfig
+from metarl.training import shipped_config_dir
 from metarl.training.config import load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = shipped_config_dir()
 RL_CONFIGS = sorted((CONFIGS / "maml-trpo").glob("*.yaml")) + sorted((CONFIGS / "reptile").glob("*.yaml"))
 
 

@@ -48,7 +48,6 @@ class LineWalkEnv(TaskEnv[LineTargetTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._start_episode()
         self._x = float(self.np_random.uniform(-0.1, 0.1))
         return np.array([self._x]), {}
 
@@ -56,7 +55,7 @@ class LineWalkEnv(TaskEnv[LineTargetTask]):
         move = float(np.clip(np.asarray(action).reshape(-1)[0], -1.0, 1.0))
         self._x += 0.2 * move + 0.05 * float(self.np_random.standard_normal())
         distance = abs(self._x - self.get_task().target)
-        return np.array([self._x]), -distance, distance < 0.25, self._count_step(), {}
+        return np.array([self._x]), -distance, distance < 0.25, False, {}
 
 
 def policy(obs: np.ndarray, targets: np.ndarray) -> np.ndarray:

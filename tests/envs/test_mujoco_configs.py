@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import pytest
 
 pytest.importorskip("mujoco")
 agents_config = pytest.importorskip("metarl.agents.config")
 
+from metarl.training import shipped_config_dir  # noqa: E402
 from metarl.training.config import load_config  # noqa: E402
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "maml-trpo"
+CONFIG_DIR = shipped_config_dir() / "maml-trpo"
 MUJOCO_CONFIGS = {
     "halfcheetah-vel.yaml": "MetaRL/HalfCheetahVel-v0",
     "halfcheetah-dir.yaml": "MetaRL/HalfCheetahDir-v0",

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from metarl.cli import main
+from metarl.training import shipped_config_dir
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "fewshot"
+CONFIGS = shipped_config_dir() / "fewshot"
 
 TINY = [
     "data.dataset=synthetic",

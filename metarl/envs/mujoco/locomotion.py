@@ -125,7 +125,6 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         gym.Env.reset(self, seed=seed)
         task = self.get_task()
-        self._start_episode()
         mujoco.mj_resetData(self.model, self.data)
         obs = self.reset_model()
         if self.render_mode == "human":
@@ -146,11 +145,10 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
         obs, reward, terminated, self._last_position, info = self.outcome(
             self._last_position, self.gather(), action[None], params
         )
-        truncated = self._count_step()
         if self.render_mode == "human":
             self.render()
         step_info = {name: value[0] for name, value in info.items()}
-        return obs[0], float(reward[0]), bool(terminated[0]), truncated, step_info
+        return obs[0], float(reward[0]), bool(terminated[0]), False, step_info
 
     def make_batched(
         self, tasks: Sequence[TaskT], episodes_per_task: int, seed: int | None

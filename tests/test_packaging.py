@@ -1,0 +1,100 @@
+"""The package works from a plain (non-editable) install: the wheel carries the reference configs, so
+``metarl train`` run from any directory uses the shipped config, and the version is written once.
+
+Builds the wheel from a copy of the source tree (offline, with the setuptools already installed) and
+installs it without dependencies into a fresh virtual environment that borrows this environment's
+packages (torch, gymnasium, ...) through a ``.pth`` file, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import metarl
+from metarl.agents import TrainConfig
+from metarl.training import config_file, config_to_dict, load_config, shipped_config_names
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_SHIPPED = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "tests", "docs")
+
+
+def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+    assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A venv with only the built wheel of metarl installed; returns its ``bin`` folder."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=NOT_SHIPPED)
+    wheels = tmp / "wheels"
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", wheels,
+        source, cwd=tmp)  # fmt: skip
+    (wheel,) = wheels.glob("metarl-*.whl")
+    env_dir = tmp / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site_packages = Path(
+        run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp).strip()
+    )
+    # the dependencies (not metarl: .pth files of that folder, such as an editable metarl's, are not processed)
+    (site_packages / "dependencies.pth").write_text(str(Path(torch.__file__).parents[1]) + "\n")
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel, cwd=tmp)
+    return env_dir / "bin"
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_train_from_the_wheel_uses_the_shipped_reference_config(installed, tmp_path):
+    where = run(
+        installed / "python", "-c", "import metarl; print(metarl.__file__)", cwd=tmp_path, env=clean_env()
+    )
+    assert Path(where.strip()).is_relative_to(installed.parent), "metarl must come from the wheel"
+    out = run(
+        installed / "metarl", "train", "--algo", "reptile", "--env", "MetaRL/Bandit-K5-v0", "iterations=1",
+        "--run-dir", tmp_path / "run", "--no-progress", cwd=tmp_path, env=clean_env(),
+    )  # fmt: skip
+    shipped = Path(out.split("(config: ", 1)[1].split(")", 1)[0])
+    assert shipped.is_relative_to(installed.parent) and shipped.as_posix().endswith(
+        "configs/reptile/bandit-k5.yaml"
+    )
+    expected = load_config(TrainConfig, config_file("reptile/bandit-k5"), ["iterations=1"])
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved == yaml.safe_load(yaml.safe_dump(config_to_dict(expected)))
+    assert expected != TrainConfig(
+        algo="reptile", env="MetaRL/Bandit-K5-v0", iterations=1
+    )  # not the defaults
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_config_and_the_version_is_written_once(installed, tmp_path):
+    script = (
+        "import importlib.metadata, metarl\n"
+        "from metarl.training import shipped_config_names\n"
+        "print(metarl.__version__, importlib.metadata.version('metarl'))\n"
+        "print(' '.join(shipped_config_names()))\n"
+    )
+    versions, names = run(installed / "python", "-c", script, cwd=tmp_path, env=clean_env()).splitlines()
+    assert versions.split() == [metarl.__version__, metarl.__version__]
+    assert names.split() == shipped_config_names() and len(names.split()) > 30
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert {"ray", "metaworld"}.isdisjoint(project["optional-dependencies"])
