@@ -175,8 +175,8 @@ def test_forgetting_the_base_init_fails_at_the_first_reset():
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"horizon": 0}, "horizon must be a positive integer, got 0"),
-        ({"horizon": 2.5}, "horizon must be a positive integer, got 2.5"),
+        ({"horizon": 0}, r"horizon must be an integer in \[1, 1000000\], got 0"),
+        ({"horizon": 2.5}, r"horizon must be an integer in \[1, 1000000\], got 2.5"),
     ],
 )
 def test_a_bad_horizon_is_refused(kwargs, needle):

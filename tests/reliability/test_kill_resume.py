@@ -2,8 +2,9 @@
 metrics.jsonl equal an uninterrupted run's, and no temporary file is left behind.
 
 The kills are real (the child process sends itself SIGKILL, so nothing is cleaned up); where they land is
-drawn from a seeded generator: right after a meta-iteration (before its scalars are logged or checkpointed,
-also before the first checkpoint) or in the middle of a checkpoint write (the temporary file half written).
+drawn from a seeded generator: right after the k-th meta-iteration of a process (before its scalars are logged
+or checkpointed; the first kill lands before the first checkpoint) or in the middle of its k-th checkpoint write
+(the temporary file half written).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from metarl import cli
 from metarl.training import checkpoint, loop
 
 kind, at = os.environ.get("KILL_KIND"), int(os.environ.get("KILL_AT", "-1"))
-counter = {"saves": 0}
+counter = {"saves": 0, "iterations": 0}  # kill points count what this process did
 real_save, real_check = checkpoint.atomic_torch_save, loop.RunLoop._check_finite
 
 def dying_save(state, path):
@@ -39,7 +40,8 @@ def dying_save(state, path):
     return real_save(state, path)
 
 def dying_check(self, scalars):
-    if kind == "iteration" and self.iteration == at:
+    counter["iterations"] += 1
+    if kind == "iteration" and counter["iterations"] == at:
         os.kill(os.getpid(), signal.SIGKILL)
     return real_check(self, scalars)
 
@@ -119,12 +121,15 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_numbers(name,
     rng = np.random.default_rng(list(name.encode()))
     killed = tmp_path / "killed"
     kills = [("iteration", 1)]  # before the first checkpoint (after iteration 2)
-    kills += [(str(rng.choice(["iteration", "save"])), int(rng.integers(1, 4))) for _ in range(3)]
+    kills += [(str(rng.choice(["iteration", "save"])), int(rng.integers(1, 3))) for _ in range(4)]
+    codes = []
     for k, kill in enumerate(kills):  # a run killed before its first checkpoint resumes from the start
-        if _run(_resume(name, killed) if k else _start(name, killed), tmp_path, kill) == 0:
+        codes.append(_run(_resume(name, killed) if k else _start(name, killed), tmp_path, kill))
+        if codes[-1] == 0:
             break
     else:
         assert _run(_resume(name, killed), tmp_path) == 0
+    assert codes[0] == -9 and codes.count(-9) >= 4, codes  # at least 4 kills per run, 12 in all
     assert _comparable(killed) == _comparable(full)
     weights_full, weights_killed = _weights(full), _weights(killed)
     assert all(torch.equal(weights_full[k], weights_killed[k]) for k in weights_full)

@@ -64,7 +64,8 @@ def test_a_bit_flipped_entry_is_noticed_and_decoded_again(tmp_path):
     (tmp_path / "entry.npy").write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="does not match its checksum"):
         assert cache.load_entry(tmp_path, "entry", mmap=True) is None
-    rebuilt = cache.cached(tmp_path, "entry", lambda: (images, {}))
+    with pytest.warns(UserWarning, match="does not match its checksum"):
+        rebuilt = cache.cached(tmp_path, "entry", lambda: (images, {}))
     assert np.array_equal(rebuilt[0], images) and cache.load_entry(tmp_path, "entry") is not None
 
 
