@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
-from metarl.envs.batched import BatchedEnv
+from metarl.envs.batched import BatchedEnv, step_values
 from metarl.envs.seeding import CopyGenerators
 from metarl.errors import UserError
 
@@ -149,16 +149,20 @@ class BatchedBernoulliBandit(BatchedEnv):
         )
         self.num_arms = int(num_arms)
         # (tasks, 1, arms): broadcast over the episodes of a task
-        self._probabilities = np.array([t.probabilities for t in self.tasks])[:, None, :]
+        self._probabilities = np.zeros((self.num_tasks, 1, self.num_arms))
+        self._load_tasks(range(self.num_tasks))
         # Every reset round reseeds every copy; vectorised hashing builds the same generators faster.
         self._generators = CopyGenerators(self.num_copies, vectorized_hashing=True)
-        self._uniforms = np.zeros(self.batch_shape + (self.horizon,))
+        self._uniforms = np.zeros((self.num_copies, self.horizon))
 
-    def _reset(self, seeds):
+    def _load_tasks(self, rows):
+        for row in rows:
+            self._probabilities[row, 0] = self.tasks[row].probabilities
+
+    def _reset(self, seeds, mask):
         generators = self._generators.reseed(seeds)
-        self._uniforms = np.stack([g.random(self.horizon) for g in generators]).reshape(
-            self.batch_shape + (self.horizon,)
-        )
+        for k in np.flatnonzero(mask):
+            self._uniforms[k] = generators[k].random(self.horizon)
         return np.zeros(self.batch_shape + (1,), dtype=np.float32)
 
     def _step(self, actions, active):
@@ -169,6 +173,8 @@ class BatchedBernoulliBandit(BatchedEnv):
             raise UserError(f"actions must be arm indices in [0, {self.num_arms}), got {arms[active]}")
         arms = np.clip(arms, 0, self.num_arms - 1)  # frozen copies may carry any value
         probability = np.take_along_axis(self._probabilities, arms[..., None], axis=-1)[..., 0]
-        reward = (self._uniforms[..., self.elapsed_steps] < probability).astype(np.float64)
+        uniforms = step_values(self._uniforms, self.copy_steps).reshape(self.batch_shape)
+        reward = (uniforms < probability).astype(np.float64)
         obs = np.zeros(self.batch_shape + (1,), dtype=np.float32)
         return obs, reward, np.zeros(self.batch_shape, dtype=bool), {}
+

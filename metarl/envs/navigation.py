@@ -99,11 +99,16 @@ class BatchedNavigation2D(BatchedEnv):
         super().__init__(
             tasks, episodes_per_task, single.observation_space, single.action_space, horizon, seed
         )
-        self._goals = np.array([t.goal for t in self.tasks])[:, None, :]
+        self._goals = np.zeros((self.num_tasks, 1, 2))  # broadcast over the episodes of a task
+        self._load_tasks(range(self.num_tasks))
         self._position = np.zeros(self.batch_shape + (2,))
 
-    def _reset(self, seeds):
-        self._position = np.zeros(self.batch_shape + (2,))
+    def _load_tasks(self, rows):
+        for row in rows:
+            self._goals[row, 0] = self.tasks[row].goal
+
+    def _reset(self, seeds, mask):
+        self._position[mask.reshape(self.batch_shape)] = 0.0
         return self._position.astype(np.float32)
 
     def _step(self, actions, active):
