@@ -12,6 +12,7 @@ from gymnasium import spaces
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv, step_values
 from metarl.envs.seeding import CopyGenerators
+from metarl.envs.task_options import task_for_reset
 from metarl.errors import UserError
 
 
@@ -112,7 +113,7 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = self.get_task()
+        task = task_for_reset(self, options)
         self._start_episode()
         self._uniforms = self.np_random.random(self.horizon)
         return np.zeros(1, dtype=np.float32), {"task": task}
@@ -177,4 +178,3 @@ class BatchedBernoulliBandit(BatchedEnv):
         reward = (uniforms < probability).astype(np.float64)
         obs = np.zeros(self.batch_shape + (1,), dtype=np.float32)
         return obs, reward, np.zeros(self.batch_shape, dtype=bool), {}
-

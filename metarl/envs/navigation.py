@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.task_options import task_for_reset
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_ACTION = 0.1
@@ -71,10 +72,10 @@ class Navigation2DEnv(TaskEnv[GoalTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.get_task()
+        task = task_for_reset(self, options)
         self._start_episode()
         self._position = np.zeros(2)
-        return self._position.astype(np.float32), {"task": self.get_task()}
+        return self._position.astype(np.float32), {"task": task}
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -MAX_ACTION, MAX_ACTION)

@@ -13,6 +13,7 @@ from metarl.envs.bandit import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
 from metarl.envs.batched import BatchedEnv, step_values
 from metarl.envs.seeding import CopyGenerators
+from metarl.envs.task_options import task_for_reset
 from metarl.errors import UserError
 
 ROW_SUM_TOLERANCE = 1e-6
@@ -157,7 +158,7 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = self.get_task()
+        task = task_for_reset(self, options)
         self._start_episode()
         self._draw_episode_noise()
         self._state = INITIAL_STATE
