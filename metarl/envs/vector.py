@@ -106,6 +106,11 @@ class TaskVectorEnv(VectorEnv):
             )
         return checked
 
+    @property
+    def single_env(self) -> gym.Env:
+        """The single env the sub-envs copy (made with the same arguments; it is never stepped)."""
+        return self._template
+
     # --- the sub-envs' tasks ------------------------------------------------------------------------
     @property
     def episodes_per_task(self) -> int:

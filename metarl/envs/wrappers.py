@@ -41,11 +41,15 @@ def draw_task(env: TaskEnv, rng: np.random.Generator) -> Task:
     return env._sample_task(rng)  # the distribution's documented hook of TaskEnv
 
 
-class _TaskSelectWrapper(gym.Wrapper):
-    """Sets the task chosen by :meth:`_next_task` before every reset; ``options["task"]`` still wins."""
+class _TaskSelectWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Sets the task chosen by :meth:`_next_task` before every reset; ``options["task"]`` still wins.
 
-    def __init__(self, env: gym.Env, seed: int | None) -> None:
-        super().__init__(env)
+    The constructor's arguments are recorded in the env's spec, so ``gym.make(env.spec)`` rebuilds it.
+    """
+
+    def __init__(self, env: gym.Env, seed: int | None, **recorded: Any) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, seed=seed, **recorded)
+        gym.Wrapper.__init__(self, env)
         self._task_env = task_env(env)
         self._rng = task_generator(seed) if seed is not None else None
 
@@ -81,7 +85,7 @@ class RandomTaskWrapper(_TaskSelectWrapper):
         tasks: Sequence[Task | Mapping[str, Any]] | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(env, seed)
+        super().__init__(env, seed, tasks=tasks)
         self.tasks = None if tasks is None else _checked_tasks(self._task_env, tasks)
 
     def _next_task(self, rng: np.random.Generator) -> Task:
@@ -104,7 +108,7 @@ class TaskCycleWrapper(_TaskSelectWrapper):
     def __init__(
         self, env: gym.Env, tasks: Sequence[Task | Mapping[str, Any]], seed: int | None = None
     ) -> None:
-        super().__init__(env, seed)
+        super().__init__(env, seed, tasks=tasks)
         self.tasks = _checked_tasks(self._task_env, tasks)
         self._order = np.arange(0)
         self._position = 0
