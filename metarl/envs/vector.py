@@ -173,6 +173,12 @@ class TaskVectorEnv(VectorEnv):
         if task is not None:
             task = coerce_task(self._task_env, task)
             rows = np.unique(np.flatnonzero(mask) // self.episodes_per_task)
+            whole = mask.reshape(-1, self.episodes_per_task)[rows].all()
+            if not whole:
+                raise UserError(
+                    f"options['task'] changes the task of whole groups of {self.episodes_per_task} sub-envs "
+                    "(those of one fixed task): put all of a group in options['reset_mask']"
+                )
             return {int(row): task for row in rows}
         if self._fixed_tasks is not None:
             return dict(enumerate(self._fixed_tasks)) if self._engine is None else {}

@@ -86,6 +86,15 @@ def test_resampled_tasks_equal_sync_vector_env_of_wrapped_single_envs(env_id, mo
     ours.close()
 
 
+def test_resampled_physics_tasks_swap_the_models_of_the_copies():
+    env_id, kwargs = "MetaRL/HopperRandParams-v0", _kwargs("MetaRL/HopperRandParams-v0")
+    ours = gym.make_vec(env_id, num_envs=3, **kwargs)
+    reference = SyncVectorEnv([lambda: RandomTaskWrapper(gym.make(env_id, **kwargs)) for _ in range(3)])
+    ended = _run_both(ours, reference, _actions(ours.action_space, seed=4)[:12])
+    assert ended >= 6
+    ours.close()
+
+
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_fixed_tasks_and_early_terminations_equal_sync_vector_env(mode):
     env_id, kwargs = "MetaRL/Navigation2D-v0", {"horizon": 8}
@@ -178,3 +187,9 @@ def test_errors_name_what_is_wrong():
         env.step(np.zeros(2))
     with pytest.raises(UserError, match="goal_y"):
         env.reset(options={"task": {"goal_x": 0.0, "goal_y": float("nan")}})
+    fixed = TaskVectorEnv("MetaRL/Navigation2D-v0", 4, tasks=[GoalTask(0, 0), GoalTask(0.1, 0)])
+    fixed.reset(seed=0)
+    with pytest.raises(UserError, match="whole groups of 2"):
+        fixed.reset(options={"task": GoalTask(0.2, 0.2), "reset_mask": np.array([True, False, False, False])})
+    fixed.reset(options={"task": GoalTask(0.2, 0.2), "reset_mask": np.array([True, True, False, False])})
+    assert fixed.tasks == [GoalTask(0.2, 0.2)] * 2 + [GoalTask(0.1, 0)] * 2
