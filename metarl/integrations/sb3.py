@@ -24,7 +24,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 try:
-    from stable_baselines3.common.vec_env import VecEnv
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
     from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 except ImportError as exc:
     raise gym.error.DependencyNotInstalled(
@@ -123,6 +124,33 @@ class TaskVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+class NormalizedActions(VecEnvWrapper):
+    """Actions in ``[-1, 1]`` per dimension, mapped linearly onto the env's bounded ``Box`` (as metarl's sampler
+    does with ``policy.normalized_actions``), so a policy trained through it acts like a metarl policy."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        space = venv.action_space
+        if not isinstance(space, gym.spaces.Box) or not np.all(
+            np.isfinite(space.low) & np.isfinite(space.high)
+        ):
+            raise UserError(f"normalized actions need a bounded Box action space, got {space}")
+        self._center = (space.high + space.low) / 2.0
+        self._half_range = (space.high - space.low) / 2.0
+        super().__init__(venv, action_space=gym.spaces.Box(-1.0, 1.0, shape=space.shape, dtype=np.float32))
+
+    def reset(self) -> VecEnvObs:
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(self._center + self._half_range * np.asarray(actions))
+
+    def step_wait(self) -> VecEnvStepReturn:
+        return self.venv.step_wait()
+
+
+__all__ = ["PPO", "NormalizedActions", "TaskVecEnv"]
 
 
 def _per_env(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
