@@ -20,8 +20,8 @@ load; the figures are medians over ``--repeats``. Torch runs single-threaded (``
 
 Usage::
 
-    python scripts/bench_vector.py                # 64 sub-envs, 3 repeats
-    python scripts/bench_vector.py --quick        # 16 sub-envs, 1 repeat, under a minute
+    python scripts/bench_vector.py                # 32 sub-envs, 3 repeats
+    python scripts/bench_vector.py --quick        # 8 sub-envs, 1 repeat, about a minute
     python scripts/bench_vector.py --json bench_vector.json --num-envs 32
 """
 
@@ -109,14 +109,17 @@ def ppo_rate(venv: VecEnv, work: Workload, seed: int) -> float:
 
 def benchmark(work: Workload, num_envs: int, repeats: int, seed: int) -> list[dict]:
     venvs = {way: make_venv(way, work.env_id, work.horizon, num_envs) for way in WAYS}
-    for venv in venvs.values():  # warm-up: lazy imports, first torch calls, worker start-up
-        raw_rate(venv, 5, seed)
+    warm_up = Workload(work.env_id, work.horizon, 5, work.n_steps * num_envs, work.n_steps)
+    for venv in venvs.values():  # lazy imports, first torch calls (PPO's too), worker start-up
+        raw_rate(venv, warm_up.raw_steps, seed)
+        ppo_rate(venv, warm_up, seed)
     raw: dict[str, list[float]] = {way: [] for way in WAYS}
     ppo: dict[str, list[float]] = {way: [] for way in WAYS}
-    for _ in range(repeats):
-        for way in WAYS:
+    for repeat in range(repeats):
+        order = WAYS[repeat % len(WAYS) :] + WAYS[: repeat % len(WAYS)]  # each way takes every slot in turn
+        for way in order:
             raw[way].append(raw_rate(venvs[way], work.raw_steps, seed))
-        for way in WAYS:
+        for way in order:
             ppo[way].append(ppo_rate(venvs[way], work, seed))
     for venv in venvs.values():
         venv.close()
@@ -162,7 +165,7 @@ def format_table(rows: list[dict], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="16 sub-envs, small budgets, 1 run")
+    parser.add_argument("--quick", action="store_true", help="8 sub-envs, small budgets, 1 run")
     parser.add_argument("--num-envs", type=int, default=None, help="sub-envs of every vector env")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved runs; the median is reported")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
-    num_envs = args.num_envs if args.num_envs is not None else (16 if args.quick else 64)
+    num_envs = args.num_envs if args.num_envs is not None else (8 if args.quick else 32)
     if repeats < 1:
         parser.error(f"--repeats must be >= 1, got {repeats}")
     if num_envs < 1:

@@ -81,17 +81,13 @@ class TaskVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         obs, reward, terminated, truncated, info = self.vector_env.step(self._actions)
         dones = terminated | truncated
-        final_info = _per_env(info.get("final_info", {}), self.num_envs)
-        step_info = _per_env({k: v for k, v in info.items() if k not in ("task", "_task")}, self.num_envs)
-        infos = []
-        for k in range(self.num_envs):
-            if dones[k]:
-                entry = {**final_info[k], "terminal_observation": info["final_obs"][k]}
+        infos = [{"TimeLimit.truncated": bool(t)} for t in truncated & ~terminated]
+        _add_per_env(infos, {k: v for k, v in info.items() if k not in ("task", "final_obs", "final_info")})
+        if dones.any():  # the ended sub-envs' step info is their final info; their reset info is the task
+            _add_per_env(infos, info["final_info"])
+            for k in np.flatnonzero(dones):
+                infos[k]["terminal_observation"] = info["final_obs"][k]
                 self.reset_infos[k] = {"task": info["task"][k]}
-            else:
-                entry = step_info[k]
-            entry["TimeLimit.truncated"] = bool(truncated[k] and not terminated[k])
-            infos.append(entry)
         return obs, reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
@@ -156,9 +152,14 @@ __all__ = ["PPO", "NormalizedActions", "TaskVecEnv"]
 def _per_env(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
     """Gymnasium's vector info (arrays with ``_key`` masks) as SB3's list of per-env dicts."""
     out: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+    _add_per_env(out, info)
+    return out
+
+
+def _add_per_env(out: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    """Add each entry of a Gymnasium vector info to the dicts of the sub-envs its ``_key`` mask marks."""
     for key, value in info.items():
         if key.startswith("_") or f"_{key}" not in info or isinstance(value, dict):
             continue
         for k in np.flatnonzero(info[f"_{key}"]):
             out[k][key] = value[k]
-    return out
