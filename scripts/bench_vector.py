@@ -22,7 +22,7 @@ Usage::
 
     python scripts/bench_vector.py                # 32 sub-envs, 3 repeats
     python scripts/bench_vector.py --quick        # 8 sub-envs, 1 repeat, about a minute
-    python scripts/bench_vector.py --json bench_vector.json --num-envs 32
+    python scripts/bench_vector.py --json bench_vector.json --num-envs 64
 """
 
 from __future__ import annotations
