@@ -217,8 +217,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baselines",
         nargs="*",
-        choices=["pretrained", "random-init", "oracle"],
-        help="baselines (default: all)",
+        choices=["pretrained", "random-init", "oracle", "sb3-ppo"],
+        help="baselines (default: the config's evaluation.baselines; sb3-ppo needs metarl[sb3])",
     )
     p.add_argument(
         "--baseline-iterations", type=int, help="TRPO iterations of pretrained/oracle (default: the run's)"

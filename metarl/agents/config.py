@@ -151,8 +151,8 @@ class EvalConfig:
     adapt_steps: int = doc(
         "fine-tuning steps (returns after 0..k steps)", default=3, minimum=0, maximum=MAX_STEPS
     )
-    baselines: list[Literal["pretrained", "random-init", "oracle"]] = doc(
-        "baselines to evaluate (oracle only where the env has task features)",
+    baselines: list[Literal["pretrained", "random-init", "oracle", "sb3-ppo"]] = doc(
+        "baselines to evaluate (oracle only where the env has task features; sb3-ppo needs metarl[sb3])",
         default_factory=lambda: ["pretrained", "random-init", "oracle"],
     )
     baseline_iterations: int | None = doc(

@@ -13,6 +13,8 @@ training's ``episodes_per_task``) on the same held-out tasks, with the same env 
 * ``oracle``: like ``pretrained`` but the policy sees the task's features (where ``task_features`` exists).
   It needs no adaptation and is not fine-tuned: the upper bound, the same return at every step (as in Finn et
   al. 2017; a gradient step of the meta-learner's size wrecks a policy that is already near-optimal).
+* ``sb3-ppo`` (on request; extra ``metarl[sb3]``): Stable-Baselines3's PPO trained on the task mixture with
+  the env steps of ``pretrained``, its actor copied into the run's policy (:mod:`metarl.agents.sb3_baseline`).
 
 Held-out tasks come from the evaluation random stream ``(seed, 1, .)``, disjoint from the training tasks'
 ``(seed, 0, iteration)``; they are written to ``tasks.json``.
@@ -52,7 +54,7 @@ from metarl.training import (
     write_json_atomic,
 )
 
-BASELINES = ("pretrained", "random-init", "oracle")
+BASELINES = ("pretrained", "random-init", "oracle", "sb3-ppo")
 COPIED_FROM = "copied_from.json"  # in a baseline folder copied from a sibling run: where it came from
 
 
@@ -280,6 +282,17 @@ def evaluate_run(
             stream_rng(config.seed, EVAL_STREAM, 2),
         )
         curves["random-init"] = adaptation_curve(fresh, fresh.params(), tested_plain, tasks, adapt_steps)
+    if "sb3-ppo" in baselines:
+        from metarl.agents.sb3_baseline import sb3_ppo_policy  # imports Stable-Baselines3, an optional extra
+
+        fresh = seeded_policy(
+            config.policy,
+            agent.sampler.observation_space,
+            agent.sampler.action_space,
+            stream_rng(config.seed, EVAL_STREAM, 3),
+        )
+        ppo = sb3_ppo_policy(baseline_dir(run, "sb3-ppo"), plain, iterations, fresh)
+        curves["sb3-ppo"] = adaptation_curve(ppo, ppo.params(), tested_plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
         oracle = train_baseline(run, plain, "oracle", iterations, progress)

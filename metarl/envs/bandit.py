@@ -11,9 +11,10 @@ from gymnasium import spaces
 
 from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
-from metarl.envs.batched import BatchedEnv
+from metarl.envs.batched import BatchedEnv, step_values
 from metarl.envs.rendering import BLACK, BLUE, GRAY, ORANGE, blank, fill_rect, outline_rect
 from metarl.envs.seeding import CopyGenerators
+from metarl.envs.task_options import task_for_reset
 from metarl.errors import UserError
 
 BAR_WIDTH, BAR_HEIGHT = 16, 128
@@ -105,7 +106,7 @@ class BernoulliBanditEnv(TaskEnv[BanditTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = self.get_task()
+        task = task_for_reset(self, options)
         self._uniforms = self.np_random.random(self.horizon)
         self._pulls[:] = 0
         self._last_arm = None
@@ -159,16 +160,20 @@ class BatchedBernoulliBandit(BatchedEnv):
         )
         self.num_arms = int(num_arms)
         # (tasks, 1, arms): broadcast over the episodes of a task
-        self._probabilities = np.array([t.probabilities for t in self.tasks])[:, None, :]
+        self._probabilities = np.zeros((self.num_tasks, 1, self.num_arms))
+        self._load_tasks(range(self.num_tasks))
         # Every reset round reseeds every copy; vectorised hashing builds the same generators faster.
         self._generators = CopyGenerators(self.num_copies, vectorized_hashing=True)
-        self._uniforms = np.zeros(self.batch_shape + (self.horizon,))
+        self._uniforms = np.zeros((self.num_copies, self.horizon))
 
-    def _reset(self, seeds):
+    def _load_tasks(self, rows):
+        for row in rows:
+            self._probabilities[row, 0] = self.tasks[row].probabilities
+
+    def _reset(self, seeds, mask):
         generators = self._generators.reseed(seeds)
-        self._uniforms = np.stack([g.random(self.horizon) for g in generators]).reshape(
-            self.batch_shape + (self.horizon,)
-        )
+        for k in np.flatnonzero(mask):
+            self._uniforms[k] = generators[k].random(self.horizon)
         return np.zeros(self.batch_shape + (1,), dtype=np.float32)
 
     def _step(self, actions, active):
@@ -179,6 +184,7 @@ class BatchedBernoulliBandit(BatchedEnv):
             raise UserError(f"actions must be arm indices in [0, {self.num_arms}), got {arms[active]}")
         arms = np.clip(arms, 0, self.num_arms - 1)  # frozen copies may carry any value
         probability = np.take_along_axis(self._probabilities, arms[..., None], axis=-1)[..., 0]
-        reward = (self._uniforms[..., self.elapsed_steps] < probability).astype(np.float64)
+        uniforms = step_values(self._uniforms, self.copy_steps).reshape(self.batch_shape)
+        reward = (uniforms < probability).astype(np.float64)
         obs = np.zeros(self.batch_shape + (1,), dtype=np.float32)
         return obs, reward, np.zeros(self.batch_shape, dtype=bool), {}

@@ -1,15 +1,17 @@
 """Batched form of a task distribution: all ``num_tasks x episodes_per_task`` copies in one call.
 
-Each copy runs exactly one episode. Copy ``(i, j)`` (task ``i``, episode ``j``) is seeded with
+Each copy runs one episode per reset. Copy ``(i, j)`` (task ``i``, episode ``j``) is seeded with
 ``seed + i * episodes_per_task + j``, so it reproduces the single env after ``reset(seed=that)``.
 Once a copy has terminated or been truncated it is frozen: later steps return its last observation,
-reward 0 and the same flags. ``done`` tells which copies have ended.
+reward 0 and the same flags. ``done`` tells which copies have ended. ``reset(mask=...)`` starts a new
+episode in some copies only (optionally on new tasks) while the others keep running, which is what a
+vector env's autoreset needs (:mod:`metarl.envs.vector`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -29,8 +31,8 @@ def _check_seed(seed: Any) -> None:
 class BatchedEnv(ABC):
     """Steps ``num_tasks x episodes_per_task`` episodes at once; arrays are shaped ``(tasks, episodes, ...)``.
 
-    Subclasses implement :meth:`_reset` and :meth:`_step`; this class handles seeding, truncation at the
-    horizon and freezing of finished copies.
+    Subclasses implement :meth:`_load_tasks`, :meth:`_reset` and :meth:`_step`; this class handles seeding,
+    per-copy step counts, truncation at the horizon and freezing of finished copies.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class BatchedEnv(ABC):
         self.horizon = int(horizon)
         self.seed = seed
         self.elapsed_steps = 0
+        self.copy_steps = np.zeros(self.batch_shape, dtype=np.int64)
         self.done = np.zeros(self.batch_shape, dtype=bool)
         self._last_obs: np.ndarray | None = None
         self._terminated = np.zeros(self.batch_shape, dtype=bool)
@@ -78,21 +81,55 @@ class BatchedEnv(ABC):
             return [None] * self.num_copies
         return [int(seed) + k for k in range(self.num_copies)]
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        """Start one episode in every copy; returns observations ``(tasks, episodes, *obs_shape)``.
+    def reset(
+        self,
+        seed: int | None = None,
+        *,
+        mask: np.ndarray | None = None,
+        tasks: Mapping[int, Task] | None = None,
+    ) -> np.ndarray:
+        """Start one episode in every copy (or in the copies of ``mask``); returns observations
+        ``(tasks, episodes, *obs_shape)``.
 
         Args:
             seed: base seed for this round of episodes (defaults to the constructor's seed on the first
                 reset, then continues each copy's own random stream).
+            mask: bool ``(tasks, episodes)``: reset only these copies; the others keep their episode, step
+                count and observation. The first reset must reset every copy.
+            tasks: ``{row: task}``: new tasks for some rows, set before their copies reset (every copy of
+                such a row must be in ``mask``). The caller validates them, as :func:`make_batched` does.
         """
-        if seed is None and self._last_obs is None:
-            seed = self.seed
+        if mask is None:
+            mask = np.ones(self.batch_shape, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.batch_shape:
+            raise ValueError(f"mask must have shape {self.batch_shape}, got {mask.shape}")
+        if self._last_obs is None:
+            if not mask.all():
+                raise RuntimeError("the first reset() must reset every copy")
+            if seed is None:
+                seed = self.seed
         _check_seed(seed)
-        self.elapsed_steps = 0
-        self.done[:] = False
-        self._terminated[:] = False
-        self._truncated[:] = False
-        obs = self._reset(self.copy_seeds(seed))
+        if tasks:
+            rows = sorted(tasks)
+            if not all(mask[row].all() for row in rows):
+                raise ValueError("a row whose task changes must have all its copies in the reset mask")
+            for row in rows:
+                self.tasks[row] = tasks[row]
+            self._load_tasks(rows)
+        if not mask.any():
+            return self._last_obs.copy()
+        if mask.all():
+            self.elapsed_steps = 0
+        self.copy_steps[mask] = 0
+        self.done &= ~mask
+        self._terminated &= ~mask
+        self._truncated &= ~mask
+        flat_mask = mask.reshape(-1)
+        seeds = [s if reset else None for s, reset in zip(self.copy_seeds(seed), flat_mask, strict=True)]
+        obs = self._reset(seeds, flat_mask)
+        if self._last_obs is not None:
+            obs = np.where(mask.reshape(mask.shape + (1,) * (obs.ndim - 2)), obs, self._last_obs)
         self._last_obs = obs.copy()
         return obs
 
@@ -112,9 +149,8 @@ class BatchedEnv(ABC):
         obs, reward, terminated, info = self._step(actions, active)
         info = dict(info)
         self.elapsed_steps += 1
-        truncated = np.asarray(info.pop("truncated", False), dtype=bool) | (
-            self.elapsed_steps >= self.horizon
-        )
+        self.copy_steps += active
+        truncated = np.asarray(info.pop("truncated", False), dtype=bool) | (self.copy_steps >= self.horizon)
         obs = np.where(active.reshape(active.shape + (1,) * (obs.ndim - 2)), obs, self._last_obs)
         reward = np.where(active, reward, 0.0)
         self._terminated |= active & terminated
@@ -127,9 +163,18 @@ class BatchedEnv(ABC):
     def close(self) -> None:
         """Release resources (threads, models)."""
 
+    def copies_of_row(self, row: int) -> range:
+        """Flat (row-major) indices of the copies of task row ``row``."""
+        return range(row * self.episodes_per_task, (row + 1) * self.episodes_per_task)
+
     @abstractmethod
-    def _reset(self, seeds: list[int | None]) -> np.ndarray:
-        """Reset all copies with per-copy seeds; return observations ``(T, E, *obs_shape)``."""
+    def _load_tasks(self, rows: Sequence[int]) -> None:
+        """Read ``self.tasks[row]`` of each row into the engine's per-task state (constructor and reset)."""
+
+    @abstractmethod
+    def _reset(self, seeds: list[int | None], mask: np.ndarray) -> np.ndarray:
+        """Reset the copies where the flat ``mask`` is set, with their seeds; return observations
+        ``(T, E, *obs_shape)`` (entries of the other copies are ignored)."""
 
     @abstractmethod
     def _step(
@@ -140,6 +185,12 @@ class BatchedEnv(ABC):
         Entries of inactive copies are ignored by the caller. Truncation at the horizon is the caller's; an
         engine whose copies may also be truncated earlier puts a ``(T, E)`` bool array in ``info["truncated"]``.
         """
+
+
+def step_values(per_copy: np.ndarray, copy_steps: np.ndarray) -> np.ndarray:
+    """``per_copy[k, t_k]`` for every copy ``k`` at its own step ``t_k`` (finished copies read their last)."""
+    steps = np.minimum(copy_steps.reshape(-1), per_copy.shape[1] - 1)
+    return per_copy[np.arange(len(per_copy)), steps]
 
 
 class GenericBatchedEnv(BatchedEnv):
@@ -162,12 +213,18 @@ class GenericBatchedEnv(BatchedEnv):
         horizon = _horizon_of(first)
         super().__init__(tasks, episodes_per_task, first.observation_space, first.action_space, horizon, seed)
         self.envs = envs
-        for k, env in enumerate(self.envs):
-            env.unwrapped.set_task(self.tasks[k // self.episodes_per_task])
+        self._load_tasks(range(self.num_tasks))
 
-    def _reset(self, seeds: list[int | None]) -> np.ndarray:
-        obs = [env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)]
-        return np.stack(obs).reshape(self.batch_shape + np.shape(obs[0]))
+    def _load_tasks(self, rows: Sequence[int]) -> None:
+        for row in rows:
+            for k in self.copies_of_row(row):
+                self.envs[k].unwrapped.set_task(self.tasks[row])
+
+    def _reset(self, seeds: list[int | None], mask: np.ndarray) -> np.ndarray:
+        fresh = {k: self.envs[k].reset(seed=seeds[k])[0] for k in np.flatnonzero(mask)}
+        filler = next(iter(fresh.values()))  # stands in for the copies that keep running
+        obs = [fresh.get(k, filler) for k in range(self.num_copies)]
+        return np.stack(obs).reshape(self.batch_shape + np.shape(filler))
 
     def _step(self, actions, active):
         flat_actions = actions.reshape((self.num_copies,) + actions.shape[2:])

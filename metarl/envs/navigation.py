@@ -13,6 +13,7 @@ from metarl.envs.actions import check_box_action
 from metarl.envs.base import Task, TaskEnv, check_range, register_task_type
 from metarl.envs.batched import BatchedEnv
 from metarl.envs.rendering import BLUE, GREEN, LIGHT_GRAY, ORANGE, PlaneView, blank, draw_polyline, fill_disc
+from metarl.envs.task_options import task_for_reset
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_ACTION = 0.1
@@ -76,10 +77,10 @@ class Navigation2DEnv(TaskEnv[GoalTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.get_task()
+        task = task_for_reset(self, options)
         self._position = np.zeros(2)
         self._path = [self._position]
-        return self._position.astype(np.float32), {"task": self.get_task()}
+        return self._position.astype(np.float32), {"task": task}
 
     def step(self, action):
         action = np.clip(check_box_action(action, self.action_space), -MAX_ACTION, MAX_ACTION)
@@ -119,11 +120,16 @@ class BatchedNavigation2D(BatchedEnv):
         super().__init__(
             tasks, episodes_per_task, single.observation_space, single.action_space, horizon, seed
         )
-        self._goals = np.array([t.goal for t in self.tasks])[:, None, :]
+        self._goals = np.zeros((self.num_tasks, 1, 2))  # broadcast over the episodes of a task
+        self._load_tasks(range(self.num_tasks))
         self._position = np.zeros(self.batch_shape + (2,))
 
-    def _reset(self, seeds):
-        self._position = np.zeros(self.batch_shape + (2,))
+    def _load_tasks(self, rows):
+        for row in rows:
+            self._goals[row, 0] = self.tasks[row].goal
+
+    def _reset(self, seeds, mask):
+        self._position[mask.reshape(self.batch_shape)] = 0.0
         return self._position.astype(np.float32)
 
     def _step(self, actions, active):

@@ -29,11 +29,27 @@ ENV_SPECS: dict[str, tuple[str, dict]] = {
 }
 
 
+#: the module whose attributes are the entry points of the ids (see :mod:`metarl.envs.entry_points`)
+ENTRY_POINTS = "metarl.envs.entry_points"
+VECTOR_PREFIX = "vector/"
+
+
 def register_envs() -> None:
-    """Register all ids in :data:`ENV_SPECS` (idempotent)."""
-    for env_id, (entry_point, kwargs) in ENV_SPECS.items():
+    """Register all ids in :data:`ENV_SPECS` (idempotent).
+
+    Their entry points (:mod:`metarl.envs.entry_points`) make the class of :data:`ENV_SPECS` and accept
+    ``task=``; their vector entry points build a :class:`metarl.envs.vector.TaskVectorEnv` over the batched
+    engine, so ``gym.make_vec(id, num_envs=N)`` steps all sub-envs in one call.
+    """
+    for env_id, (_, kwargs) in ENV_SPECS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=False)
+            gym.register(
+                id=env_id,
+                entry_point=f"{ENTRY_POINTS}:{env_id}",
+                vector_entry_point=f"{ENTRY_POINTS}:{VECTOR_PREFIX}{env_id}",
+                kwargs=kwargs,
+                disable_env_checker=False,
+            )
 
 
 def registered_ids() -> list[str]:

@@ -140,3 +140,18 @@ class CopyGenerators:
             if generator is None:
                 self.generators[k] = seeding.np_random(None)[0]
         return self.generators  # type: ignore[return-value]
+
+
+#: ``SeedSequence`` spawn key of the task stream: a child of the seed, so tasks and episodes never share numbers.
+TASK_STREAM_KEY = 1
+
+
+def task_generator(seed: int | None) -> np.random.Generator:
+    """The generator that draws tasks for an env reset with ``seed`` (fresh entropy for ``None``).
+
+    It is the ``(TASK_STREAM_KEY,)`` child of ``SeedSequence(seed)``, independent of the env's own ``np_random``
+    (``SeedSequence(seed)`` itself), so resampling tasks does not shift the episodes' random numbers.
+    """
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(TASK_STREAM_KEY,))))

@@ -11,9 +11,10 @@ from gymnasium import spaces
 
 from metarl.envs.actions import check_discrete_action
 from metarl.envs.base import Task, TaskEnv, check_array, register_task_type
-from metarl.envs.batched import BatchedEnv
+from metarl.envs.batched import BatchedEnv, step_values
 from metarl.envs.rendering import BLACK, GRAY, ORANGE, WHITE, blank, fill_rect, outline_rect
 from metarl.envs.seeding import CopyGenerators
+from metarl.envs.task_options import task_for_reset
 from metarl.errors import UserError
 
 ROW_SUM_TOLERANCE = 1e-6
@@ -162,7 +163,7 @@ class TabularMDPEnv(TaskEnv[TabularMDPTask]):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        task = self.get_task()
+        task = task_for_reset(self, options)
         self._draw_episode_noise()
         self._state = INITIAL_STATE
         return _one_hot(np.asarray(self._state), self.num_states), {"task": task}
@@ -224,23 +225,27 @@ class BatchedTabularMDP(BatchedEnv):
             tasks, episodes_per_task, single.observation_space, single.action_space, horizon, seed
         )
         self.num_states, self.num_actions = int(num_states), int(num_actions)
-        self._cumulative = np.stack([np.cumsum(t.transitions, axis=-1) for t in self.tasks])  # (T, S, A, S)
-        self._mean_rewards = np.stack([t.mean_rewards for t in self.tasks])  # (T, S, A)
+        self._cumulative = np.zeros((self.num_tasks, num_states, num_actions, num_states))
+        self._mean_rewards = np.zeros((self.num_tasks, num_states, num_actions))
+        self._load_tasks(range(self.num_tasks))
         self._task_index = np.broadcast_to(np.arange(self.num_tasks)[:, None], self.batch_shape)
         # Every reset round reseeds every copy; vectorised hashing builds the same generators faster.
         self._generators = CopyGenerators(self.num_copies, vectorized_hashing=True)
         self._state = np.full(self.batch_shape, INITIAL_STATE)
-        self._reward_noise = np.zeros(self.batch_shape + (self.horizon,))
-        self._transition_uniforms = np.zeros(self.batch_shape + (self.horizon,))
+        self._reward_noise = np.zeros((self.num_copies, self.horizon))
+        self._transition_uniforms = np.zeros((self.num_copies, self.horizon))
 
-    def _reset(self, seeds):
-        noise, uniforms = [], []
-        for generator in self._generators.reseed(seeds):
-            noise.append(REWARD_NOISE_SCALE * generator.standard_normal(self.horizon))
-            uniforms.append(generator.random(self.horizon))
-        self._reward_noise = np.stack(noise).reshape(self.batch_shape + (self.horizon,))
-        self._transition_uniforms = np.stack(uniforms).reshape(self.batch_shape + (self.horizon,))
-        self._state = np.full(self.batch_shape, INITIAL_STATE)
+    def _load_tasks(self, rows):
+        for row in rows:
+            self._cumulative[row] = np.cumsum(self.tasks[row].transitions, axis=-1)
+            self._mean_rewards[row] = self.tasks[row].mean_rewards
+
+    def _reset(self, seeds, mask):
+        generators = self._generators.reseed(seeds)
+        for k in np.flatnonzero(mask):
+            self._reward_noise[k] = REWARD_NOISE_SCALE * generators[k].standard_normal(self.horizon)
+            self._transition_uniforms[k] = generators[k].random(self.horizon)
+        self._state[mask.reshape(self.batch_shape)] = INITIAL_STATE
         return _one_hot(self._state, self.num_states)
 
     def _step(self, actions, active):
@@ -250,9 +255,10 @@ class BatchedTabularMDP(BatchedEnv):
         if np.any(active & ((actions < 0) | (actions >= self.num_actions))):
             raise UserError(f"actions must be in [0, {self.num_actions}), got {actions[active]}")
         actions = np.clip(actions, 0, self.num_actions - 1)  # frozen copies may carry any value
-        t = self.elapsed_steps
-        reward = self._mean_rewards[self._task_index, self._state, actions] + self._reward_noise[..., t]
+        noise = step_values(self._reward_noise, self.copy_steps).reshape(self.batch_shape)
+        uniforms = step_values(self._transition_uniforms, self.copy_steps).reshape(self.batch_shape)
+        reward = self._mean_rewards[self._task_index, self._state, actions] + noise
         cumulative = self._cumulative[self._task_index, self._state, actions]  # (T, E, S)
-        next_state = _next_state(cumulative, self._transition_uniforms[..., t])
+        next_state = _next_state(cumulative, uniforms)
         self._state = np.where(active, next_state, self._state)
         return _one_hot(self._state, self.num_states), reward, np.zeros(self.batch_shape, dtype=bool), {}

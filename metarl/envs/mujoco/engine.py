@@ -60,11 +60,10 @@ class MujocoBatchedEnv(BatchedEnv):
         for task in self.tasks:
             env.validate_task(task)
         self._env = env
-        task_models = [env.model_for_task(task) for task in self.tasks]
-        self._models = [task_models[k // self.episodes_per_task] for k in range(self.num_copies)]
-        self._datas = [mujoco.MjData(model) for model in self._models]
-        task_params = [env.reward_params(task) for task in self.tasks]
-        self._params = np.repeat(np.stack(task_params), self.episodes_per_task, axis=0)
+        self._models: list[mujoco.MjModel | None] = [None] * self.num_copies
+        self._datas: list[mujoco.MjData | None] = [None] * self.num_copies
+        self._params = np.zeros((self.num_copies, len(env.reward_params(self.tasks[0]))))
+        self._load_tasks(range(self.num_tasks))
         self._frame_skip = int(env.frame_skip)
         self._post_constraint = bool(env.uses_contact_forces)
         self._state = {
@@ -101,10 +100,20 @@ class MujocoBatchedEnv(BatchedEnv):
             future.result()
 
     # --- BatchedEnv hooks ------------------------------------------------------------------------
-    def _reset(self, seeds: list[int | None]) -> np.ndarray:
+    def _load_tasks(self, rows: Sequence[int]) -> None:
+        for row in rows:
+            task = self.tasks[row]
+            model = self._env.model_for_task(task)  # shared by the copies of a task
+            for k in self.copies_of_row(row):
+                if self._models[k] is not model:
+                    self._models[k], self._datas[k] = model, mujoco.MjData(model)
+                self._params[k] = self._env.reward_params(task)
+
+    def _reset(self, seeds: list[int | None], mask: np.ndarray) -> np.ndarray:
         self._check_open()
         env = self._env
-        for k, seed in enumerate(seeds):
+        for k in np.flatnonzero(mask):
+            seed = seeds[k]
             if seed is not None or self._rngs[k] is None:
                 self._rngs[k], _ = seeding.np_random(seed)
             model, data = self._models[k], self._datas[k]

@@ -21,6 +21,7 @@ from gymnasium.utils import EzPickle
 from metarl.envs.actions import check_box_action
 from metarl.envs.base import TaskEnv, TaskT
 from metarl.envs.mujoco.engine import MujocoBatchedEnv
+from metarl.envs.task_options import task_for_reset
 
 State = dict[str, np.ndarray]
 
@@ -124,7 +125,7 @@ class LocomotionTaskEnv(TaskEnv[TaskT]):
     # --- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         gym.Env.reset(self, seed=seed)
-        task = self.get_task()
+        task = task_for_reset(self, options)
         mujoco.mj_resetData(self.model, self.data)
         obs = self.reset_model()
         if self.render_mode == "human":

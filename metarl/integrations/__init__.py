@@ -1,0 +1,1 @@
+"""Adapters to other RL libraries; each imports its library on import, so none is loaded with ``metarl``."""
