@@ -135,7 +135,8 @@ class BatchedPointMassRing(BatchedEnv):
         super().__init__(
             tasks, episodes_per_task, single.observation_space, single.action_space, horizon, seed
         )
-        self._goals = np.array([task.goal for task in self.tasks])[:, None, :]  # (tasks, 1, 2)
+        self._goals = np.zeros((self.num_tasks, 1, 2))  # broadcast over the episodes of a task
+        self._load_tasks(range(self.num_tasks))
         self._generators = CopyGenerators(self.num_copies)
         self._position = np.zeros(self.batch_shape + (2,))
         self._velocity = np.zeros(self.batch_shape + (2,))
@@ -143,10 +144,16 @@ class BatchedPointMassRing(BatchedEnv):
     def _observation(self) -> np.ndarray:
         return np.concatenate([self._position, self._velocity], axis=-1).astype(np.float32)
 
-    def _reset(self, seeds):
-        starts = [g.uniform(-START_NOISE, START_NOISE, size=2) for g in self._generators.reseed(seeds)]
-        self._position = np.array(starts).reshape(self.batch_shape + (2,))
-        self._velocity = np.zeros(self.batch_shape + (2,))
+    def _load_tasks(self, rows):
+        for row in rows:  # at construction, and when a reset gives a row a new task
+            self._goals[row, 0] = self.tasks[row].goal
+
+    def _reset(self, seeds, mask):
+        generators = self._generators.reseed(seeds)  # copies not being reset keep their streams
+        position, velocity = self._position.reshape(-1, 2), self._velocity.reshape(-1, 2)
+        for k in np.flatnonzero(mask):
+            position[k] = generators[k].uniform(-START_NOISE, START_NOISE, size=2)
+            velocity[k] = 0.0
         return self._observation()
 
     def _step(self, actions, active):
