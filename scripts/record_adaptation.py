@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 
 from metarl.agents import load_agent
-from metarl.agents.agent import EVAL_STREAM, MetaRLAgent, stream_rng, torch_generator
+from metarl.agents.agent import MetaRLAgent
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import encode_observations
 from metarl.agents.sampler import make_env
+from metarl.agents.streams import EVAL_STREAM, stream_rng, torch_generator
 from metarl.core import Params, stack_over_tasks
 from metarl.envs import Task
 from metarl.errors import UserError

@@ -13,6 +13,7 @@ Works with any registered id with Box or Discrete actions (and Box or Discrete o
 env's batched engine (``metarl.envs.make_batched``).
 """
 
+from metarl.agents.adapted import AdaptedPolicy, load_adapted_policy
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import (
     EvalConfig,
@@ -29,6 +30,7 @@ from metarl.agents.reptile_rl import ReptilePG
 
 __all__ = [
     "ALGORITHMS",
+    "AdaptedPolicy",
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
@@ -41,5 +43,6 @@ __all__ = [
     "agent_class",
     "evaluate_run",
     "format_results",
+    "load_adapted_policy",
     "load_agent",
 ]

@@ -16,49 +16,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from metarl.agents.config import PolicyConfig, TrainConfig
-from metarl.agents.policies import MLPPolicy, make_policy
+from metarl.agents.adapted import AdaptedPolicy, adapt_policy
+from metarl.agents.config import TrainConfig
+from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler, make_env
+from metarl.agents.streams import INIT_STREAM, seeded_policy, stream_rng
 from metarl.core import LearnedLearningRates, Params
+from metarl.envs import Task
 from metarl.envs.plugins import env_imports, import_env_modules
 from metarl.envs.registration import check_registered
 from metarl.errors import UserError
 from metarl.training import RunDir, RunLoop
-
-TRAIN_STREAM = 0  # the numpy seed sequence [seed, TRAIN_STREAM, iteration] drives meta-iteration `iteration`
-EVAL_STREAM = 1  # held-out tasks and evaluation rollouts: a stream disjoint from training
-INIT_STREAM = 2  # the policy's initial weights
-
-
-def stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
-    """The numpy generator of ``(seed, stream, index)``; distinct triples give independent streams."""
-    return np.random.default_rng([int(seed), int(stream), int(index)])
-
-
-def seeded_policy(
-    config: PolicyConfig,
-    observation_space: gym.spaces.Space,
-    action_space: gym.spaces.Space,
-    rng: np.random.Generator,
-    extra_inputs: int = 0,
-) -> MLPPolicy:
-    """The policy ``config`` describes for a pair of spaces, its initial weights drawn from ``rng``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2**62)))
-        return make_policy(
-            observation_space,
-            action_space,
-            config.hidden_sizes,
-            config.activation,
-            config.init_std,
-            extra_inputs=extra_inputs,
-            min_std=config.min_std,
-        )
-
-
-def torch_generator(rng: np.random.Generator) -> torch.Generator:
-    """A ``torch.Generator`` seeded from ``rng``."""
-    return torch.Generator().manual_seed(int(rng.integers(2**62)))
 
 
 def with_env_imports(config: TrainConfig) -> TrainConfig:
@@ -146,6 +114,19 @@ class MetaRLAgent(RunLoop):
                 self.learning_rates.load_state_dict(state["learning_rates"])
         except (RuntimeError, TypeError) as exc:
             raise UserError(f"checkpoint does not match the configured networks: {exc}") from None
+
+    def adapt(
+        self, task_or_env: Task | gym.Env, steps: int = 1, episodes: int | None = None, seed: int = 0
+    ) -> AdaptedPolicy:
+        """Fine-tune the meta-learned policy on one new task, as evaluation does, and return it ready to act.
+
+        Args:
+            task_or_env: the task, or an env of this task distribution set to it.
+            steps: policy-gradient steps, each on fresh episodes of the task.
+            episodes: episodes per step (default: the run's ``episodes_per_task``).
+            seed: seed of the adaptation's episodes and action noise.
+        """
+        return adapt_policy(self, task_or_env, steps, episodes, seed)
 
     def trained_parameters(self) -> list[torch.Tensor]:
         rates = [] if self.learning_rates is None else list(self.learning_rates.parameters())

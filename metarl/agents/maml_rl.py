@@ -32,11 +32,12 @@ from collections.abc import Iterator
 import torch
 
 from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
-from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
+from metarl.agents.agent import MetaRLAgent
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.inner import compute_advantages
 from metarl.agents.sampler import sample_tasks
+from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
 from metarl.agents.trpo import TRPOResult, mean_kl_curvature, output_space_kl_hvp, trpo_step
 from metarl.core import Params
 

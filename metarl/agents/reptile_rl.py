@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 
-from metarl.agents.agent import TRAIN_STREAM, MetaRLAgent, stream_rng, torch_generator
+from metarl.agents.agent import MetaRLAgent
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import task_slice
 from metarl.agents.sampler import sample_tasks
+from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
 from metarl.core import linear_anneal, load_params_, reptile_update, stack_over_tasks
 
 

@@ -113,7 +113,8 @@ class BatchedSampler:
             raise UserError(f"{self.env_id} provides no task features, so it has no oracle policy")
         return torch.as_tensor(np.stack(features), dtype=torch.float32).reshape(len(tasks), -1)
 
-    def _encode(self, obs: np.ndarray, features: torch.Tensor | None) -> torch.Tensor:
+    def encode(self, obs: np.ndarray, features: torch.Tensor | None) -> torch.Tensor:
+        """Observations ``(T, E, *obs_shape)`` as the policy's inputs, with the task features appended (oracle)."""
         encoded = encode_observations(self.observation_space, obs)
         if features is None:
             return encoded
@@ -157,7 +158,7 @@ class BatchedSampler:
             raw_obs = benv.reset(seed=int(seed))
             observations, actions, rewards, masks = [], [], [], []
             for _ in range(benv.horizon):
-                obs = self._encode(raw_obs, features)
+                obs = self.encode(raw_obs, features)
                 action = self.policy.act(obs, params, generator)
                 if not bool(torch.isfinite(action).all()):
                     raise TrainingDiverged(

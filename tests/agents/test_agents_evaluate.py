@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig, evaluate_run, format_results
-from metarl.agents.agent import seeded_policy
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
 from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
+from metarl.agents.streams import seeded_policy
 from metarl.core import stack_over_tasks
 
 
@@ -23,7 +23,7 @@ def test_held_out_tasks_are_reproducible_and_not_training_tasks():
     env = make_env(config.env)
     held_out = held_out_tasks(config, 10, env)
     assert held_out == held_out_tasks(config, 10, make_env(config.env))
-    from metarl.agents.agent import TRAIN_STREAM, stream_rng
+    from metarl.agents.streams import TRAIN_STREAM, stream_rng
 
     training = set()
     for iteration in range(20):

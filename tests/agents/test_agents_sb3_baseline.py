@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from metarl.agents import ReptilePG, TrainConfig, evaluate_run
-from metarl.agents.agent import seeded_policy
 from metarl.agents.config import InnerConfig, PolicyConfig
+from metarl.agents.streams import seeded_policy
 
 pytest.importorskip("stable_baselines3")
 from metarl.agents.sb3_baseline import ACTIVATIONS, copy_actor, mixture_env_steps  # noqa: E402
