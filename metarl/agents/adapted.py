@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -159,7 +161,16 @@ def load_adapted_policy(path: str | os.PathLike[str]) -> AdaptedPolicy:
         config = config_from_dict(TrainConfig, saved["config"])
         params: Mapping[str, torch.Tensor] = saved["params"]
         task = task_from_dict(saved["task"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        struct.error,
+        pickle.UnpicklingError,
+    ) as exc:
         raise UserError(
             f"{path} is not an adapted policy saved by metarl ({type(exc).__name__}: {exc})"
         ) from None

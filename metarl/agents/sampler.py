@@ -29,7 +29,7 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
     check_registered(env_id)
     try:
         env = gym.make(env_id, **dict(env_kwargs or {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # the constructor refused the user's env_kwargs
         raise UserError(f"bad env_kwargs {dict(env_kwargs or {})} for {env_id}: {exc}") from None
     if not isinstance(env.unwrapped, TaskEnv):
         env.close()

@@ -120,6 +120,18 @@ def check_range(field: str, value: Any, low: float, high: float) -> float:
     return value
 
 
+def check_interval(name: str, value: Any) -> tuple[float, float]:
+    """``value`` as a pair ``(low, high)`` of finite reals with ``low <= high`` (a constructor argument such as
+    ``velocity_range``), else a one-line error naming ``name``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a pair (low, high) of numbers, got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise UserError(f"{name} must be (low, high) with finite low <= high, got {value!r}")
+    return low, high
+
+
 def check_array(
     field: str, value: Any, shape: Sequence[int] | None = None, low: float = -math.inf, high: float = math.inf
 ) -> np.ndarray:

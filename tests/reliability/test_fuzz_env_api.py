@@ -125,3 +125,13 @@ def test_a_valid_step_still_works_after_all_these_checks():
     env.reset(seed=0)
     obs, reward, terminated, truncated, _ = env.step(np.array([0.05, -0.05], dtype=np.float32))
     assert obs.shape == (2,) and np.isfinite(reward) and not terminated and not truncated
+
+
+@pytest.mark.parametrize("env_id", ["MetaRL/HalfCheetahVel-v0", "MetaRL/AntVel-v0"])
+@pytest.mark.parametrize(
+    "velocity_range", ["x", (2.0, 1.0), (0.0, float("nan")), (0, 1, 2), None, (0.0, float("inf"))]
+)
+def test_a_bad_velocity_range_is_refused(env_id, velocity_range):
+    _needs(env_id)
+    with pytest.raises(UserError, match="velocity_range"):
+        gym.make(env_id, velocity_range=velocity_range)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
-from metarl.envs.base import check_range
+from metarl.envs.base import check_interval, check_range
 from metarl.envs.mujoco.locomotion import LocomotionTaskEnv, State, contact_cost, control_cost
 from metarl.envs.mujoco.tasks import DirectionTask, GoalPositionTask, HeadingTask, VelocityTask
 from metarl.errors import UserError
@@ -123,10 +123,7 @@ class AntVelEnv(_AntTaskEnv):
         terminate_when_unhealthy: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        low, high = (float(v) for v in velocity_range)
-        if not low <= high:
-            raise UserError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
-        self.velocity_range = (low, high)
+        self.velocity_range = check_interval("velocity_range", velocity_range)
         super().__init__(
             horizon,
             ctrl_cost_weight,

@@ -9,10 +9,9 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from metarl.envs.base import check_range
+from metarl.envs.base import check_interval, check_range
 from metarl.envs.mujoco.locomotion import LocomotionTaskEnv, State, control_cost
 from metarl.envs.mujoco.tasks import DirectionTask, VelocityTask
-from metarl.errors import UserError
 
 
 class _HalfCheetahTaskEnv(LocomotionTaskEnv, HalfCheetahEnv):
@@ -89,10 +88,7 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         ctrl_cost_weight: float = 0.05,
         render_mode: str | None = None,
     ) -> None:
-        low, high = (float(v) for v in velocity_range)
-        if not low <= high:
-            raise UserError(f"velocity_range must be (low, high) with low <= high, got {velocity_range!r}")
-        self.velocity_range = (low, high)
+        self.velocity_range = check_interval("velocity_range", velocity_range)
         super().__init__(horizon, ctrl_cost_weight, render_mode, velocity_range=self.velocity_range)
 
     def _sample_task(self, rng: np.random.Generator) -> VelocityTask:
