@@ -1,4 +1,5 @@
 # Two set-up commands on a fresh machine: `make demo` and `make test`. Both create .venv and install.
+# `make docs` builds the documentation site with --strict (warnings are errors).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ EXTRAS ?= mujoco,sb3,dev
 STAMP := $(VENV)/.installed-$(EXTRAS)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast docs lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# The documentation site, into site/ (tests/test_docs.py builds it too, so `make test` covers it).
+docs: install
+	$(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,4 +47,4 @@ bench: install
 	$(BIN)/python scripts/bench_envs.py --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site docs/results/generated *.egg-info .pytest_cache .ruff_cache

@@ -40,6 +40,7 @@ START_NOISE = 0.05  # half-width of the uniform noise on the start position
 CONTROL_COST = 0.01
 
 
+# --8<-- [start:task]
 @register_task_type
 @dataclass(frozen=True)
 class RingGoalTask(Task):
@@ -54,6 +55,7 @@ class RingGoalTask(Task):
     @property
     def goal(self) -> np.ndarray:
         return RADIUS * np.array([math.cos(self.angle), math.sin(self.angle)])
+        # --8<-- [end:task]
 
 
 def _move(
@@ -70,6 +72,7 @@ def _move(
     return position, velocity, reward
 
 
+# --8<-- [start:env]
 class PointMassRingEnv(TaskEnv[RingGoalTask]):
     """A point mass pushed by a bounded force towards a goal it cannot see, somewhere on a circle.
 
@@ -119,8 +122,10 @@ class PointMassRingEnv(TaskEnv[RingGoalTask]):
 
     def make_batched(self, tasks: Sequence[RingGoalTask], episodes_per_task: int, seed: int | None):
         return BatchedPointMassRing(tasks, episodes_per_task, self.horizon, seed)
+        # --8<-- [end:env]
 
 
+# --8<-- [start:engine]
 class BatchedPointMassRing(BatchedEnv):
     """Numpy engine: all ``(tasks, episodes)`` copies in one array step.
 
@@ -164,12 +169,15 @@ class BatchedPointMassRing(BatchedEnv):
         self._position = np.where(keep, position, self._position)
         self._velocity = np.where(keep, velocity, self._velocity)
         return self._observation(), reward, np.zeros(self.batch_shape, dtype=bool), {}
+        # --8<-- [end:engine]
 
 
+# --8<-- [start:register]
 def register() -> None:
     """Register ``MyLab/PointMassRing-v0`` with Gymnasium (idempotent); also usable as an entry point."""
     if ENV_ID not in gym.registry:
         gym.register(id=ENV_ID, entry_point=PointMassRingEnv)
+        # --8<-- [end:register]
 
 
 register()

@@ -30,6 +30,7 @@ from metarl.training import (
     config_file,
     config_help,
     load_config,
+    plain_text,
     shipped_configs,
 )
 
@@ -176,7 +177,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="meta-train MAML-TRPO or Reptile-PG on a task distribution",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. inner.lr=0.05")

@@ -34,6 +34,7 @@ import torch
 from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.baseline import LinearFeatureBaseline
+from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.inner import compute_advantages
 from metarl.agents.sampler import sample_tasks
@@ -54,7 +55,7 @@ class MAMLTRPO(MetaRLAgent):
 
     algo = "maml-trpo"
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: TrainConfig | None = None) -> None:
         super().__init__(config)
         self.baseline = LinearFeatureBaseline()
         # Chosen once for the run: the inner loop's form (inner.steps) and derivatives (inner.curvature).

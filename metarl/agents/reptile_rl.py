@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 
 from metarl.agents.agent import MetaRLAgent
+from metarl.agents.config import TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import task_slice
 from metarl.agents.sampler import sample_tasks
@@ -36,7 +37,7 @@ class ReptilePG(MetaRLAgent):
 
     algo = "reptile"
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: TrainConfig | None = None) -> None:
         super().__init__(config)
         self.fine_tuner = FineTuner(self.policy, self.config.inner, self.config.gamma, self.config.gae_lambda)
 

@@ -28,6 +28,7 @@ from metarl.training import (
     config_help,
     load_checkpoint,
     load_config,
+    plain_text,
     write_json_atomic,
 )
 
@@ -91,8 +92,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="meta-train a few-shot learner",
-        description="Meta-train a few-shot learner. Config keys (set in --config YAML or as key=value): see "
-        "`metarl fewshot train --help-config`.",
+        description=f"{plain_text(__doc__)}\n\nConfig keys (set in --config YAML "
+        "or as key=value): metarl fewshot train --help-config.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--config", help="YAML config file, or a shipped config's name such as fewshot/maml-omniglot-5w1s"

@@ -55,6 +55,7 @@ from metarl.training.config import (
     save_config,
     updated_config,
 )
+from metarl.training.help_text import plain_text
 from metarl.training.io import (
     atomic_open,
     atomic_torch_save,
@@ -105,6 +106,7 @@ __all__ = [
     "load_config",
     "mean_ci",
     "parse_overrides",
+    "plain_text",
     "plot_adaptation_curves",
     "read_config_file",
     "read_json",

@@ -1,0 +1,258 @@
+"""The site's results, generated from the result summaries committed under ``docs/results/data/``.
+
+Nothing on the results page is typed by hand: a rerun that writes a new summary updates the page at the next
+build (``mkdocs.yml`` names this file as a hook, so ``make docs`` runs ``render``).
+
+Two commands::
+
+    python scripts/results.py extract runs/maml-trpo-navigation2d-s0/eval.json --name maml-trpo_navigation2d
+    python scripts/results.py render     # docs/results/generated/: summaries.md and one PNG per figure
+
+``extract`` trims the ``eval.json`` of ``metarl evaluate`` or ``metarl fewshot train|evaluate`` to a summary,
+``docs/results/data/NAME.json`` (a few hundred bytes: the per-task and per-episode values are dropped)::
+
+    {
+      "format": 1,
+      "kind": "meta-rl",                     # or "few-shot"
+      "task": "MetaRL/Navigation2D-v0",      # the env id, or the dataset with its ways and shots
+      "algo": "maml-trpo",
+      "metric": "mean return",               # or "query accuracy" / "query MSE"
+      "iterations": 500,                     # meta-iterations of the run
+      "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
+      "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...}
+    }
+
+``ci`` holds 95% confidence-interval half-widths. ``render`` writes, for every summary, a table (one row per
+learner, one column per adaptation step) and its adaptation-curve plot; for every pair of CSV files
+``NAME_eval.csv`` / ``NAME_curve.csv`` (as ``scripts/sb3_ppo_navigation.py`` writes them) the evaluation as a
+table and the learning curves as a plot (the curve file's columns: series, x, y, ...); and the list of metarl's
+task distributions that have no committed summary yet. The generated folder is not committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / "docs" / "results" / "data"
+OUT_DIR = ROOT / "docs" / "results" / "generated"
+FORMAT = 1
+
+
+def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The summary of one ``eval.json`` (meta-RL or few-shot), in the format of this module's docstring.
+
+    Raises:
+        ValueError: ``evaluation`` is neither a meta-RL nor a few-shot evaluation.
+    """
+    if "learners" in evaluation:  # metarl evaluate
+        return {
+            "format": FORMAT,
+            "kind": "meta-rl",
+            "task": evaluation["env"],
+            "algo": evaluation["algo"],
+            "metric": "mean return",
+            "iterations": evaluation["meta_iterations"],
+            "protocol": {
+                "tasks": evaluation["tasks"],
+                "episodes_per_task": evaluation["episodes_per_task"],
+                "inner_lr": evaluation["inner"]["lr"],
+                "later_steps_lr_scale": evaluation["later_steps_lr_scale"],
+                "baseline_iterations": evaluation["baseline_iterations"],
+            },
+            "learners": {
+                name: {key: learner[key] for key in ("steps", "mean", "ci")}
+                for name, learner in evaluation["learners"].items()
+            },
+        }
+    if "per_step" in evaluation:  # metarl fewshot train / evaluate
+        regression = evaluation["metric"] == "mse"
+        task = evaluation["dataset"]
+        if not regression:
+            task += f" {evaluation['ways']}-way {evaluation['shots']}-shot"
+        return {
+            "format": FORMAT,
+            "kind": "few-shot",
+            "task": task,
+            "algo": evaluation["learner"],
+            "metric": "query MSE" if regression else "query accuracy",
+            "iterations": evaluation.get("iterations"),
+            "protocol": {
+                "episodes": evaluation["episodes"],
+                "queries": evaluation["queries"],
+                "split": evaluation["split"],
+                "eval_seed": evaluation["eval_seed"],
+            },
+            "learners": {
+                evaluation["learner"]: {key: evaluation["per_step"][key] for key in ("steps", "mean", "ci")}
+            },
+        }
+    raise ValueError("not an eval.json of metarl evaluate or metarl fewshot train/evaluate")
+
+
+def extract(eval_path: Path, name: str, data_dir: Path = DATA_DIR) -> Path:
+    """Write the summary of ``eval_path`` as ``data_dir/NAME.json`` and return its path."""
+    summary = summary_of(json.loads(eval_path.read_text(encoding="utf-8")))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"{name}.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _with_ci(mean: float, ci: float) -> str:
+    return _number(mean) if ci is None or math.isnan(ci) else f"{_number(mean)} ± {_number(ci)}"
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The markdown table of a summary: one row per learner, one column per adaptation step."""
+    steps = max((learner["steps"] for learner in summary["learners"].values()), key=len)
+    lines = [
+        "| learner | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|" + "---|" * len(steps),
+    ]
+    for name, learner in summary["learners"].items():
+        cells = [_with_ci(m, c) for m, c in zip(learner["mean"], learner["ci"], strict=True)]
+        lines.append(f"| {name} | " + " | ".join(cells + [""] * (len(steps) - len(cells))) + " |")
+    return "\n".join(lines)
+
+
+def _protocol(summary: dict[str, Any]) -> str:
+    shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in summary["protocol"].items())
+    return f"{summary['metric']} ± 95% CI; {summary['iterations']} meta-iterations; {shown}"
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _csv_table(rows: list[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|---" * len(columns) + "|"]
+    for row in rows:
+        cells = []
+        for column in columns:
+            try:
+                value = float(row[column])
+            except ValueError:
+                cells.append(row[column])
+            else:
+                cells.append(row[column] if value.is_integer() else _number(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _csv_curves(rows: list[dict[str, str]]) -> tuple[dict[str, dict[str, list[float]]], str, str]:
+    series, x, y = list(rows[0])[:3]
+    curves: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        curve = curves.setdefault(row[series], {"steps": [], "mean": []})
+        curve["steps"].append(float(row[x]))
+        curve["mean"].append(float(row[y]))
+    return curves, x.replace("_", " "), y.replace("_", " ")
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    # an unchanged file keeps its time stamp, so that `mkdocs serve` does not rebuild in a loop
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+
+
+def _plot(curves: dict, path: Path, **labels: str) -> None:
+    from metarl.training import plot_adaptation_curves
+
+    scratch = path.with_suffix(".tmp.png")
+    plot_adaptation_curves(curves, scratch, **labels)
+    _write_if_changed(path, scratch.read_bytes())
+    scratch.unlink()
+
+
+def registered_env_ids() -> list[str]:
+    """metarl's own task distributions (``MetaRL/...`` ids), sorted."""
+    import gymnasium as gym
+
+    import metarl  # noqa: F401  (registers the ids)
+
+    return sorted(env_id for env_id in gym.registry if env_id.startswith("MetaRL/"))
+
+
+def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
+    """Write ``out_dir/summaries.md`` and its PNGs from the files of ``data_dir``; returns the markdown's path.
+
+    Image links are relative to the page that includes the markdown, ``docs/results/index.md``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    link = out_dir.name
+    sections: list[str] = []
+    with_results: set[str] = set()
+    for path in sorted(data_dir.glob("*.json")):
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if summary.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a result summary of format {FORMAT} (see scripts/results.py)")
+        if summary["kind"] == "meta-rl":
+            with_results.add(summary["task"])
+        title = f"{summary['task']}: {summary['algo']}"
+        _plot(summary["learners"], out_dir / f"{path.stem}.png", title=title, ylabel=summary["metric"])
+        sections.append(
+            f"### {title}\n\n{_protocol(summary)} (`{path.name}`).\n\n{summary_table(summary)}\n\n"
+            f"![{title}]({link}/{path.stem}.png)\n"
+        )
+    for eval_path in sorted(data_dir.glob("*_eval.csv")):
+        name = eval_path.name.removesuffix("_eval.csv")
+        section = f"### {name}\n\nEvaluation (`{eval_path.name}`):\n\n{_csv_table(_csv_rows(eval_path))}\n"
+        curve_path = data_dir / f"{name}_curve.csv"
+        if curve_path.exists():
+            curves, xlabel, ylabel = _csv_curves(_csv_rows(curve_path))
+            _plot(curves, out_dir / f"{name}_curve.png", title=name, xlabel=xlabel, ylabel=ylabel)
+            section += f"\nLearning curves (`{curve_path.name}`):\n\n![{name}]({link}/{name}_curve.png)\n"
+        sections.append(section)
+    missing = [env_id for env_id in registered_env_ids() if env_id not in with_results]
+    sections.append(
+        "### Task distributions without a committed meta-learner summary\n\n"
+        + ", ".join(f"`{env_id}`" for env_id in missing)
+        + "\n"
+    )
+    markdown = out_dir / "summaries.md"
+    _write_if_changed(markdown, "\n".join(sections).encode("utf-8"))
+    return markdown
+
+
+def on_pre_build(config: Any) -> None:
+    """The site's build hook (``hooks:`` in ``mkdocs.yml``): render the results before the pages are read."""
+    docs = Path(config["docs_dir"])
+    render(docs / "results" / "data", docs / "results" / "generated")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("extract", help="trim an eval.json to a result summary under docs/results/data/")
+    p.add_argument("eval_json", type=Path, help="RUN/eval.json of metarl evaluate or metarl fewshot")
+    p.add_argument("--name", required=True, help="the summary's file name, without .json")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
+    p = sub.add_parser("render", help="write the results' markdown and plots")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="where the markdown and PNGs go")
+    args = parser.parse_args(argv)
+    if args.command == "extract":
+        print(f"wrote {extract(args.eval_json, args.name, args.data_dir)}")
+    else:
+        print(f"wrote {render(args.data_dir, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

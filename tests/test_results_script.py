@@ -1,0 +1,112 @@
+"""scripts/results.py: eval.json files trimmed to summaries, and summaries rendered as tables and plots."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("results", ROOT / "scripts" / "results.py")
+results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(results)
+
+META_RL_EVAL = {
+    "env": "MetaRL/TabularMDP-v0",
+    "algo": "maml-trpo",
+    "run": "/somewhere/runs/maml-trpo-tabularmdp-s0",
+    "meta_iterations": 500,
+    "baseline_iterations": 500,
+    "tasks": 40,
+    "adapt_steps": 1,
+    "episodes_per_task": 20,
+    "later_steps_lr_scale": 1.0,
+    "inner": {"steps": 1, "lr": 0.1, "algorithm": "vpg"},
+    "baselines_copied_from": {},
+    "learners": {
+        "maml-trpo": {
+            "steps": [0, 1],
+            "mean": [10.0, 13.5],
+            "ci": [0.5, 0.25],
+            "per_task": [[1.0, 2.0]] * 40,
+        },
+        "oracle": {"steps": [0, 1], "mean": [14.0, 14.0], "ci": [float("nan"), float("nan")], "per_task": []},
+    },
+}
+FEW_SHOT_EVAL = {
+    "metric": "accuracy",
+    "episodes": 600,
+    "mean": 0.95,
+    "ci95": 0.01,
+    "per_step": {"steps": [0, 1, 2], "mean": [0.2, 0.9, 0.95], "ci": [0.02, 0.01, 0.01]},
+    "learner": "maml",
+    "dataset": "omniglot",
+    "split": "test",
+    "ways": 5,
+    "shots": 1,
+    "queries": 15,
+    "eval_seed": 1234,
+    "iterations": 60000,
+}
+
+
+def test_extract_keeps_the_protocol_and_the_curves_only(tmp_path):
+    (tmp_path / "eval.json").write_text(json.dumps(META_RL_EVAL))
+    path = results.extract(tmp_path / "eval.json", "maml-trpo_tabular-mdp", tmp_path / "data")
+    summary = json.loads(path.read_text())
+    assert path.name == "maml-trpo_tabular-mdp.json" and path.stat().st_size < 1000
+    assert summary["task"] == "MetaRL/TabularMDP-v0" and summary["iterations"] == 500
+    assert summary["protocol"]["inner_lr"] == 0.1 and summary["protocol"]["tasks"] == 40
+    assert summary["learners"]["maml-trpo"] == {"steps": [0, 1], "mean": [10.0, 13.5], "ci": [0.5, 0.25]}
+
+
+def test_few_shot_summary():
+    summary = results.summary_of(FEW_SHOT_EVAL)
+    assert (summary["kind"], summary["task"], summary["metric"]) == (
+        "few-shot",
+        "omniglot 5-way 1-shot",
+        "query accuracy",
+    )
+    assert summary["learners"] == {"maml": FEW_SHOT_EVAL["per_step"]}
+
+
+def test_extract_rejects_other_json():
+    with pytest.raises(ValueError, match="not an eval.json"):
+        results.summary_of({"mean": 1.0})
+
+
+def test_render_tables_plots_and_missing_envs(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "maml-trpo_tabular-mdp.json").write_text(json.dumps(results.summary_of(META_RL_EVAL)))
+    for name in ("sb3_ppo_navigation2d_eval.csv", "sb3_ppo_navigation2d_curve.csv"):
+        shutil.copy(results.DATA_DIR / name, data / name)
+    out = tmp_path / "generated"
+    markdown = results.render(data, out).read_text()
+
+    assert "| learner | step 0 | step 1 |" in markdown
+    assert "| maml-trpo | 10.00 ± 0.50 | 13.50 ± 0.25 |" in markdown
+    assert "| oracle | 14.00 | 14.00 |" in markdown  # an unknown interval is left out
+    assert "| mixture | held-out goals | 40 | -38.95 | 4.40 |" in markdown
+    assert "![MetaRL/TabularMDP-v0: maml-trpo](generated/maml-trpo_tabular-mdp.png)" in markdown
+    for png in ("maml-trpo_tabular-mdp.png", "sb3_ppo_navigation2d_curve.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    missing = markdown.split("without a committed meta-learner summary", 1)[1]
+    assert "`MetaRL/Navigation2D-v0`" in missing and "TabularMDP" not in missing
+
+    before = (out / "summaries.md").stat().st_mtime_ns
+    results.render(data, out)  # nothing changed: nothing rewritten, so `mkdocs serve` does not loop
+    assert (out / "summaries.md").stat().st_mtime_ns == before
+
+
+def test_command_line(tmp_path, capsys):
+    (tmp_path / "eval.json").write_text(json.dumps(FEW_SHOT_EVAL))
+    assert (
+        results.main(["extract", str(tmp_path / "eval.json"), "--name", "x", "--data-dir", str(tmp_path)])
+        == 0
+    )
+    assert json.loads((tmp_path / "x.json").read_text())["algo"] == "maml"
+    assert "wrote" in capsys.readouterr().out
