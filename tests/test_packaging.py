@@ -98,3 +98,24 @@ def test_the_wheel_ships_every_config_and_the_version_is_written_once(installed,
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
     assert {"ray", "metaworld"}.isdisjoint(project["optional-dependencies"])
+
+
+@pytest.mark.slow
+def test_a_users_own_env_trains_and_evaluates_through_the_cli_of_the_wheel(installed, tmp_path):
+    """The issue's user story: a task distribution written outside the repository, trained and evaluated with
+    the installed command only, the evaluation in a new process that finds the env from the run's record."""
+    (tmp_path / "mylab").mkdir()
+    shutil.copy(ROOT / "examples" / "point_mass_ring.py", tmp_path / "mylab" / "point_mass_ring.py")
+    run(
+        installed / "metarl", "train", "--import", "mylab/point_mass_ring.py", "--env", "MyLab/PointMassRing-v0",
+        "iterations=2", "meta_batch_size=3", "episodes_per_task=3", "--run-dir", "run", "--no-progress",
+        cwd=tmp_path, env=clean_env(),
+    )  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = run(
+        installed / "metarl", "evaluate", tmp_path / "run", "--tasks", "2", "--adapt-steps", "1", "--baselines",
+        "random-init", "--no-progress", cwd=elsewhere, env=clean_env(),
+    )  # fmt: skip
+    assert "MyLab/PointMassRing-v0" in out and "random-init" in out
+    assert (tmp_path / "run" / "eval.json").is_file()
