@@ -3,7 +3,8 @@
 Trains MAML-TRPO on Navigation2D (small batch) or ProtoNet on synthetic Omniglot-sized images for N
 iterations through the ordinary run loop, then reads the run's metrics.jsonl (which logs resident memory and
 seconds per iteration) and prints the means of the first and last 100 iterations, and whether any scalar
-was NaN. ``--json PATH`` writes the summary; ``--quick`` runs 150 iterations.
+was NaN. ``--json PATH`` writes the summary; ``--quick`` runs 150 iterations. The committed summary of both
+1000-iteration runs is ``docs/results/data/reliability/soak.json``.
 
 Usage::
 
