@@ -36,9 +36,6 @@ from metarl.training.io import check_writable_dir
 from metarl.training.logger import ProgressBar, RunLogger
 from metarl.training.run_dir import RunDir
 
-# What the loop itself keeps in a checkpoint, next to the algorithm's state.
-LOOP_KEYS = ("iteration", "elapsed", "window")
-
 
 class LoopConfig(Protocol):
     """The config fields the run loop reads (see :data:`metarl.training.RUN_FIELDS` for their meaning)."""
