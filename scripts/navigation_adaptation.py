@@ -116,12 +116,11 @@ def analyse(run_dir: str, episodes: int | None = None, num_tasks: int | None = N
     if config.env != ENV_ID:
         raise SystemExit(f"{run_dir} trained on {config.env}; this analysis is for {ENV_ID}")
     tasks = held_out_tasks(config, num_tasks or config.evaluation.tasks, agent.sampler.env)
-    sampler = BatchedSampler(
-        config.env,
-        config.env_kwargs,
+    sampler = BatchedSampler.from_config(
+        config,
         agent.policy,
         episodes or config.evaluation.episodes_per_task or config.episodes_per_task,
-        normalized_actions=config.policy.normalized_actions,
+        task_features=False,
     )
     theta = stack_over_tasks({n: p.detach() for n, p in agent.policy.params().items()}, len(tasks), copy=True)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)  # the stream of metarl evaluate's fine-tuning

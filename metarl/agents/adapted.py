@@ -127,14 +127,7 @@ def adapt_policy(
     episodes = config.episodes_per_task if episodes is None else episodes
     if isinstance(episodes, bool) or not isinstance(episodes, int) or not 1 <= episodes <= 100_000:
         raise UserError(f"episodes must be an integer in [1, 100000], got {episodes!r}")
-    sampler = BatchedSampler(
-        config.env,
-        config.env_kwargs,
-        agent.policy,
-        episodes,
-        task_features=config.oracle,
-        normalized_actions=config.policy.normalized_actions,
-    )
+    sampler = BatchedSampler.from_config(config, agent.policy, episodes)
     rng = stream_rng(seed, ADAPT_STREAM)
     theta = {n: p.detach() for n, p in agent.policy.params().items()}
     tuner = FineTuner(agent.policy, config.inner, config.gamma, config.gae_lambda)
@@ -178,13 +171,6 @@ def load_adapted_policy(path: str | os.PathLike[str]) -> AdaptedPolicy:
     extra = 0 if not config.oracle else int(np.size(env.unwrapped.task_features(task)))
     policy_config: PolicyConfig = config.policy
     policy = seeded_policy(policy_config, env.observation_space, env.action_space, stream_rng(0, 0), extra)
-    sampler = BatchedSampler(
-        config.env,
-        config.env_kwargs,
-        policy,
-        1,
-        task_features=config.oracle,
-        normalized_actions=config.policy.normalized_actions,
-    )
+    sampler = BatchedSampler.from_config(config, policy, episodes_per_task=1)
     env.close()
     return AdaptedPolicy(policy, dict(params), sampler, task, list(saved["returns"]), config)

@@ -69,14 +69,7 @@ class MetaRLAgent(RunLoop):
         self.learning_rates: LearnedLearningRates | None = None
         if config.inner.meta_sgd:
             self.learning_rates = LearnedLearningRates(self.policy.params(), init=config.inner.lr)
-        self.sampler = BatchedSampler(
-            config.env,
-            config.env_kwargs,
-            self.policy,
-            config.episodes_per_task,
-            task_features=config.oracle,
-            normalized_actions=config.policy.normalized_actions,
-        )
+        self.sampler = BatchedSampler.from_config(config, self.policy)
         self.sampler.check_round_size(config.meta_batch_size)
 
     def _build_policy(self, extra_inputs: int) -> MLPPolicy:

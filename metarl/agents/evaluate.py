@@ -77,14 +77,7 @@ def adaptation_curve(
 
     The env seeds and action noise come from the evaluation stream, identical for every learner.
     """
-    sampler = BatchedSampler(
-        config.env,
-        config.env_kwargs,
-        policy,
-        config.episodes_per_task,
-        task_features=oracle,
-        normalized_actions=config.policy.normalized_actions,
-    )
+    sampler = BatchedSampler.from_config(config, policy, task_features=oracle)
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)
     result = tuner.run(
@@ -274,24 +267,23 @@ def evaluate_run(
         curves["pretrained"] = adaptation_curve(
             pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps
         )
-    if "random-init" in baselines:
-        fresh = seeded_policy(
+
+    def fresh_policy(index: int) -> MLPPolicy:  # initial weights from the evaluation stream
+        space = agent.sampler
+        return seeded_policy(
             config.policy,
-            agent.sampler.observation_space,
-            agent.sampler.action_space,
-            stream_rng(config.seed, EVAL_STREAM, 2),
+            space.observation_space,
+            space.action_space,
+            stream_rng(config.seed, EVAL_STREAM, index),
         )
+
+    if "random-init" in baselines:
+        fresh = fresh_policy(2)
         curves["random-init"] = adaptation_curve(fresh, fresh.params(), tested_plain, tasks, adapt_steps)
     if "sb3-ppo" in baselines:
         from metarl.agents.sb3_baseline import sb3_ppo_policy  # imports Stable-Baselines3, an optional extra
 
-        fresh = seeded_policy(
-            config.policy,
-            agent.sampler.observation_space,
-            agent.sampler.action_space,
-            stream_rng(config.seed, EVAL_STREAM, 3),
-        )
-        ppo = sb3_ppo_policy(baseline_dir(run, "sb3-ppo"), plain, iterations, fresh)
+        ppo = sb3_ppo_policy(baseline_dir(run, "sb3-ppo"), plain, iterations, fresh_policy(3))
         curves["sb3-ppo"] = adaptation_curve(ppo, ppo.params(), tested_plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:

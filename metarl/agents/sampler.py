@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
 from metarl.envs import Task, TaskEnv, make_batched
@@ -90,6 +91,25 @@ class BatchedSampler:
                     " set policy.normalized_actions=false"
                 )
             self._action_scale = ((high + low) / 2.0, (high - low) / 2.0)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TrainConfig,
+        policy: MLPPolicy,
+        episodes_per_task: int | None = None,
+        task_features: bool | None = None,
+    ) -> BatchedSampler:
+        """The sampler of a run's env and policy settings (``episodes_per_task`` and ``task_features``, the
+        oracle's, default to the config's)."""
+        return cls(
+            config.env,
+            config.env_kwargs,
+            policy,
+            config.episodes_per_task if episodes_per_task is None else episodes_per_task,
+            task_features=config.oracle if task_features is None else task_features,
+            normalized_actions=config.policy.normalized_actions,
+        )
 
     def check_round_size(self, num_tasks: int) -> None:
         """Refuse a sampling round too large to hold in memory or to finish (a hang, not a run).
