@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from metarl.agents import load_agent
-from metarl.agents.agent import MetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import encode_observations
@@ -34,7 +34,7 @@ FRAME_MILLISECONDS = 80
 GAP = 8  # pixels between the two panels
 
 
-def adapted_params(agent: MetaRLAgent, task: Task, steps: int) -> tuple[Params, Params]:
+def adapted_params(agent: GradientMetaRLAgent, task: Task, steps: int) -> tuple[Params, Params]:
     """The policy's parameters for ``task`` before and after ``steps`` fine-tuning steps (stacked, one task)."""
     config = agent.config
     start = stack_over_tasks(agent.policy.params(), 1, copy=True)
@@ -55,7 +55,7 @@ def adapted_params(agent: MetaRLAgent, task: Task, steps: int) -> tuple[Params, 
 
 @torch.no_grad()
 def episode_frames(
-    agent: MetaRLAgent, task: Task, params: Params, seed: int
+    agent: GradientMetaRLAgent, task: Task, params: Params, seed: int
 ) -> tuple[list[np.ndarray], float]:
     """The rendered frames and the return of one episode of ``task`` with ``params``."""
     config = agent.config

@@ -14,7 +14,7 @@ env's batched engine (``metarl.envs.make_batched``).
 """
 
 from metarl.agents.adapted import AdaptedPolicy, load_adapted_policy
-from metarl.agents.agent import MetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import (
     EvalConfig,
     InnerConfig,
@@ -34,6 +34,7 @@ __all__ = [
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
+    "GradientMetaRLAgent",
     "MetaRLAgent",
     "PolicyConfig",
     "ReptileConfig",

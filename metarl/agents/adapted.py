@@ -1,6 +1,6 @@
 """Adapt, then act: the meta-learned policy fine-tuned on one new task, used like any trained policy.
 
-The answer to "how do I use the meta-parameters on a new task": :meth:`MetaRLAgent.adapt` runs the evaluation's
+The answer to "how do I use the meta-parameters on a new task": :meth:`GradientMetaRLAgent.adapt` runs the evaluation's
 adaptation protocol (a few policy-gradient steps, each on fresh episodes of the task) and returns an
 :class:`AdaptedPolicy`, whose :meth:`~AdaptedPolicy.predict` has Stable-Baselines3's signature::
 
@@ -110,7 +110,7 @@ def adapt_policy(
     """Fine-tune ``agent``'s policy on one task with its inner loop (:class:`~metarl.agents.inner.FineTuner`).
 
     Args:
-        agent: a meta-trained :class:`~metarl.agents.MetaRLAgent` (``metarl.load(RUN)``).
+        agent: a meta-trained :class:`~metarl.agents.GradientMetaRLAgent` (``metarl.load(RUN)``).
         task_or_env: the task, or an env of the agent's task distribution set to it.
         steps: policy-gradient steps, each on fresh episodes of the task.
         episodes: episodes per step (default: the run's ``episodes_per_task``).

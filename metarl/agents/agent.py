@@ -1,5 +1,6 @@
-"""What MAML-TRPO and Reptile-PG share: the policy, the sampler, seeded meta-iterations and their checkpoint state
-(the run loop itself is :class:`metarl.training.RunLoop`'s).
+"""What every meta-RL agent shares (:class:`MetaRLAgent`: config, env, plug-in imports, seeded meta-iterations),
+and what the gradient-based family adds (:class:`GradientMetaRLAgent`: an MLP policy adapted by gradient steps,
+the batched sampler and its checkpoint state). The run loop itself is :class:`metarl.training.RunLoop`'s.
 
 All randomness of meta-iteration ``i`` is derived from ``(seed, i)`` (tasks, env-copy seeds, action noise),
 so a run resumed from the checkpoint after iteration ``i`` repeats exactly what the uninterrupted run did.
@@ -40,7 +41,9 @@ def with_env_imports(config: TrainConfig) -> TrainConfig:
 
 
 class MetaRLAgent(RunLoop):
-    """Base class of the meta-RL agents (see :class:`~metarl.agents.MAMLTRPO`, :class:`~metarl.agents.ReptilePG`).
+    """Base class of the meta-RL agents: both families (gradient-based, :class:`GradientMetaRLAgent`;
+    context-based, which adapt by inferring the task from experience) share the config, the env and the
+    run loop.
 
     ``agent.train(run_dir)`` trains it (:meth:`metarl.training.RunLoop.train`).
 
@@ -59,6 +62,34 @@ class MetaRLAgent(RunLoop):
             )
         super().__init__(with_env_imports(config))
         self.env = make_env(config.env, config.env_kwargs)
+
+    def check_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        """Refuse a checkpoint written by another algorithm."""
+        if state.get("algo") != self.algo:
+            raise UserError(f"checkpoint is for algo={state.get('algo')!r}, not {self.algo!r}")
+
+    def resume_hint(self, run: RunDir) -> str:
+        return (
+            f"continue with `metarl train --resume {run.path}`, or in Python "
+            f"`metarl.agents.load_agent('{run.path}').train('{run.path}')`"
+        )
+
+    def run_name(self) -> str:
+        return f"{self.algo} {self.config.env}"
+
+
+class GradientMetaRLAgent(MetaRLAgent):
+    """Base class of the gradient-based meta-RL agents (:class:`~metarl.agents.MAMLTRPO`,
+    :class:`~metarl.agents.ReptilePG`): an MLP policy whose parameters are adapted to a task by policy-gradient
+    steps on episodes from the batched sampler.
+
+    Args:
+        config: the run's configuration (``TrainConfig()`` gives the Navigation2D reference settings).
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        super().__init__(config)
+        config = self.config
         extra = 0
         if config.oracle:
             features = self.env.unwrapped.task_features(self.env.unwrapped.get_task())
@@ -99,8 +130,7 @@ class MetaRLAgent(RunLoop):
 
     def load_algorithm_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`algorithm_state` (the config must describe the same networks)."""
-        if state.get("algo") != self.algo:
-            raise UserError(f"checkpoint is for algo={state.get('algo')!r}, not {self.algo!r}")
+        self.check_algorithm_state(state)
         try:
             self.policy.load_state_dict(state["policy"])
             if self.learning_rates is not None:
@@ -133,12 +163,3 @@ class MetaRLAgent(RunLoop):
             shown["after"] = scalars[max(after, key=lambda k: int(k.removeprefix("meta/return_after_step")))]
         shown["s/it"] = scalars["charts/seconds_per_iteration"]
         return shown
-
-    def resume_hint(self, run: RunDir) -> str:
-        return (
-            f"continue with `metarl train --resume {run.path}`, or in Python "
-            f"`metarl.agents.load_agent('{run.path}').train('{run.path}')`"
-        )
-
-    def run_name(self) -> str:
-        return f"{self.algo} {self.config.env}"

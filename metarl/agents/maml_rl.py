@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import torch
 
 from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
-from metarl.agents.agent import MetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes, masked_task_mean
@@ -43,7 +43,7 @@ from metarl.agents.trpo import TRPOResult, mean_kl_curvature, output_space_kl_hv
 from metarl.core import Params
 
 
-class MAMLTRPO(MetaRLAgent):
+class MAMLTRPO(GradientMetaRLAgent):
     """Model-agnostic meta-learning with a VPG inner loop and a TRPO outer loop.
 
     Args:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from metarl.agents.agent import MetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent
 from metarl.agents.config import TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import task_slice
@@ -28,7 +28,7 @@ from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
 from metarl.core import linear_anneal, load_params_, reptile_update, stack_over_tasks
 
 
-class ReptilePG(MetaRLAgent):
+class ReptilePG(GradientMetaRLAgent):
     """Reptile on policies: move the initialisation toward the policies fine-tuned on each task.
 
     Args:

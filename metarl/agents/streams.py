@@ -14,7 +14,7 @@ from metarl.agents.policies import MLPPolicy, make_policy
 TRAIN_STREAM = 0  # the numpy seed sequence [seed, TRAIN_STREAM, iteration] drives meta-iteration `iteration`
 EVAL_STREAM = 1  # held-out tasks and evaluation rollouts: a stream disjoint from training
 INIT_STREAM = 2  # the policy's initial weights
-ADAPT_STREAM = 3  # MetaRLAgent.adapt's episodes and action noise on a user's new task
+ADAPT_STREAM = 3  # GradientMetaRLAgent.adapt's episodes and action noise on a user's new task
 
 
 def stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
