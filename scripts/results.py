@@ -8,15 +8,17 @@ Two commands::
     python scripts/results.py extract runs/maml-trpo-navigation2d-s0/eval.json --name maml-trpo_navigation2d
     python scripts/results.py render     # docs/results/generated/: summaries.md and one PNG per figure
 
-``extract`` trims the ``eval.json`` of ``metarl evaluate`` or ``metarl fewshot train|evaluate`` to a summary,
+``extract`` trims the ``eval.json`` of ``metarl evaluate`` or ``metarl fewshot train|evaluate``, or the
+``compare.json`` of ``metarl compare``, to a summary,
 ``docs/results/data/NAME.json`` (a few hundred bytes: the per-task and per-episode values are dropped)::
 
     {
       "format": 1,
-      "kind": "meta-rl",                     # or "few-shot"
+      "kind": "meta-rl",                     # or "few-shot", or "comparison" (metarl compare)
       "task": "MetaRL/Navigation2D-v0",      # the env id, or the dataset with its ways and shots
       "algo": "maml-trpo",
       "metric": "mean return",               # or "query accuracy" / "query MSE"
+      "axis": "steps",                       # or "experience": episodes of experience (RL², PEARL, compare)
       "iterations": 500,                     # meta-iterations of the run
       "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
       "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...}
@@ -51,23 +53,48 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: ``evaluation`` is neither a meta-RL nor a few-shot evaluation.
     """
+    if "held_out_tasks" in evaluation:  # metarl compare
+        return {
+            "format": FORMAT,
+            "kind": "comparison",
+            "task": evaluation["env"],
+            "algo": " vs ".join(learner["algo"] for learner in evaluation["learners"].values()),
+            "metric": "mean return",
+            "axis": "experience",
+            "iterations": {name: v["meta_iterations"] for name, v in evaluation["learners"].items()},
+            "protocol": {"tasks": evaluation["tasks"]},
+            "learners": {
+                name: {key: learner[key] for key in ("experience", "mean", "ci", "training_env_steps")}
+                for name, learner in evaluation["learners"].items()
+            },
+        }
     if "learners" in evaluation:  # metarl evaluate
+        gradient = "adapt_steps" in evaluation  # else a context-based agent (RL², PEARL)
+        if gradient:
+            protocol = {
+                "tasks": evaluation["tasks"],
+                "episodes_per_task": evaluation["episodes_per_task"],
+                "inner_lr": evaluation["inner"]["lr"],
+                "later_steps_lr_scale": evaluation["later_steps_lr_scale"],
+                "baseline_iterations": evaluation["baseline_iterations"],
+            }
+        else:
+            protocol = {
+                "tasks": evaluation["tasks"],
+                "experience_episodes": evaluation["experience_episodes"],
+            }
+        axis = "steps" if gradient else "experience"
         return {
             "format": FORMAT,
             "kind": "meta-rl",
             "task": evaluation["env"],
             "algo": evaluation["algo"],
             "metric": "mean return",
+            "axis": axis,
             "iterations": evaluation["meta_iterations"],
-            "protocol": {
-                "tasks": evaluation["tasks"],
-                "episodes_per_task": evaluation["episodes_per_task"],
-                "inner_lr": evaluation["inner"]["lr"],
-                "later_steps_lr_scale": evaluation["later_steps_lr_scale"],
-                "baseline_iterations": evaluation["baseline_iterations"],
-            },
+            "protocol": protocol,
             "learners": {
-                name: {key: learner[key] for key in ("steps", "mean", "ci")}
+                name: {key: learner[key] for key in (axis, "mean", "ci")}
                 for name, learner in evaluation["learners"].items()
             },
         }
@@ -114,21 +141,32 @@ def _with_ci(mean: float, ci: float) -> str:
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """The markdown table of a summary: one row per learner, one column per adaptation step."""
-    steps = max((learner["steps"] for learner in summary["learners"].values()), key=len)
+    """The markdown table of a summary: one row per learner, one column per adaptation step, or per number
+    of episodes of experience on the task (a blank where a learner was not measured)."""
+    axis = summary.get("axis", "steps")
+    points = sorted({x for learner in summary["learners"].values() for x in learner[axis]})
+    label = "step {}" if axis == "steps" else "{} episodes"
+    extra = ["train env steps"] if summary["kind"] == "comparison" else []
     lines = [
-        "| learner | " + " | ".join(f"step {s}" for s in steps) + " |",
-        "|---|" + "---|" * len(steps),
+        "| learner | " + " | ".join(extra + [label.format(x) for x in points]) + " |",
+        "|---|" + "---|" * (len(extra) + len(points)),
     ]
     for name, learner in summary["learners"].items():
-        cells = [_with_ci(m, c) for m, c in zip(learner["mean"], learner["ci"], strict=True)]
-        lines.append(f"| {name} | " + " | ".join(cells + [""] * (len(steps) - len(cells))) + " |")
+        at = dict(zip(learner[axis], zip(learner["mean"], learner["ci"], strict=True), strict=True))
+        cells = [_with_ci(*at[x]) if x in at else "" for x in points]
+        if extra:
+            steps = learner["training_env_steps"]
+            cells.insert(0, "" if steps is None else f"{steps:.3g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _protocol(summary: dict[str, Any]) -> str:
     shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in summary["protocol"].items())
-    return f"{summary['metric']} ± 95% CI; {summary['iterations']} meta-iterations; {shown}"
+    iterations = summary["iterations"]
+    if isinstance(iterations, dict):  # a comparison: each run's
+        iterations = ", ".join(f"{name} {count}" for name, count in iterations.items())
+    return f"{summary['metric']} ± 95% CI; {iterations} meta-iterations; {shown}"
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -168,7 +206,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
         path.write_bytes(data)
 
 
-def _plot(curves: dict, path: Path, **labels: str) -> None:
+def _plot(curves: dict, path: Path, **labels: Any) -> None:
     from metarl.training import plot_adaptation_curves
 
     scratch = path.with_suffix(".tmp.png")
@@ -205,7 +243,12 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         if summary["kind"] == "meta-rl":
             with_results.add(summary["task"])
         title = f"{summary['task']}: {summary['algo']}"
-        _plot(summary["learners"], out_dir / f"{path.stem}.png", title=title, ylabel=summary["metric"])
+        axis = summary.get("axis", "steps")
+        curves = {name: {**v, "steps": v[axis]} for name, v in summary["learners"].items()}
+        labels = {"title": title, "ylabel": summary["metric"]}
+        if axis == "experience":
+            labels["xlabel"] = "episodes of experience on the task"
+        _plot(curves, out_dir / f"{path.stem}.png", log_x=summary["kind"] == "comparison", **labels)
         sections.append(
             f"### {title}\n\n{_protocol(summary)} (`{path.name}`).\n\n{summary_table(summary)}\n\n"
             f"![{title}]({link}/{path.stem}.png)\n"

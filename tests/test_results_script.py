@@ -110,3 +110,50 @@ def test_command_line(tmp_path, capsys):
     )
     assert json.loads((tmp_path / "x.json").read_text())["algo"] == "maml"
     assert "wrote" in capsys.readouterr().out
+
+
+COMPARE = {
+    "env": "MetaRL/Navigation2D-v0",
+    "tasks": 40,
+    "held_out_tasks": [{"goal": [0.1, 0.2]}] * 40,
+    "task_seed": 0,
+    "learners": {
+        "maml": {
+            "algo": "maml-trpo",
+            "meta_iterations": 500,
+            "training_env_steps": 8.0e7,
+            "steps": [0, 1],
+            "experience": [0, 20],
+            "mean": [-37.6, -13.3],
+            "ci": [4.7, 2.7],
+            "per_task": [],
+        },
+        "rl2": {
+            "algo": "rl2",
+            "meta_iterations": 300,
+            "training_env_steps": 1.2e7,
+            "experience": [0, 1, 2],
+            "mean": [-20.0, -6.0, -5.5],
+            "ci": [1.0, 0.5, 0.5],
+            "per_task": [],
+        },
+    },
+}
+
+
+def test_a_comparison_is_tabled_by_episodes_of_experience_with_blanks_where_a_run_was_not_measured(tmp_path):
+    summary = results.summary_of(COMPARE)
+    assert summary["kind"] == "comparison" and summary["axis"] == "experience"
+    assert summary["algo"] == "maml-trpo vs rl2" and "per_task" not in summary["learners"]["rl2"]
+    table = results.summary_table(summary)
+    assert "| learner | train env steps | 0 episodes | 1 episodes | 2 episodes | 20 episodes |" in table
+    assert "| maml | 8e+07 | -37.60 ± 4.70 |  |  | -13.30 ± 2.70 |" in table
+    assert "| rl2 | 1.2e+07 | -20.00 ± 1.00 | -6.00 ± 0.50 | -5.50 ± 0.50 |  |" in table
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "navigation2d-compare.json").write_text(json.dumps(summary))
+    markdown = results.render(data, tmp_path / "generated").read_text()
+    assert "maml-trpo vs rl2" in markdown and "maml 500, rl2 300 meta-iterations" in markdown
+    assert (tmp_path / "generated" / "navigation2d-compare.png").is_file()
+    # A comparison is not a meta-learner's own summary: the env still counts as without one.
+    assert "`MetaRL/Navigation2D-v0`" in markdown.split("without a committed meta-learner summary", 1)[1]

@@ -1,4 +1,4 @@
-"""The ``metarl train`` and ``metarl evaluate`` sub-commands, and the ``metarl demo`` run.
+"""The ``metarl train``, ``metarl evaluate`` and ``metarl compare`` sub-commands, and the ``metarl demo`` run.
 
 Config resolution of ``metarl train`` (later wins): the defaults of :class:`TrainConfig`; the YAML file given
 with ``--config`` (a path, or a shipped config's name such as ``maml-trpo/navigation2d``), or else the shipped
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from metarl.agents import compare as compare_module
 from metarl.agents.agent import MetaRLAgent
+from metarl.agents.compare import compare_runs, comparison_paths, format_comparison
 from metarl.agents.config import TrainConfig
 from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results
 from metarl.agents.maml_rl import MAMLTRPO
@@ -162,6 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         baseline_iterations=args.baseline_iterations,
         episodes_per_task=args.episodes,
         later_steps_lr_scale=args.later_lr_scale,
+        experience_episodes=args.experience_episodes,
         progress=_progress(args),
         output=args.output,
     )
@@ -169,6 +172,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     results_path, plot_path = evaluation_paths(run, args.output)
     print(f"\nresults: {results_path}\nplot:    {plot_path}\nTensorBoard: tensorboard --logdir {run.path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    results = compare_runs(
+        args.run_dirs,
+        args.output,
+        num_tasks=args.tasks,
+        adapt_steps=args.adapt_steps,
+        episodes_per_step=args.episodes,
+        experience_episodes=args.experience_episodes,
+    )
+    print(format_comparison(results))
+    results_path, plot_path = comparison_paths(args.output)
+    print(f"\nresults: {results_path}\nplot:    {plot_path}")
     return 0
 
 
@@ -216,6 +234,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="multiplies the step size after the first fine-tuning step (default: config, 1; MAML paper: 0.5)",
     )
     p.add_argument(
+        "--experience-episodes",
+        type=int,
+        help="RL²/PEARL: episodes played on each held-out task (default: config, else the agent's trial length)",
+    )
+    p.add_argument(
         "--baselines",
         nargs="*",
         choices=["pretrained", "random-init", "oracle", "sb3-ppo"],
@@ -232,6 +255,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_import_option(p)
     p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "compare",
+        help="runs of one env on the same held-out tasks: return by episodes of experience",
+        description=plain_text(compare_module.__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by `metarl train`")
+    p.add_argument("--output", required=True, help="folder for compare.json and compare.png")
+    p.add_argument("--tasks", type=int, help="held-out tasks (default: the first run's config, 40)")
+    p.add_argument("--adapt-steps", type=int, help="gradient-based runs' fine-tuning steps (default: config)")
+    p.add_argument("--episodes", type=int, help="gradient-based runs' episodes per step (default: config)")
+    p.add_argument(
+        "--experience-episodes", type=int, help="context-based runs' episodes per task (default: their own)"
+    )
+    add_import_option(p)
+    p.set_defaults(func=_compare)
 
     p = subparsers.add_parser("demo", help="the quick demonstration run by `make demo`")
     p.add_argument(

@@ -174,6 +174,13 @@ class EvalConfig:
         default=1.0,
         above=0,
     )
+    experience_episodes: int | None = doc(
+        "context-based agents (RL², PEARL): episodes played on each held-out task, memory or posterior carried "
+        "across them (null: the agent's own, e.g. RL²'s trial length)",
+        default=None,
+        minimum=1,
+        maximum=MAX_EPISODES,
+    )
 
     def __post_init__(self) -> None:
         check_declared_bounds(self, "evaluation.")

@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
+from metarl.agents.experience import EXPERIENCE_LABEL, gradient_experience, is_context_agent, learner_entry
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.policies import MLPPolicy
@@ -48,7 +50,6 @@ from metarl.training import (
     format_ci,
     load_checkpoint,
     load_config,
-    mean_ci,
     plot_adaptation_curves,
     updated_config,
     write_json_atomic,
@@ -196,10 +197,16 @@ def evaluate_run(
     baseline_iterations: int | None = None,
     episodes_per_task: int | None = None,
     later_steps_lr_scale: float | None = None,
+    experience_episodes: int | None = None,
     progress: bool | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run on held-out tasks; writes ``tasks.json``, ``eval.json`` and the adaptation-curve PNG.
+
+    A gradient-based learner is fine-tuned for ``0..adapt_steps`` steps next to its baselines; a context-based
+    one (RL², PEARL) plays ``experience_episodes`` episodes on each task (:func:`evaluate_context_agent`).
+    Either way every learner's ``experience`` in ``eval.json`` holds the episodes of experience on the task
+    before each point (:mod:`metarl.agents.experience`).
 
     Args:
         run_dir: the training run.
@@ -211,6 +218,8 @@ def evaluate_run(
             training's ``episodes_per_task``).
         later_steps_lr_scale: multiplies the step size after the first fine-tuning step (default:
             ``evaluation.later_steps_lr_scale``).
+        experience_episodes: a context-based agent's episodes per task (default:
+            ``evaluation.experience_episodes``, else the agent's own, e.g. RL²'s trial length).
         progress: show progress bars while training baselines.
         output: write the results here instead of ``RUN/eval.json``, and the plot next to them with the
             suffix ``.png`` (keeps the results of another protocol, e.g. ``RUN/eval-paper.json``).
@@ -231,23 +240,18 @@ def evaluate_run(
         "later_steps_lr_scale": later_steps_lr_scale,
         "baselines": baselines,
         "baseline_iterations": baseline_iterations,
+        "experience_episodes": experience_episodes,
     }
     protocol = updated_config(
         config.evaluation, {k: v for k, v in options.items() if v is not None}, "the evaluation's options"
     )
+    if is_context_agent(agent):
+        return evaluate_context_agent(run, agent, protocol, results_path, plot_path)
     adapt_steps, num_tasks, baselines = protocol.adapt_steps, protocol.tasks, protocol.baselines
     episodes = protocol.episodes_per_task or config.episodes_per_task
     iterations = protocol.baseline_iterations or agent.iteration
     tasks = held_out_tasks(config, num_tasks, agent.sampler.env)
-    write_json_atomic(
-        run.tasks_path,
-        {
-            "env": config.env,
-            "seed": config.seed,
-            "stream": "evaluation",
-            "tasks": [task_to_dict(t) for t in tasks],
-        },
-    )
+    _write_tasks(run, config, tasks)
     plain = dataclasses.replace(config, oracle=False)  # what the baselines train with
     # what every learner fine-tunes with
     tested = dataclasses.replace(config, episodes_per_task=episodes, evaluation=protocol)
@@ -310,38 +314,94 @@ def evaluate_run(
         "learners": {},
     }
     for name, per_task in curves.items():
-        stats = [mean_ci(per_task[:, j]) for j in range(per_task.shape[1])]
-        results["learners"][name] = {
-            "steps": list(range(per_task.shape[1])),
-            "mean": [m for m, _ in stats],
-            "ci": [c for _, c in stats],
-            "per_task": per_task.tolist(),
-        }
+        results["learners"][name] = learner_entry(
+            per_task, gradient_experience(adapt_steps, episodes), range(adapt_steps + 1)
+        )
     write_json_atomic(results_path, results)
     plot_adaptation_curves(
         {name: {k: v[k] for k in ("steps", "mean", "ci")} for name, v in results["learners"].items()},
         plot_path,
         title=f"{config.env}: {num_tasks} held-out tasks",
+        xlabel=f"adaptation steps ({episodes} episodes each)",
     )
     return results
 
 
+def evaluate_context_agent(
+    run: RunDir, agent: MetaRLAgent, protocol: EvalConfig, results_path: Path, plot_path: Path
+) -> dict[str, Any]:
+    """Evaluate a context-based agent (RL², PEARL): the return of each of its first
+    ``protocol.experience_episodes`` episodes on every held-out task, its memory or posterior carried across.
+
+    Gradient baselines are not trained for it: ``metarl compare`` puts it next to gradient-based runs.
+    """
+    config = agent.config
+    episodes = protocol.experience_episodes or agent.experience_episodes
+    tasks = held_out_tasks(config, protocol.tasks, agent.env)
+    _write_tasks(run, config, tasks)
+    per_task = agent.experience_returns(tasks, episodes, config.seed)
+    results = {
+        "env": config.env,
+        "algo": config.algo,
+        "run": str(run.path),
+        "meta_iterations": agent.iteration,
+        "tasks": protocol.tasks,
+        "experience_episodes": episodes,
+        "learners": {config.algo: learner_entry(per_task, range(episodes))},
+    }
+    write_json_atomic(results_path, results)
+    plot_adaptation_curves(
+        {
+            config.algo: {
+                "steps": list(range(episodes)),
+                **{k: results["learners"][config.algo][k] for k in ("mean", "ci")},
+            }
+        },
+        plot_path,
+        title=f"{config.env}: {protocol.tasks} held-out tasks",
+        xlabel=EXPERIENCE_LABEL,
+    )
+    return results
+
+
+def _write_tasks(run: RunDir, config: TrainConfig, tasks: list[Task]) -> None:
+    write_json_atomic(
+        run.tasks_path,
+        {
+            "env": config.env,
+            "seed": config.seed,
+            "stream": "evaluation",
+            "tasks": [task_to_dict(t) for t in tasks],
+        },
+    )
+
+
 def format_results(results: dict[str, Any]) -> str:
-    """The evaluation as a text table: one row per learner, mean return ± 95% CI after each step."""
-    steps = results["adapt_steps"]
-    headers = ["learner"] + [f"step {j}" for j in range(steps + 1)]
+    """The evaluation as a text table: one row per learner, mean return ± 95% CI after each fine-tuning step
+    (gradient-based) or in each episode of experience (context-based)."""
+    if "adapt_steps" in results:
+        headers = [f"step {j}" for j in range(results["adapt_steps"] + 1)]
+        protocol = f"{results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']}"
+        if results.get("later_steps_lr_scale", 1.0) != 1:
+            protocol += f", x{results['later_steps_lr_scale']} after the first step"
+        if "oracle" in results["learners"]:
+            protocol += "; oracle not fine-tuned"
+    else:
+        headers = [f"episode {j + 1}" for j in range(results["experience_episodes"])]
+        protocol = "memory or posterior carried from episode to episode"
     rows = [
         [name] + [format_ci(m, c) for m, c in zip(v["mean"], v["ci"], strict=True)]
         for name, v in results["learners"].items()
     ]
+    title = f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks ({protocol})"
+    return text_table(title, ["learner", *headers], rows)
+
+
+def text_table(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    """A title over left-aligned columns as wide as their widest cell."""
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    protocol = f"{results['episodes_per_task']} episodes per step, inner lr {results['inner']['lr']}"
-    if results.get("later_steps_lr_scale", 1.0) != 1:
-        protocol += f", x{results['later_steps_lr_scale']} after the first step"
-    if "oracle" in results["learners"]:
-        protocol += "; oracle not fine-tuned"
     lines = [
-        f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks ({protocol})",
+        title,
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)),
         "  ".join("-" * w for w in widths),
     ]

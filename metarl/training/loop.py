@@ -68,6 +68,7 @@ class RunLoop:
         self.apply_torch_threads()
         self.iteration = 0
         self.elapsed_seconds = 0.0
+        self.throughput_total = 0.0  # the throughput's count (e.g. env steps) summed over all iterations
         self._window: dict[str, float] = {}  # sums of the scalars not yet logged, and their count
 
     def apply_torch_threads(self) -> None:
@@ -115,6 +116,7 @@ class RunLoop:
             "config": config_to_dict(self.config),
             "iteration": self.iteration,
             "elapsed": self.elapsed_seconds,
+            "throughput_total": self.throughput_total,
             "window": dict(self._window),
         }
 
@@ -136,6 +138,7 @@ class RunLoop:
         self.load_algorithm_state(state)
         self.iteration = int(state["iteration"])
         self.elapsed_seconds = float(state.get("elapsed", 0.0))
+        self.throughput_total = float(state.get("throughput_total", 0.0))
         self._window = dict(state.get("window") or {})
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -235,7 +238,9 @@ class RunLoop:
         scalars = dict(scalars)
         if self.throughput is not None:
             count_key, tag = self.throughput
-            scalars[tag] = scalars.pop(count_key) / seconds
+            count = scalars.pop(count_key)
+            self.throughput_total += count
+            scalars[tag] = count / seconds
         scalars["charts/seconds_per_iteration"] = seconds
         for key, value in scalars.items():
             self._window[key] = self._window.get(key, 0.0) + float(value)
@@ -250,6 +255,8 @@ class RunLoop:
         count = window.pop("count")
         means = {key: total / count for key, total in window.items()}
         means["charts/elapsed_seconds"] = self.elapsed_seconds
+        if self.throughput is not None:  # e.g. charts/env_steps_total: the x axis of sample efficiency
+            means[f"charts/{self.throughput[0]}_total"] = self.throughput_total
         resident = resident_megabytes()
         if resident is not None:
             means["charts/resident_mb"] = resident

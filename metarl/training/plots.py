@@ -43,6 +43,7 @@ def plot_adaptation_curves(
     title: str = "",
     xlabel: str = "adaptation steps",
     ylabel: str = "mean return",
+    log_x: bool = False,
 ) -> Path:
     """Plot one line per method with its confidence band and save it as a PNG, atomically.
 
@@ -53,6 +54,7 @@ def plot_adaptation_curves(
         title: Figure title.
         xlabel: Label of the x axis.
         ylabel: Label of the y axis.
+        log_x: a logarithmic x axis (linear between 0 and 1, so that x = 0 has its place).
 
     Returns:
         The destination path.
@@ -85,8 +87,10 @@ def plot_adaptation_curves(
         upper = [m + (0.0 if math.isnan(c) else c) for m, c in zip(mean, ci, strict=True)]
         axes.fill_between(steps, lower, upper, alpha=0.15, color=line.lines[0].get_color(), linewidth=0)
         all_steps.update(steps)
+    if log_x:
+        axes.set_xscale("symlog", linthresh=1.0)
     if all(float(s).is_integer() for s in all_steps) and len(all_steps) <= 20:
-        axes.set_xticks(sorted(all_steps))
+        axes.set_xticks(sorted(all_steps), [f"{s:g}" for s in sorted(all_steps)])
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if title:

@@ -79,6 +79,8 @@ def test_a_killed_run_resumes_to_the_same_curve_without_logging_anything_twice(t
     resumed.train(run, progress=False)
     assert _steps_and_values(run) == _steps_and_values(RunDir(tmp_path / "full"))
     assert resumed.total == 15
+    totals = [row["charts/items_total"] for row in read_metrics(run)]
+    assert totals == [10.0 * (i + 1) for i in range(6)]  # the running count of items survives the resume
 
 
 def test_a_window_cut_by_a_checkpoint_is_carried_across_the_resume(tmp_path):
