@@ -25,7 +25,8 @@ Two commands::
     }
 
 ``ci`` holds 95% confidence-interval half-widths. ``render`` writes, for every summary, a table (one row per
-learner, one column per adaptation step) and its adaptation-curve plot; for every pair of CSV files
+learner, one column per adaptation step) and its adaptation-curve plot, also the table alone as ``NAME.md`` for
+the pages that discuss one result; for every pair of CSV files
 ``NAME_eval.csv`` / ``NAME_curve.csv`` (as ``scripts/sb3_ppo_navigation.py`` writes them) the evaluation as a
 table and the learning curves as a plot (the curve file's columns: series, x, y, ...); and the list of metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
@@ -249,6 +250,8 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         if axis == "experience":
             labels["xlabel"] = "episodes of experience on the task"
         _plot(curves, out_dir / f"{path.stem}.png", log_x=summary["kind"] == "comparison", **labels)
+        # each table alone too, for the pages that discuss one result (--8<-- "docs/results/generated/NAME.md")
+        _write_if_changed(out_dir / f"{path.stem}.md", f"{summary_table(summary)}\n".encode())
         sections.append(
             f"### {title}\n\n{_protocol(summary)} (`{path.name}`).\n\n{summary_table(summary)}\n\n"
             f"![{title}]({link}/{path.stem}.png)\n"
