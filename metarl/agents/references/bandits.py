@@ -157,9 +157,7 @@ class Gittins(BanditPolicy):
         return {"discount": self.discount}
 
 
-def run_bandit(
-    policy: BanditPolicy, env_id: str, tasks: Sequence[Task], pulls: int, seed: int
-) -> np.ndarray:
+def run_bandit(policy: BanditPolicy, env_id: str, tasks: Sequence[Task], pulls: int, seed: int) -> np.ndarray:
     """Total reward of ``policy`` over ``pulls`` pulls of every task (one trial per task).
 
     The rewards come from the env's batched engine with ``horizon=pulls`` and one episode per task: task

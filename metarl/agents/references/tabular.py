@@ -218,9 +218,7 @@ def optimistic_transitions(empirical: np.ndarray, radius: np.ndarray, values: np
     return result
 
 
-def run_mdp(
-    policy: MDPPolicy, env_id: str, tasks: Sequence[Task], episodes: int, seed: int
-) -> np.ndarray:
+def run_mdp(policy: MDPPolicy, env_id: str, tasks: Sequence[Task], episodes: int, seed: int) -> np.ndarray:
     """Return of every episode of ``policy`` in a trial of ``episodes`` episodes of every task.
 
     The episodes come from the env's batched engine with one copy per task, reset before every episode:
