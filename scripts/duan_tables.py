@@ -42,7 +42,8 @@ from metarl.training import format_ci, mean_ci, write_json_atomic
 PAPER = 'Duan et al., "RL^2: Fast Reinforcement Learning via Slow Reinforcement Learning", arXiv:1611.02779 (2016)'
 
 # Published numbers (references, not our results): Duan et al. 2016, Table 1, total reward over n pulls,
-# keyed (arms, pulls). Transcribed from the table as reproduced in lucaslingle/pytorch_rl2's README.
+# keyed (arms, pulls). Transcribed from the table as reproduced in lucaslingle/pytorch_rl2's README (not re-checked
+# against the PDF).
 PUBLISHED_BANDITS: dict[tuple[int, int], dict[str, float]] = {
     (5, 10): dict(random=5.0, gittins=6.6, ts=5.7, ots=6.5, ucb1=6.7, eps_greedy=6.6, greedy=6.6, rl2=6.7),
     (10, 10): dict(random=5.0, gittins=6.6, ts=5.5, ots=6.2, ucb1=6.7, eps_greedy=6.6, greedy=6.6, rl2=6.7),
