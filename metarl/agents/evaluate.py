@@ -5,7 +5,7 @@ config: algorithm, optimizer, learning rate; ``evaluation.episodes_per_task`` ep
 training's ``episodes_per_task``) on the same held-out tasks, with the same env seeds and action-noise stream
 (common random numbers):
 
-* the meta-learner (``maml-trpo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
+* the meta-learner (``maml-trpo``, ``promp``, ``maml-ppo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
 * ``pretrained``: one policy trained with TRPO on the task mixture (MAML-TRPO with 0 inner steps) for as many
   iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/`` (and
   copied from another run in the same folder that trained the same baseline, e.g. one with another inner loss);
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
+from metarl.agents.config import EvalConfig, InnerConfig, ProMPConfig, ReptileConfig, TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.policies import MLPPolicy
@@ -111,6 +111,7 @@ def baseline_config(config: TrainConfig, kind: str, iterations: int) -> TrainCon
         time_limit_seconds=None,
         inner=InnerConfig(steps=0),
         reptile=ReptileConfig(),
+        promp=ProMPConfig(),
         evaluation=EvalConfig(),
     )
 
