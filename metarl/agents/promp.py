@@ -44,14 +44,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from metarl.agents.adaptation_jacobian import Adaptation, AdaptationFactory, NoAdaptation
+from metarl.agents.adaptation_jacobian import Adaptation, AdaptationFactory
 from metarl.agents.config import InnerConfig, TrainConfig
 from metarl.agents.curvature import InnerDerivatives
 from metarl.agents.episodes import masked_task_mean
 from metarl.agents.maml_rl import MAMLAgent, MetaBatch, Stopwatch
 from metarl.agents.policies import MLPPolicy
-from metarl.agents.trpo import JacobianProducts
-from metarl.core import LearningRate, Params, unflatten_like
+from metarl.core import LearningRate, Params, flatten, unflatten_like
 from metarl.errors import UserError
 
 
@@ -111,7 +110,6 @@ class ProMPObjective:
         self.policy = policy
         self.make_adaptation = make_adaptation
         self.make_values_only = functools.partial(Adaptation, policy, inner, derivatives)
-        self.make_unadapted = functools.partial(NoAdaptation, policy, inner, derivatives)
         self.batch = batch
         self.clip = clip
         self.kl_coefficients = None if kl_coefficients is None else list(kl_coefficients)
@@ -145,23 +143,37 @@ class ProMPObjective:
         mask = self.batch.inner_rounds[step].episodes.mask
         return masked_task_mean(self.policy.kl(self.old_inner[step], outputs), mask).mean()
 
-    def evaluate(self, theta: Params, lr: LearningRate, gradient: bool) -> ObjectiveValue:
-        """The objective at meta-parameters ``(theta, lr)``, and its gradient if ``gradient``."""
-        adaptation = (self.make_adaptation if gradient else self.make_values_only)(
-            theta, lr, self.batch.adaptation.num_tasks
-        )
+    def evaluate(
+        self, theta: Params, lr: LearningRate, gradient: bool, sampling: Adaptation | None = None
+    ) -> ObjectiveValue:
+        """The objective at meta-parameters ``(theta, lr)``, and its gradient if ``gradient``.
+
+        Args:
+            theta: the policy's parameters.
+            lr: the inner step size, or Meta-SGD's rates.
+            gradient: also compute the gradient (else values only).
+            sampling: the meta-iteration's own adaptation, when ``(theta, lr)`` are still those that sampled:
+                every importance weight is then 1, so its steps are the ones to take (saves retaking them).
+        """
+        num_tasks = self.batch.adaptation.num_tasks
+        if sampling is not None:
+            adaptation = sampling
+        else:
+            adaptation = (self.make_adaptation if gradient else self.make_values_only)(theta, lr, num_tasks)
         inner_outputs, weighted = [], []
         for k, round_ in enumerate(self.batch.inner_rounds):
             episodes = round_.episodes
             with torch.no_grad():
-                outputs = self._outputs(episodes.observations, adaptation.params)
+                params = round_.params if sampling is not None else adaptation.params
+                outputs = self._outputs(episodes.observations, params)
                 ratio = torch.exp(
                     self._log_probs(outputs, episodes.actions)
                     - self._log_probs(self.old_inner[k], episodes.actions)
                 )
             inner_outputs.append(outputs)
             weighted.append(round_.advantages * ratio)
-            adaptation.step(episodes, weighted[-1])
+            if sampling is None:
+                adaptation.step(episodes, weighted[-1])
         post = self.batch.post.episodes
         jacobian = adaptation.jacobian(post.observations) if gradient else None
         with torch.no_grad():
@@ -203,25 +215,26 @@ class ProMPObjective:
         weighted: list[torch.Tensor],
     ) -> torch.Tensor:
         """The gradient of ``weight * KL_step`` with respect to the meta-parameters (flat)."""
-        leaves = tuple(o.detach().requires_grad_(True) for o in outputs)
-        cotangents = torch.autograd.grad(weight * self.inner_kl(step, leaves), leaves)
-        product = self._round_jacobian(step, theta, lr, weighted).vjp(cotangents)
-        if step == 0 and isinstance(lr, Mapping):  # Meta-SGD's rates do not move the unadapted policy
-            product = torch.cat([product, product.new_zeros(sum(r.numel() for r in lr.values()))])
-        return product
-
-    def _round_jacobian(
-        self, step: int, theta: Params, lr: LearningRate, weighted: list[torch.Tensor]
-    ) -> JacobianProducts:
-        """Jacobian products of the policy after the first ``step`` inner steps, on round ``step``'s episodes."""
-        num_tasks = self.batch.adaptation.num_tasks
         observations = self.batch.inner_rounds[step].episodes.observations
-        if step == 0:
-            return self.make_unadapted(theta, lr, num_tasks).jacobian(observations)
-        partial = self.make_values_only(theta, lr, num_tasks)
+        if step == 0:  # the unadapted policy: a backward pass through it
+            names = list(theta)
+            with torch.enable_grad():
+                leaves = [theta[n].detach().requires_grad_(True) for n in names]
+                kl = self.inner_kl(
+                    0,
+                    self.policy.distribution_parameters(observations, dict(zip(names, leaves, strict=True))),
+                )
+                product = flatten(torch.autograd.grad(weight * kl, leaves))
+            if isinstance(lr, Mapping):  # Meta-SGD's rates do not move the unadapted policy
+                product = torch.cat([product, product.new_zeros(sum(r.numel() for r in lr.values()))])
+            return product
+        # the policy after the first `step` inner steps, through them
+        partial = self.make_values_only(theta, lr, self.batch.adaptation.num_tasks)
         for round_, advantages in zip(self.batch.inner_rounds[:step], weighted, strict=False):
             partial.step(round_.episodes, advantages)
-        return partial.jacobian(observations)
+        leaves = tuple(o.detach().requires_grad_(True) for o in outputs)
+        cotangents = torch.autograd.grad(weight * self.inner_kl(step, leaves), leaves)
+        return partial.jacobian(observations).vjp(cotangents)
 
 
 class ProMP(MAMLAgent):
@@ -263,8 +276,9 @@ class ProMP(MAMLAgent):
         )
         with clock("optimization"):
             values = []
-            for _ in range(promp.ppo_steps):
-                values.append(objective.evaluate(self._theta(), self.adaptation_lr(), gradient=True))
+            for step in range(promp.ppo_steps):
+                sampling = batch.adaptation if step == 0 else None
+                values.append(objective.evaluate(self._theta(), self.adaptation_lr(), True, sampling))
                 self._adam_step(values[-1].gradient)
             last = objective.evaluate(self._theta(), self.adaptation_lr(), gradient=False)
         coefficients = list(self.inner_kl_coefficients)
