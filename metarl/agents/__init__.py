@@ -1,4 +1,4 @@
-"""Meta-RL agents: MAML-TRPO and Reptile-PG over any task distribution of :mod:`metarl.envs`.
+"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO and Reptile-PG over any task distribution of :mod:`metarl.envs`.
 
 Train from a script (or with ``metarl train``)::
 
@@ -25,18 +25,21 @@ from metarl.agents.config import (
 )
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
 
 __all__ = [
     "ALGORITHMS",
     "AdaptedPolicy",
+    "MAMLPPO",
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
     "GradientMetaRLAgent",
     "MetaRLAgent",
     "PolicyConfig",
+    "ProMP",
     "ReptileConfig",
     "ReptilePG",
     "TRPOConfig",

@@ -197,12 +197,16 @@ class NoAdaptation(Adaptation):
 AdaptationFactory = Callable[[Mapping[str, torch.Tensor], LearningRate, int], Adaptation]
 
 
-def adaptation_for(policy: MLPPolicy, inner: InnerConfig) -> AdaptationFactory:
+def adaptation_for(
+    policy: MLPPolicy, inner: InnerConfig, derivatives: InnerDerivatives | None = None
+) -> AdaptationFactory:
     """The adaptation of every meta-iteration of a run, chosen once: its class from ``inner.steps``, its
-    derivatives from ``inner.curvature``. Call the result with ``(theta, lr, num_tasks)``.
+    derivatives from ``inner.curvature`` (or ``derivatives``, the run's, when given). Call the result with
+    ``(theta, lr, num_tasks)``.
 
     Raises:
         ValueError: ``inner.curvature=closed_form`` for a policy without closed-form derivatives.
     """
     kind = {0: NoAdaptation, 1: OneStepAdaptation}.get(inner.steps, Adaptation)
-    return functools.partial(kind, policy, inner, choose_derivatives(policy, inner))
+    derivatives = choose_derivatives(policy, inner) if derivatives is None else derivatives
+    return functools.partial(kind, policy, inner, derivatives)

@@ -1,7 +1,7 @@
-"""The configuration of a meta-RL run (one schema for MAML-TRPO and Reptile-PG).
+"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO and Reptile-PG).
 
 Reference configs ship inside the package as ``metarl/configs/<algo>/<env-name>.yaml`` (``algo`` =
-``maml-trpo`` or ``reptile``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
+``maml-trpo``, ``promp``, ``maml-ppo`` or ``reptile``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
 ``--config maml-trpo/navigation2d`` names one). A file sets any subset of the keys below; ``metarl train --algo
 A --env ID`` without ``--config`` picks the shipped file of ``A`` whose
 ``env:`` equals ``ID`` (and has no ``env_kwargs``; of a reference and its variants, such as
@@ -28,6 +28,8 @@ from metarl.training.config import check_declared_bounds, doc, run_field
 
 InnerObjective = Literal["log_likelihood", "likelihood_ratio", "dice"]
 
+
+MAML_FAMILY = ("maml-trpo", "promp", "maml-ppo")  # the algorithms that differentiate through the inner step
 
 # Bounds that stop a value from hanging a run or exhausting memory long before any real experiment needs them.
 MAX_WIDTH = 65_536  # units of a hidden layer
@@ -144,6 +146,38 @@ class ReptileConfig:
 
 
 @dataclass
+class ProMPConfig:
+    """The outer step of ProMP and MAML-PPO (Rothfuss et al. 2019; defaults: the reference run scripts)."""
+
+    ppo_steps: int = doc(
+        "Adam steps on the clipped post-adaptation objective per meta-iteration, all on the same episodes "
+        "(num_promp_steps)",
+        default=5,
+        minimum=1,
+        maximum=MAX_STEPS,
+    )
+    clip_eps: float = doc("PPO clip range of the likelihood ratio", default=0.3, above=0, maximum=1)
+    learning_rate: float = doc("Adam step size of the meta-parameters", default=1e-3, above=0)
+    init_inner_kl_penalty: float = doc(
+        "ProMP: initial coefficient of each inner step's KL(pre-update policy that sampled || new pre-update "
+        "policy) in the objective (maml-ppo: no KL term)",
+        default=5e-4,
+        minimum=0,
+    )
+    adaptive_inner_kl_penalty: bool = doc(
+        "ProMP: after each meta-iteration halve a KL coefficient whose KL is below target_inner_step / 1.5 "
+        "and double it above target_inner_step * 1.5; false: fixed coefficients (the reference run scripts)",
+        default=False,
+    )
+    target_inner_step: float = doc(
+        "ProMP: the inner KL the adaptive coefficients aim at", default=0.01, above=0
+    )
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "promp.")
+
+
+@dataclass
 class EvalConfig:
     """`metarl evaluate`: held-out tasks and the baselines fine-tuned next to the meta-learner."""
 
@@ -192,7 +226,7 @@ class TrainConfig:
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
 
-    algo: Literal["maml-trpo", "reptile"] = doc("meta-learner", default="maml-trpo")
+    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo"] = doc("meta-learner", default="maml-trpo")
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
     env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
     imports: list[str] = doc(
@@ -219,6 +253,7 @@ class TrainConfig:
     inner: InnerConfig = doc("inner loop / fine-tuning", default_factory=InnerConfig)
     trpo: TRPOConfig = doc("outer TRPO step", default_factory=TRPOConfig)
     reptile: ReptileConfig = doc("Reptile outer update", default_factory=ReptileConfig)
+    promp: ProMPConfig = doc("outer PPO step of ProMP and MAML-PPO", default_factory=ProMPConfig)
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
@@ -229,10 +264,15 @@ class TrainConfig:
                 f"meta_batch_size x episodes_per_task = {copies} env copies per sampling round, more than "
                 f"{MAX_ENV_COPIES}: lower one of them"
             )
-        if self.algo == "maml-trpo" and (self.inner.algorithm != "vpg" or self.inner.optimizer != "sgd"):
+        if self.algo in MAML_FAMILY and (self.inner.algorithm != "vpg" or self.inner.optimizer != "sgd"):
             raise UserError(
-                "maml-trpo differentiates through a plain gradient step: set inner.algorithm=vpg and "
+                f"{self.algo} differentiates through a plain gradient step: set inner.algorithm=vpg and "
                 "inner.optimizer=sgd (ppo/adam inner loops are for algo=reptile)"
+            )
+        if self.algo == "promp" and self.inner.objective == "log_likelihood":
+            raise UserError(
+                "promp's inner step uses the low-variance curvature objective: set "
+                "inner.objective=likelihood_ratio (or dice); the log-likelihood inner loss is algo=maml-ppo"
             )
         if self.algo == "reptile" and self.inner.steps < 1:
             raise UserError("config key 'inner.steps' must be >= 1 for reptile")

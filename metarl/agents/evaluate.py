@@ -5,7 +5,7 @@ config: algorithm, optimizer, learning rate; ``evaluation.episodes_per_task`` ep
 training's ``episodes_per_task``) on the same held-out tasks, with the same env seeds and action-noise stream
 (common random numbers):
 
-* the meta-learner (``maml-trpo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
+* the meta-learner (``maml-trpo``, ``promp``, ``maml-ppo`` or ``reptile``), from the run's checkpoint (Meta-SGD: its learned rates);
 * ``pretrained``: one policy trained with TRPO on the task mixture (MAML-TRPO with 0 inner steps) for as many
   iterations as the meta-learner and with as many episodes per iteration, cached in ``RUN/baselines/`` (and
   copied from another run in the same folder that trained the same baseline, e.g. one with another inner loss);
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from metarl.agents.agent import MetaRLAgent
-from metarl.agents.config import EvalConfig, InnerConfig, ReptileConfig, TrainConfig
+from metarl.agents.config import EvalConfig, InnerConfig, TrainConfig
 from metarl.agents.experience import EXPERIENCE_LABEL, gradient_experience, is_context_agent, learner_entry
 from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
@@ -94,25 +94,39 @@ def adaptation_curve(
     return result.returns.numpy().astype(np.float64)
 
 
+# What a baseline keeps of its run's config; every other field (the algorithm and its sections, the inner loop,
+# the evaluation protocol, the time limit) takes its default, so runs that differ only there share a baseline.
+BASELINE_KEEPS = (
+    "env",
+    "env_kwargs",
+    "imports",
+    "seed",
+    "meta_batch_size",
+    "gamma",
+    "gae_lambda",
+    "log_every",
+    "checkpoint_every",
+    "torch_threads",
+    "keep_freed_memory",
+    "policy",
+    "trpo",
+)
+
+
 def baseline_config(config: TrainConfig, kind: str, iterations: int) -> TrainConfig:
     """The training config of a ``pretrained`` or ``oracle`` baseline for a run with ``config``.
 
-    TRPO on the task mixture (MAML-TRPO with 0 inner steps) with the run's env, seed, policy and batch, for
-    ``iterations`` iterations of as many env steps as one meta-iteration. What such training does not use
-    (the inner loop, Reptile, the evaluation protocol, the time limit) is left at its defaults, so that runs
-    that differ only there train the same baseline and can share it.
+    TRPO on the task mixture (MAML-TRPO with 0 inner steps) with the run's env, seed, policy and batch
+    (:data:`BASELINE_KEEPS`), for ``iterations`` iterations of as many env steps as one meta-iteration.
     """
     samples_per_iteration = config.inner.steps + 1  # sampling rounds per meta-iteration: same env-step budget
-    return dataclasses.replace(
-        config,
+    return TrainConfig(
         algo="maml-trpo",
         iterations=int(iterations),
         episodes_per_task=config.episodes_per_task * samples_per_iteration,
         oracle=kind == "oracle",
-        time_limit_seconds=None,
         inner=InnerConfig(steps=0),
-        reptile=ReptileConfig(),
-        evaluation=EvalConfig(),
+        **{name: getattr(config, name) for name in BASELINE_KEEPS},
     )
 
 

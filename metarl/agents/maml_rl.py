@@ -28,6 +28,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -35,6 +36,7 @@ from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
 from metarl.agents.agent import GradientMetaRLAgent
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import TrainConfig
+from metarl.agents.curvature import choose_derivatives
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.inner import compute_advantages
 from metarl.agents.sampler import sample_tasks
@@ -43,7 +45,103 @@ from metarl.agents.trpo import TRPOResult, mean_kl_curvature, output_space_kl_hv
 from metarl.core import Params
 
 
-class MAMLTRPO(GradientMetaRLAgent):
+@dataclass
+class SampledRound:
+    """One sampling round of a meta-iteration.
+
+    Attributes:
+        episodes: the episodes of every task.
+        advantages: their advantages ``(T, E, H)``.
+        params: the per-task parameters that sampled them (detached, stacked by task).
+    """
+
+    episodes: Episodes
+    advantages: torch.Tensor
+    params: Params
+
+
+@dataclass
+class MetaBatch:
+    """What the MAML family's outer step works on: the meta-iteration's adaptation and its episodes.
+
+    Attributes:
+        adaptation: the inner steps taken from the current meta-parameters (:mod:`adaptation_jacobian`).
+        inner_rounds: the round before each inner step, in order.
+        post: the round sampled with the adapted parameters.
+        returns: mean return before and after each inner step.
+        env_steps: environment steps taken.
+    """
+
+    adaptation: Adaptation
+    inner_rounds: list[SampledRound]
+    post: SampledRound
+    returns: list[float]
+    env_steps: int
+
+
+class MAMLAgent(GradientMetaRLAgent):
+    """What MAML-TRPO and ProMP share: each meta-iteration samples with the meta-parameters, takes
+    ``inner.steps`` inner steps through :mod:`metarl.agents.adaptation_jacobian` (fresh episodes before each),
+    and samples with the adapted parameters (:meth:`sample_and_adapt`); subclasses take the outer step.
+
+    Args:
+        config: the run configuration.
+
+    Raises:
+        UserError: ``inner.curvature=closed_form`` for a policy without closed-form derivatives.
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        super().__init__(config)
+        self.baseline = LinearFeatureBaseline()
+        # Chosen once for the run: the inner loop's form (inner.steps) and derivatives (inner.curvature).
+        self.derivatives = choose_derivatives(self.policy, self.config.inner)
+        self.make_adaptation = adaptation_for(self.policy, self.config.inner, self.derivatives)
+
+    def sample_and_adapt(self, iteration: int, clock: Stopwatch) -> MetaBatch:
+        """Steps 1 and 2 of a meta-iteration: adapt every task of the meta-batch and sample with the result."""
+        cfg = self.config
+        rng = stream_rng(cfg.seed, TRAIN_STREAM, iteration)
+        generator = torch_generator(rng)
+        tasks = sample_tasks(self.sampler.env, cfg.meta_batch_size, int(rng.integers(2**31)))
+        adaptation = self.make_adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
+        rounds, returns, env_steps = [], [], 0
+        for _ in range(cfg.inner.steps):  # 1. adapt: sample with the current parameters, take a VPG step
+            params = adaptation.params
+            with clock("sampling"):
+                episodes = self.sampler.sample(params, tasks, int(rng.integers(2**31)), generator)
+            with clock("adaptation"):
+                advantages = self._advantages(episodes, cfg.inner.normalize_advantages)
+                adaptation.step(episodes, advantages)
+            rounds.append(SampledRound(episodes, advantages, params))
+            returns.append(episodes.task_returns().mean().item())
+            env_steps += episodes.num_steps
+        with clock("sampling"):  # 2. sample with the adapted parameters
+            post = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
+        with clock("adaptation"):
+            post_advantages = self._advantages(post)
+        returns.append(post.task_returns().mean().item())
+        env_steps += post.num_steps
+        return MetaBatch(
+            adaptation, rounds, SampledRound(post, post_advantages, adaptation.params), returns, env_steps
+        )
+
+    def _theta(self) -> Params:
+        return {n: p.detach() for n, p in self.policy.params().items()}
+
+    def _meta_parameters(self) -> list[torch.Tensor]:
+        """What the outer step trains, in the order of the adaptation's Jacobian: the policy's parameters, then
+        Meta-SGD's rates."""
+        rates = [] if self.learning_rates is None else list(self.learning_rates.parameters())
+        return [*self.policy.params().values(), *rates]
+
+    def _advantages(self, episodes: Episodes, normalize: bool = True) -> torch.Tensor:
+        return compute_advantages(
+            episodes, self.config.gamma, self.config.gae_lambda, self.baseline, normalize
+        )
+
+
+class MAMLTRPO(MAMLAgent):
     """Model-agnostic meta-learning with a VPG inner loop and a TRPO outer loop.
 
     Args:
@@ -55,36 +153,12 @@ class MAMLTRPO(GradientMetaRLAgent):
 
     algo = "maml-trpo"
 
-    def __init__(self, config: TrainConfig | None = None) -> None:
-        super().__init__(config)
-        self.baseline = LinearFeatureBaseline()
-        # Chosen once for the run: the inner loop's form (inner.steps) and derivatives (inner.curvature).
-        self.make_adaptation = adaptation_for(self.policy, self.config.inner)
-
     def meta_iteration(self, iteration: int) -> dict[str, float]:
-        cfg = self.config
-        rng = stream_rng(cfg.seed, TRAIN_STREAM, iteration)
-        generator = torch_generator(rng)
-        tasks = sample_tasks(self.sampler.env, cfg.meta_batch_size, int(rng.integers(2**31)))
-        clock = _Stopwatch()
-        adaptation = self.make_adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
-        returns, env_steps = [], 0
-        for _ in range(cfg.inner.steps):  # 1. adapt: sample with the current parameters, take a VPG step
-            with clock("sampling"):
-                episodes = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
-            with clock("adaptation"):
-                adaptation.step(episodes, self._advantages(episodes, cfg.inner.normalize_advantages))
-            returns.append(episodes.task_returns().mean().item())
-            env_steps += episodes.num_steps
-        with clock("sampling"):  # 2. sample with the adapted parameters
-            post = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
-        with clock("adaptation"):
-            post_advantages = self._advantages(post)
-        returns.append(post.task_returns().mean().item())
-        env_steps += post.num_steps
+        clock = Stopwatch()
+        batch = self.sample_and_adapt(iteration, clock)
         with clock("trpo"):  # 3. TRPO on the post-adaptation surrogate, through the adaptation
-            result = self._trpo_step(adaptation, post, post_advantages)
-        return self._metrics(returns, result, clock.seconds, env_steps)
+            result = self._trpo_step(batch.adaptation, batch.post.episodes, batch.post.advantages)
+        return self._metrics(batch.returns, result, clock.seconds, batch.env_steps)
 
     def _trpo_step(self, adaptation: Adaptation, post: Episodes, advantages: torch.Tensor) -> TRPOResult:
         """TRPO on the surrogate ``-E[pi_phi(theta)(a|s) / pi_old(a|s) * A]`` with the mean KL between the old and
@@ -125,20 +199,6 @@ class MAMLTRPO(GradientMetaRLAgent):
             line_search_ratio=t.line_search_ratio,
         )
 
-    def _theta(self) -> Params:
-        return {n: p.detach() for n, p in self.policy.params().items()}
-
-    def _meta_parameters(self) -> list[torch.Tensor]:
-        """What TRPO trains, in the order of the adaptation's Jacobian: the policy's parameters, then Meta-SGD's
-        rates."""
-        rates = [] if self.learning_rates is None else list(self.learning_rates.parameters())
-        return [*self.policy.params().values(), *rates]
-
-    def _advantages(self, episodes: Episodes, normalize: bool = True) -> torch.Tensor:
-        return compute_advantages(
-            episodes, self.config.gamma, self.config.gae_lambda, self.baseline, normalize
-        )
-
     def _metrics(
         self, returns: list[float], result: TRPOResult, seconds: dict[str, float], env_steps: int
     ) -> dict[str, float]:
@@ -165,7 +225,7 @@ class MAMLTRPO(GradientMetaRLAgent):
         return metrics
 
 
-class _Stopwatch:
+class Stopwatch:
     """Wall-clock seconds spent in each phase of an iteration: ``with clock("sampling"): ...``."""
 
     def __init__(self) -> None:
