@@ -28,8 +28,10 @@ MAX_EXAMPLES = 100_000  # classes per task, and examples per class, far beyond a
 class DataConfig:
     """Which tasks to train and evaluate on."""
 
-    dataset: Literal["omniglot", "miniimagenet", "folder", "sinusoid", "synthetic"] = doc(
-        "task source; 'synthetic' is a small generated image dataset for smoke tests", default="omniglot"
+    dataset: Literal["omniglot", "miniimagenet", "orl_faces", "folder", "sinusoid", "synthetic"] = doc(
+        "task source; 'orl_faces' is the ORL face database (one class per subject); 'synthetic' is a small "
+        "generated image dataset for smoke tests",
+        default="omniglot",
     )
     root: str | None = doc(
         "dataset folder (Omniglot zips, miniImageNet pickles/images, or an image folder); "
@@ -146,6 +148,11 @@ class FewShotConfig:
     eval_seed: int = doc(
         "seed of the evaluation episodes (the same for every run)", default=1234, minimum=0, maximum=2**63 - 1
     )
+    verification: bool = doc(
+        "also report verification ROC AUC and equal error rate over the (query, support) pairs of each test "
+        "episode (learners that score pairs: siamese, protonet)",
+        default=False,
+    )
     val_every: int = doc("validate every this many iterations (0: never)", default=1000, minimum=0)
     val_episodes: int = doc("episodes per validation", default=100, minimum=0, maximum=10**7)
     log_every: int = run_field("log_every", default=10)
@@ -176,7 +183,7 @@ class FewShotConfig:
 
 
 DATA_ENV_VAR = "METARL_DATA"
-DATASETS_ON_DISK = ("omniglot", "miniimagenet", "folder")
+DATASETS_ON_DISK = ("omniglot", "miniimagenet", "orl_faces", "folder")
 
 
 def default_data_root(dataset: str) -> str:
@@ -233,6 +240,13 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
 
         return MiniImageNet(
             root, split, image_size=data.image_size, cache_dir=data.cache_dir, resample=data.resample
+        )
+    if data.dataset == "orl_faces":
+        from metarl.supervised.data.orl_faces import ORLFaces
+        from metarl.supervised.data.registry import dataset_root
+
+        return ORLFaces(
+            dataset_root("orl_faces", root), split, image_size=data.image_size, resample=data.resample
         )
     if data.dataset == "folder":
         from metarl.supervised.data.image_folder import ImageFolderDataset
