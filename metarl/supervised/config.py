@@ -127,7 +127,9 @@ class FewShotConfig:
     RENAMED: ClassVar[dict[str, str]] = {"meta_batch": "meta_batch_size", "threads": "torch_threads"}
 
     learner: str = doc(
-        "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese", default="maml"
+        "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese, mann, meta-lstm, metanet, "
+        "mtl",
+        default="maml",
     )
     learner_options: dict[str, Any] = doc(
         "keyword arguments of the learner (e.g. inner_lr, inner_steps, eval_inner_steps)",

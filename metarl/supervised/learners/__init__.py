@@ -71,6 +71,13 @@ LEARNERS: dict[str, LearnerEntry] = {
     "siamese": LearnerEntry(
         "metarl.supervised.learners.siamese", "SiameseNetwork", {}, False, "Siamese network (Koch et al.)"
     ),
+    "mann": LearnerEntry(
+        "metarl.supervised.learners.mann",
+        "MemoryAugmentedNetwork",
+        {},
+        False,
+        "memory-augmented neural network with LRUA memory (Santoro et al.)",
+    ),
 }
 
 
