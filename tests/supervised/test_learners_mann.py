@@ -114,7 +114,7 @@ def test_meta_gradient_matches_finite_differences():
             for p, d in zip(params, direction, strict=True):
                 p.add_(sign * 1e-6 * d)
         learner.order_generator.set_state(state)  # the same sequences
-        values.append(float(learner.meta_loss(batch)[0]))
+        values.append(float(learner.meta_loss(batch)[0].detach()))
         with torch.no_grad():
             for p, d in zip(params, direction, strict=True):
                 p.sub_(sign * 1e-6 * d)

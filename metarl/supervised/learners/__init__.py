@@ -78,6 +78,13 @@ LEARNERS: dict[str, LearnerEntry] = {
         False,
         "memory-augmented neural network with LRUA memory (Santoro et al.)",
     ),
+    "meta-lstm": LearnerEntry(
+        "metarl.supervised.learners.meta_lstm",
+        "MetaLSTM",
+        {},
+        True,
+        "LSTM meta-learner, the optimizer as a coordinate-wise LSTM (Ravi & Larochelle)",
+    ),
 }
 
 
