@@ -85,6 +85,13 @@ LEARNERS: dict[str, LearnerEntry] = {
         True,
         "LSTM meta-learner, the optimizer as a coordinate-wise LSTM (Ravi & Larochelle)",
     ),
+    "metanet": LearnerEntry(
+        "metarl.supervised.learners.metanet",
+        "MetaNetwork",
+        {},
+        False,
+        "Meta Networks, fast weights from gradients, memory and attention (Munkhdalai & Yu)",
+    ),
 }
 
 
