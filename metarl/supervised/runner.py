@@ -61,6 +61,8 @@ def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewSh
     torch.manual_seed(config.seed)
     model = build_model(config, in_channels, entry.head)
     learner = build_learner(config.learner, model, options)
+    if hasattr(learner, "set_train_classes") and config.data.dataset != "sinusoid":
+        learner.set_train_classes(load_split(config.data, config.data.train_split, cache).num_classes)
     if config.verification and not callable(getattr(learner, "pair_scores", None)):
         raise UserError(
             f"verification=true needs a learner that scores pairs (siamese, protonet), not {config.learner}"

@@ -92,6 +92,13 @@ LEARNERS: dict[str, LearnerEntry] = {
         False,
         "Meta Networks, fast weights from gradients, memory and attention (Munkhdalai & Yu)",
     ),
+    "mtl": LearnerEntry(
+        "metarl.supervised.learners.mtl",
+        "MetaTransferLearner",
+        {},
+        False,
+        "meta-transfer learning, scaling and shifting of a pre-trained backbone (Sun et al.)",
+    ),
 }
 
 
