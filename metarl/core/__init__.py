@@ -1,6 +1,13 @@
 """Meta-optimizers shared by meta-RL and few-shot learning. Imports only torch."""
 
-from metarl.core.adapt import LearnedLearningRates, LearningRate, adapt, gradient_step, sgd_step
+from metarl.core.adapt import (
+    LearnedLearningRates,
+    LearningRate,
+    adapt,
+    gradient_step,
+    loss_gradients,
+    sgd_step,
+)
 from metarl.core.params import (
     Params,
     detach_params,
@@ -24,6 +31,7 @@ __all__ = [
     "gradient_step",
     "linear_anneal",
     "load_params_",
+    "loss_gradients",
     "named_params",
     "reptile_direction",
     "reptile_gradient",

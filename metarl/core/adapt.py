@@ -1,7 +1,7 @@
 """The inner loop shared by meta-RL and few-shot learning: k gradient steps on a loss closure.
 
-:func:`sgd_step` is the one update rule of every inner loop: :func:`gradient_step` takes it on autograd's
-gradient of a loss, :func:`adapt` repeats that on a loss closure, and the meta-RL agents call it with gradients
+:func:`sgd_step` is the one update rule of every inner loop and :func:`loss_gradients` the one gradient of an
+inner loss: :func:`gradient_step` takes the first on the second, :func:`adapt` repeats that on a loss closure, and the meta-RL agents call it with gradients
 from autograd, ``torch.func`` or closed-form derivatives.
 
 ``adapt`` is the one place where MAML, first-order MAML and Meta-SGD differ:
@@ -66,6 +66,23 @@ def gradient_step(
     Returns:
         The new parameters; the input dict is not modified.
     """
+    return sgd_step(params, loss_gradients(params, loss, first_order=first_order), lr)
+
+
+def loss_gradients(
+    params: Mapping[str, torch.Tensor], loss: torch.Tensor, *, first_order: bool = False
+) -> Params:
+    """``grad(loss, params)`` of the parameters the loss depends on, the gradient of every inner step.
+
+    Args:
+        params: the parameters; all must require grad.
+        loss: a scalar computed from them.
+        first_order: detach the gradients (no second-order terms); otherwise they keep their graph
+            (``create_graph=True`` when grad mode is on).
+
+    Returns:
+        ``{name: gradient}`` without the parameters the loss does not use.
+    """
     if loss.dim() != 0:
         raise ValueError(f"the inner loss must be a scalar, got a tensor of shape {tuple(loss.shape)}")
     names = list(params)
@@ -73,12 +90,11 @@ def gradient_step(
     grads = torch.autograd.grad(
         loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True
     )
-    used = {
+    return {
         name: grad.detach() if first_order else grad
         for name, grad in zip(names, grads, strict=True)
         if grad is not None
     }
-    return sgd_step(params, used, lr)
 
 
 def adapt(

@@ -28,8 +28,10 @@ MAX_EXAMPLES = 100_000  # classes per task, and examples per class, far beyond a
 class DataConfig:
     """Which tasks to train and evaluate on."""
 
-    dataset: Literal["omniglot", "miniimagenet", "folder", "sinusoid", "synthetic"] = doc(
-        "task source; 'synthetic' is a small generated image dataset for smoke tests", default="omniglot"
+    dataset: Literal["omniglot", "miniimagenet", "orl_faces", "folder", "sinusoid", "synthetic"] = doc(
+        "task source; 'orl_faces' is the ORL face database (one class per subject); 'synthetic' is a small "
+        "generated image dataset for smoke tests",
+        default="omniglot",
     )
     root: str | None = doc(
         "dataset folder (Omniglot zips, miniImageNet pickles/images, or an image folder); "
@@ -125,7 +127,9 @@ class FewShotConfig:
     RENAMED: ClassVar[dict[str, str]] = {"meta_batch": "meta_batch_size", "threads": "torch_threads"}
 
     learner: str = doc(
-        "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese", default="maml"
+        "maml, fomaml, meta-sgd, anil, reptile, protonet, matching, relation, siamese, mann, meta-lstm, metanet, "
+        "mtl",
+        default="maml",
     )
     learner_options: dict[str, Any] = doc(
         "keyword arguments of the learner (e.g. inner_lr, inner_steps, eval_inner_steps)",
@@ -145,6 +149,11 @@ class FewShotConfig:
     eval_batch: int = doc("test episodes evaluated together", default=20, minimum=1, maximum=10_000)
     eval_seed: int = doc(
         "seed of the evaluation episodes (the same for every run)", default=1234, minimum=0, maximum=2**63 - 1
+    )
+    verification: bool = doc(
+        "also report verification ROC AUC and equal error rate over the (query, support) pairs of each test "
+        "episode (learners that score pairs: siamese, protonet)",
+        default=False,
     )
     val_every: int = doc("validate every this many iterations (0: never)", default=1000, minimum=0)
     val_episodes: int = doc("episodes per validation", default=100, minimum=0, maximum=10**7)
@@ -176,7 +185,7 @@ class FewShotConfig:
 
 
 DATA_ENV_VAR = "METARL_DATA"
-DATASETS_ON_DISK = ("omniglot", "miniimagenet", "folder")
+DATASETS_ON_DISK = ("omniglot", "miniimagenet", "orl_faces", "folder")
 
 
 def default_data_root(dataset: str) -> str:
@@ -233,6 +242,13 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
 
         return MiniImageNet(
             root, split, image_size=data.image_size, cache_dir=data.cache_dir, resample=data.resample
+        )
+    if data.dataset == "orl_faces":
+        from metarl.supervised.data.orl_faces import ORLFaces
+        from metarl.supervised.data.registry import dataset_root
+
+        return ORLFaces(
+            dataset_root("orl_faces", root), split, image_size=data.image_size, resample=data.resample
         )
     if data.dataset == "folder":
         from metarl.supervised.data.image_folder import ImageFolderDataset

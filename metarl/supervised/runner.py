@@ -60,7 +60,14 @@ def build_run_learner(config: FewShotConfig, cache: dict | None = None) -> FewSh
         options["loss"] = "mse"
     torch.manual_seed(config.seed)
     model = build_model(config, in_channels, entry.head)
-    return build_learner(config.learner, model, options)
+    learner = build_learner(config.learner, model, options)
+    if hasattr(learner, "set_train_classes") and config.data.dataset != "sinusoid":
+        learner.set_train_classes(load_split(config.data, config.data.train_split, cache).num_classes)
+    if config.verification and not callable(getattr(learner, "pair_scores", None)):
+        raise UserError(
+            f"verification=true needs a learner that scores pairs (siamese, protonet), not {config.learner}"
+        )
+    return learner
 
 
 class FewShotRun(RunLoop):
@@ -237,7 +244,9 @@ def evaluate_run_learner(
     source = make_task_source(
         config.data, config.data.test_split, config.eval_batch, config.eval_seed, evaluation=True, cache=cache
     )
-    result = evaluate_learner(learner, source, episodes, regression=regression)
+    result = evaluate_learner(
+        learner, source, episodes, regression=regression, verification=config.verification
+    )
     result.update(
         learner=config.learner,
         dataset=config.data.dataset,

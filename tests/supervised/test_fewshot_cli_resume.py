@@ -48,6 +48,9 @@ def comparable(run: RunDir) -> list[dict]:
         ("maml", SYNTHETIC, "{inner_steps: 1, eval_inner_steps: 2}"),
         ("reptile", SYNTHETIC, "{inner_steps: 2, inner_batch: 2, eval_inner_steps: 2}"),
         ("meta-sgd", SINUSOID, "{inner_steps: 1}"),
+        ("meta-lstm", SYNTHETIC, "{inner_steps: 2, eval_inner_steps: 2, hidden: 4}"),
+        ("metanet", SYNTHETIC, "{ways: 3, representation_dim: 4, generator_hidden: 4}"),
+        ("mann", SYNTHETIC, "{ways: 3, controller_size: 8, memory_slots: 6, memory_width: 4, read_heads: 2}"),
     ],
 )
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch, learner, data, options):

@@ -7,6 +7,7 @@ from metarl.supervised.data.image_folder import ImageFolderDataset
 from metarl.supervised.data.lake_runs import LakeOneShotRuns, OneShotRun
 from metarl.supervised.data.miniimagenet import MiniImageNet
 from metarl.supervised.data.omniglot import Omniglot
+from metarl.supervised.data.orl_faces import ORLFaces
 from metarl.supervised.data.registry import make_dataset
 from metarl.supervised.data.sampler import EpisodeSampler
 from metarl.supervised.data.sinusoid import SinusoidTasks
@@ -19,6 +20,7 @@ __all__ = [
     "LakeOneShotRuns",
     "MiniImageNet",
     "Omniglot",
+    "ORLFaces",
     "OneShotRun",
     "SinusoidTasks",
     "default_cache_dir",

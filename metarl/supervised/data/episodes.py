@@ -14,7 +14,8 @@ class EpisodeBatch:
     Shapes (``tasks`` = meta-batch size, ``N`` = ways, ``K`` = shots, ``Q`` = queries per class):
     ``support_x`` (tasks, N*K, C, H, W) float32 in [0, 1] (or (tasks, K, 1) for regression),
     ``support_y`` (tasks, N*K) int64 labels in 0..N-1 (float targets for regression),
-    ``query_x`` (tasks, N*Q, ...), ``query_y`` (tasks, N*Q).
+    ``query_x`` (tasks, N*Q, ...), ``query_y`` (tasks, N*Q); ``class_ids`` (tasks, N) the dataset class behind
+    each label when the sampler knows it (all-class pre-training uses it), else None.
     """
 
     support_x: torch.Tensor
@@ -24,6 +25,7 @@ class EpisodeBatch:
     ways: int
     shots: int
     queries: int
+    class_ids: torch.Tensor | None = None
 
     @property
     def num_tasks(self) -> int:
@@ -44,6 +46,7 @@ class EpisodeBatch:
             self.ways,
             self.shots,
             self.queries,
+            None if self.class_ids is None else self.class_ids[sl],
         )
 
     def to(self, device: torch.device | str) -> EpisodeBatch:
@@ -56,4 +59,5 @@ class EpisodeBatch:
             self.ways,
             self.shots,
             self.queries,
+            None if self.class_ids is None else self.class_ids.to(device),
         )

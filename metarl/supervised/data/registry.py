@@ -11,12 +11,14 @@ from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.image_folder import ImageFolderDataset
 from metarl.supervised.data.miniimagenet import MiniImageNet
 from metarl.supervised.data.omniglot import Omniglot
+from metarl.supervised.data.orl_faces import ORLFaces
 
-DATASET_NAMES = ("omniglot", "miniimagenet", "folder")
+DATASET_NAMES = ("omniglot", "miniimagenet", "orl_faces", "folder")
 # A file that marks a folder as holding the dataset itself (so a parent "data root" can be given instead).
 _MARKERS = {
     "omniglot": ("images_background.zip", "images_evaluation.zip"),
     "miniimagenet": ("images", "mini-imagenet-cache-train.pkl", "mini-imagenet-cache-test.pkl"),
+    "orl_faces": ("s1",),
 }
 
 
@@ -40,7 +42,7 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, **options: Any)
 
     Args:
         name: "omniglot" (:class:`Omniglot`; options such as ``split_scheme``, ``image_size``, ``rotations``),
-            "miniimagenet" (:class:`MiniImageNet`) or "folder" (:class:`ImageFolderDataset` over
+            "miniimagenet" (:class:`MiniImageNet`), "orl_faces" (:class:`ORLFaces`, subject splits) or "folder" (:class:`ImageFolderDataset` over
             ``root/<split>/<class>/<image>``; options ``image_size`` (required) and ``channels``).
         root: the dataset's folder, or a data root that holds it as ``root/<name>``.
         split: the part to load ("train", "val", "test", ...).
@@ -53,6 +55,8 @@ def make_dataset(name: str, root: str | os.PathLike, split: str, **options: Any)
         return Omniglot(dataset_root(name, root), split, **options)
     if name == "miniimagenet":
         return MiniImageNet(dataset_root(name, root), split, **options)
+    if name == "orl_faces":
+        return ORLFaces(dataset_root(name, root), split, **options)
     if name == "folder":
         if "image_size" not in options:
             raise UserError("the 'folder' dataset needs image_size (e.g. image_size=84)")

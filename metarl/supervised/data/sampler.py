@@ -103,7 +103,7 @@ class EpisodeSampler:
 
     def sample(self) -> EpisodeBatch:
         """One :class:`EpisodeBatch` of ``tasks_per_batch`` tasks, images float32 in [0, 1]."""
-        _, indices = self.sample_indices()
+        classes, indices = self.sample_indices()
         tasks, ways, shots, queries = self.tasks_per_batch, self.ways, self.shots, self.queries
         images = self.dataset.images[indices]  # (tasks, ways, shots + queries, C, H, W) uint8
         image_shape = images.shape[3:]
@@ -112,7 +112,8 @@ class EpisodeSampler:
         labels = torch.arange(ways, dtype=torch.int64)
         support_y = labels.repeat_interleave(shots).expand(tasks, -1).contiguous()
         query_y = labels.repeat_interleave(queries).expand(tasks, -1).contiguous()
-        return EpisodeBatch(support_x, support_y, query_x, query_y, ways, shots, queries)
+        class_ids = torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64))
+        return EpisodeBatch(support_x, support_y, query_x, query_y, ways, shots, queries, class_ids)
 
     def __iter__(self) -> Iterator[EpisodeBatch]:
         """An endless stream of batches (use ``itertools.islice`` for a fixed number)."""

@@ -71,6 +71,34 @@ LEARNERS: dict[str, LearnerEntry] = {
     "siamese": LearnerEntry(
         "metarl.supervised.learners.siamese", "SiameseNetwork", {}, False, "Siamese network (Koch et al.)"
     ),
+    "mann": LearnerEntry(
+        "metarl.supervised.learners.mann",
+        "MemoryAugmentedNetwork",
+        {},
+        False,
+        "memory-augmented neural network with LRUA memory (Santoro et al.)",
+    ),
+    "meta-lstm": LearnerEntry(
+        "metarl.supervised.learners.meta_lstm",
+        "MetaLSTM",
+        {},
+        True,
+        "LSTM meta-learner, the optimizer as a coordinate-wise LSTM (Ravi & Larochelle)",
+    ),
+    "metanet": LearnerEntry(
+        "metarl.supervised.learners.metanet",
+        "MetaNetwork",
+        {},
+        False,
+        "Meta Networks, fast weights from gradients, memory and attention (Munkhdalai & Yu)",
+    ),
+    "mtl": LearnerEntry(
+        "metarl.supervised.learners.mtl",
+        "MetaTransferLearner",
+        {},
+        False,
+        "meta-transfer learning, scaling and shifting of a pre-trained backbone (Sun et al.)",
+    ),
 }
 
 

@@ -129,6 +129,14 @@ class PrototypicalNetwork(FewShotLearner):
             )
         return -squared_euclidean(query, prototypes)
 
+    def pair_scores(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Verification scores ``(tasks, N*Q, N*K)`` of (query, support item) pairs: the negative squared
+        distance of their embeddings (cosine similarity with ``distance="cosine"``), as the classifier uses."""
+        support, query = encode_tasks(self.embed, batch)
+        if self.distance == "cosine":
+            return F.cosine_similarity(query.unsqueeze(2), support.unsqueeze(1), dim=-1)
+        return -squared_euclidean(query, support)
+
     def predict(self, batch: EpisodeBatch) -> torch.Tensor:
         support, query = encode_tasks(self.embed, batch)
         return self.logits_from_embeddings(support, batch.support_y, query, batch.ways)

@@ -250,6 +250,10 @@ class SiameseNetwork(FewShotLearner):
         support, query = embeddings[:, :n_support], embeddings[:, n_support:]
         return self.pair_logits_from_embeddings(query.unsqueeze(2), support.unsqueeze(1))
 
+    def pair_scores(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Verification scores ``(tasks, N*Q, N*K)`` of (query, support item) pairs: the same-class logits."""
+        return self.support_scores(batch)
+
     def predict(self, batch: EpisodeBatch) -> torch.Tensor:
         """Per-class logits ``(tasks, N*Q, ways)``: the best verification score among the class's support items."""
         scores = self.support_scores(batch)

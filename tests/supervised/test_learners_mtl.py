@@ -1,0 +1,164 @@
+"""Meta-transfer learning (Sun et al. 2019): pre-training then meta-transfer phases, scaling and shifting of a
+frozen backbone, the classifier's inner loop against a textbook per-task loop, the meta-gradient against finite
+differences, and the shipped config on synthetic data (killed and resumed across the phase switch)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metarl.supervised import runner
+from metarl.supervised.config import FewShotConfig
+from metarl.supervised.data.episodes import EpisodeBatch
+from metarl.supervised.learners.mtl import MetaTransferLearner
+from metarl.supervised.models import Conv4
+from metarl.training import config_file, load_config
+
+
+def image_batch(seed=0, tasks=2, ways=2, shots=2, queries=2, size=8) -> EpisodeBatch:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(ways)
+    return EpisodeBatch(
+        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=torch.float64),
+        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
+        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=torch.float64),
+        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
+        ways,
+        shots,
+        queries,
+        torch.tensor([[0, 3], [2, 1]]),
+    )
+
+
+def tiny(pretrain_iterations=0) -> MetaTransferLearner:
+    torch.manual_seed(0)
+    learner = MetaTransferLearner(
+        Conv4(1, 8, ways=None, hidden=3, blocks=2),
+        ways=2,
+        pretrain_iterations=pretrain_iterations,
+        inner_steps=2,
+    )
+    learner.set_train_classes(4)
+    with torch.no_grad():  # scales and shifts away from their identity start, so a wrong formula shows
+        for s in learner.scales:
+            s.uniform_(0.5, 1.5)
+        for t in learner.shifts:
+            t.uniform_(-0.2, 0.2)
+    return learner.double()
+
+
+def test_inner_loop_equals_a_textbook_loop_on_scaled_and_shifted_features():
+    learner, batch = tiny(), image_batch()
+    logits = learner.adapted_logits(batch, steps=2)
+    convs = [m for m in learner.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    for t in range(batch.num_tasks):
+        copy = Conv4(1, 8, ways=None, hidden=3, blocks=2).double()
+        copy.load_state_dict(learner.encoder.state_dict())
+        with torch.no_grad():
+            for conv, mine, scale, shift in zip(
+                [m for m in copy.modules() if isinstance(m, torch.nn.Conv2d)],
+                convs,
+                learner.scales,
+                learner.shifts,
+                strict=True,
+            ):
+                conv.weight.copy_(mine.weight * scale.view(-1, 1, 1, 1))
+                conv.bias.copy_(mine.bias + shift)
+            features = copy(torch.cat([batch.support_x[t], batch.query_x[t]]))
+        support, query = features[:4], features[4:]
+        w = learner.classifier.weight.detach().clone()
+        b = learner.classifier.bias.detach().clone()
+        for _ in range(2):
+            w.requires_grad_(True)
+            b.requires_grad_(True)
+            loss = F.cross_entropy(support @ w.T + b, batch.support_y[t])
+            gw, gb = torch.autograd.grad(loss, (w, b))
+            w, b = (w - learner.inner_lr * gw).detach(), (b - learner.inner_lr * gb).detach()
+        torch.testing.assert_close(logits[t].detach(), query @ w.T + b)
+
+
+def test_meta_gradient_matches_finite_differences_and_leaves_the_backbone_alone():
+    learner, batch = tiny(), image_batch()
+    names, params = zip(
+        *[(n, p) for n, p in learner.named_parameters() if not n.startswith("pretrain_head")], strict=True
+    )
+    grads = torch.autograd.grad(learner.meta_loss(batch)[0], params, allow_unused=True)
+    for name, grad in zip(names, grads, strict=True):
+        assert (grad is None) == name.startswith("encoder."), name  # the backbone is frozen in meta-transfer
+    trained = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None]
+    torch.manual_seed(1)
+    direction = [torch.randn_like(p) for p, _ in trained]
+    analytic = sum(float((g * d).sum()) for (_, g), d in zip(trained, direction, strict=True))
+    values = []
+    for sign in (1, -1):
+        with torch.no_grad():
+            for (p, _), d in zip(trained, direction, strict=True):
+                p.add_(sign * 1e-6 * d)
+        values.append(float(learner.meta_loss(batch)[0].detach()))
+        with torch.no_grad():
+            for (p, _), d in zip(trained, direction, strict=True):
+                p.sub_(sign * 1e-6 * d)
+    assert analytic == pytest.approx((values[0] - values[1]) / 2e-6, rel=1e-5)
+
+
+def test_pretraining_trains_the_backbone_on_dataset_classes_then_switches_phase():
+    learner, batch = tiny(pretrain_iterations=2), image_batch()
+    optimizer = torch.optim.Adam(learner.parameters(), 1e-2)
+    before = {n: p.detach().clone() for n, p in learner.named_parameters()}
+    loss, _ = learner.pretrain_loss(batch)
+    labels = batch.class_ids.gather(1, torch.cat([batch.support_y, batch.query_y], 1)).flatten()
+    images = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
+    expected = F.cross_entropy(learner.pretrain_head(learner.encoder(images)), labels)
+    torch.testing.assert_close(loss, expected)
+    for _ in range(2):
+        assert learner.train_step(batch, optimizer)["pretraining"] == 1.0
+    after = dict(learner.named_parameters())
+    assert not torch.equal(before["encoder.features.0.0.weight"], after["encoder.features.0.0.weight"])
+    assert torch.equal(before["classifier.weight"], after["classifier.weight"])  # untouched in phase 1
+    assert not learner.pretraining and "pretraining" not in learner.train_step(batch, optimizer)
+    assert torch.equal(
+        after["encoder.features.0.0.weight"], dict(learner.named_parameters())["encoder.features.0.0.weight"]
+    )
+
+
+def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch):
+    from metarl.training import RunDir, load_checkpoint, loop
+
+    overrides = [
+        "data.dataset=synthetic",
+        "data.image_size=16",
+        "data.val_split=null",
+        "data.queries=1",
+        "data.eval_queries=2",
+        "model.hidden=4",
+        "learner_options.pretrain_iterations=3",
+        "learner_options.inner_steps=2",
+        "iterations=6",
+        "meta_batch_size=2",
+        "eval_episodes=4",
+        "eval_batch=2",
+        "checkpoint_every=2",
+        "log_every=1",
+        f"run_root={tmp_path}",
+    ]
+    config = load_config(FewShotConfig, config_file("fewshot/mtl-omniglot-5w1s"), overrides)
+    full = runner.train(config, run_dir=RunDir.create(tmp_path, "full"), progress=False, echo=lambda _: None)
+    killed = RunDir.create(tmp_path, "killed")
+    real_save = loop.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def save_or_die(path, state):
+        if state["iteration"] == 6:
+            raise Killed
+        real_save(path, state)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_or_die)
+    with pytest.raises(Killed):
+        runner.train(config, run_dir=killed, progress=False, echo=lambda _: None)
+    assert load_checkpoint(killed.checkpoint_path)["iteration"] == 4  # after the switch at 3
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    resumed = runner.train(config, run_dir=killed, resume=True, progress=False, echo=lambda _: None)
+    assert resumed["mean"] == full["mean"]
