@@ -13,8 +13,12 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from metarl.envs.metaworld.env import goals_from_metaworld
-from metarl.envs.metaworld.tasks import DEFAULT_BENCHMARK_SEED, ML1_ENV_NAMES, SHIPPED_GOALS
+from metarl.envs.metaworld.tasks import (
+    DEFAULT_BENCHMARK_SEED,
+    ML1_ENV_NAMES,
+    SHIPPED_GOALS,
+    goals_from_metaworld,
+)
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "metarl" / "envs" / "metaworld" / SHIPPED_GOALS
 

@@ -6,7 +6,7 @@ import difflib
 
 import gymnasium as gym
 
-from metarl.envs.metaworld.tasks import ML1_ENV_NAMES
+from metarl.envs.metaworld.names import ML1_ENV_NAMES
 from metarl.envs.plugins import load_entry_points
 from metarl.errors import UserError
 

@@ -17,7 +17,13 @@ from metarl.agents.config import TrainConfig
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.sampler import sample_tasks
 from metarl.envs import make_batched, task_from_dict, task_to_dict
-from metarl.envs.metaworld.tasks import GOALS_PER_FAMILY, ML1_ENV_NAMES, MetaWorldTask, goal_table
+from metarl.envs.metaworld.tasks import (
+    GOALS_PER_FAMILY,
+    ML1_ENV_NAMES,
+    MetaWorldTask,
+    goal_table,
+    goals_from_metaworld,
+)
 from metarl.errors import UserError
 
 metaworld = pytest.importorskip("metaworld")
@@ -25,7 +31,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3, ML45_V3  # noqa: E4
 from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
 
 from metarl.envs.metaworld.engine import MetaWorldBatchedEnv  # noqa: E402
-from metarl.envs.metaworld.env import native_task  # noqa: E402
+from metarl.envs.metaworld.sim import native_task  # noqa: E402
 
 REACH = "MetaRL/MW-ML1-reach-v3-v0"
 
@@ -227,11 +233,36 @@ def test_partial_reset_restarts_only_the_masked_copies():
 
 
 def test_making_an_env_without_metaworld_is_a_one_line_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "metaworld", None)  # `import metaworld` raises ImportError
+    for name in [m for m in sys.modules if m == "metaworld" or m.startswith("metaworld.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError
     monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.env", raising=False)
     monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.engine", raising=False)
+    monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.sim", raising=False)
     with pytest.raises(
         UserError, match=r'need the `metaworld` package .*pip install "metarl\[metaworld\]"'
     ) as info:
         gym.make(REACH)
     assert "\n" not in str(info.value)
+
+
+def test_another_benchmark_seed_is_built_with_metaworld_and_keeps_its_tasks_apart():
+    env = gym.make(
+        REACH, benchmark_seed=1
+    ).unwrapped  # builds metaworld.ML1("reach-v3", seed=1): a few seconds
+    bench = metaworld.ML1("reach-v3", seed=1)
+    expected = [pickle.loads(t.data)["rand_vec"] for t in bench.test_tasks]
+    assert np.array_equal([t.rand_vec for t in env.all_tasks("test")], expected)
+    seed0 = gym.make(REACH).unwrapped.task("train", "reach-v3", 0)
+    with pytest.raises(UserError, match="benchmark_seed=1: a task of another benchmark or seed"):
+        env.set_task(seed0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("benchmark", ["ML10", "ML45"])
+def test_shipped_goals_equal_metaworlds(benchmark):
+    """goals_seed0.json holds what metaworld.ML10(seed=0) / ML45(seed=0) draw (Meta-World takes 26 s / 90 s)."""
+    shipped, built = goal_table(benchmark, None, 0), goals_from_metaworld(benchmark, None, 0)
+    for split in ("train", "test"):
+        assert list(shipped[split]) == list(built[split])
+        for name, goals in built[split].items():
+            np.testing.assert_array_equal(shipped[split][name], goals)

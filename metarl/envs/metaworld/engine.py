@@ -4,8 +4,8 @@ Meta-World computes its observations and rewards in Python, per env, so the engi
 ``reset`` and ``step`` on every copy (the single env's numbers by construction) and parallelises what can be:
 the physics (``mj_step`` releases the GIL) of the copies of different threads overlaps. The copies of one task
 share one ``MjModel`` (see :func:`metarl.envs.metaworld.env.make_metaworld_env`) and own an ``MjData``, so a
-meta-batch of 20 tasks x 10 episodes holds 20 models, not 200. The worker threads are those of
-:class:`metarl.envs.mujoco.engine.MujocoBatchedEnv` (one per usable core).
+meta-batch of 20 tasks x 10 episodes holds 20 models, not 200 (:mod:`metarl.envs.metaworld.sim`). There is
+one worker thread per usable core, as in :class:`metarl.envs.mujoco.engine.MujocoBatchedEnv`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from metarl.envs.base import TaskEnv
 from metarl.envs.batched import BatchedEnv
-from metarl.envs.metaworld.env import MetaWorldEnv, make_metaworld_env, native_task, new_model
+from metarl.envs.metaworld.sim import class_name, make_metaworld_env, native_task, new_model
 from metarl.envs.metaworld.tasks import MetaWorldTask
 from metarl.envs.mujoco.engine import available_cores
 from metarl.memory import release_freed_memory
@@ -29,7 +30,8 @@ class MetaWorldBatchedEnv(BatchedEnv):
     ``info["success"]`` of :meth:`step` is Meta-World's per-step success flag, ``(tasks, episodes)`` floats.
 
     Args:
-        env: a :class:`MetaWorldEnv` of the benchmark (validates the tasks; it is not stepped).
+        env: a :class:`~metarl.envs.metaworld.env.MetaWorldEnv` of the benchmark (validates the tasks; it is
+            not stepped).
         tasks: one task per row of the batch.
         episodes_per_task: copies per task.
         seed: base seed (Meta-World's episodes are deterministic given task and actions; kept for the contract).
@@ -38,7 +40,7 @@ class MetaWorldBatchedEnv(BatchedEnv):
 
     def __init__(
         self,
-        env: MetaWorldEnv,
+        env: TaskEnv,
         tasks: Sequence[MetaWorldTask],
         episodes_per_task: int,
         seed: int | None = None,
@@ -62,7 +64,9 @@ class MetaWorldBatchedEnv(BatchedEnv):
             task = self.tasks[row]
             copies = self.copies_of_row(row)
             first = self._copies[copies[0]]
-            if first is None or first.task_name != _class_name(task):  # a new family: new model and envs
+            if first is None or first.task_name != class_name(
+                task.env_name
+            ):  # a new family: new model and envs
                 model = new_model(task.env_name)
                 for k in copies:
                     self._copies[k] = make_metaworld_env(task.env_name, model)
@@ -130,9 +134,3 @@ class MetaWorldBatchedEnv(BatchedEnv):
             raise RuntimeError(
                 "this batched engine was closed; build a new one with metarl.envs.make_batched"
             )
-
-
-def _class_name(task: MetaWorldTask) -> str:
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-
-    return ALL_V3_ENVIRONMENTS[task.env_name].__name__

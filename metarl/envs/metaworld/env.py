@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
-import copy
-import functools
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,97 +10,19 @@ from gymnasium import spaces
 
 from metarl.envs.actions import check_box_action
 from metarl.envs.base import TaskEnv
+from metarl.envs.metaworld.engine import MetaWorldBatchedEnv
+from metarl.envs.metaworld.sim import make_metaworld_env, native_task, new_model
 from metarl.envs.metaworld.tasks import (
     DEFAULT_BENCHMARK_SEED,
     GOALS_PER_FAMILY,
     MAX_EPISODE_STEPS,
     SPLITS,
-    GoalTable,
     MetaWorldTask,
     check_benchmark,
     goal_table,
 )
 from metarl.envs.task_options import task_for_reset
 from metarl.errors import UserError
-
-try:
-    import metaworld
-    import mujoco
-    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-    from metaworld.types import Task as MetaWorldNativeTask
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test without metaworld
-    raise UserError(
-        f"the Meta-World task distributions need the `metaworld` package ({exc.name} is missing): "
-        'pip install "metarl[metaworld]"'
-    ) from None
-
-
-def goals_from_metaworld(benchmark: str, env_name: str | None, seed: int) -> GoalTable:
-    """Build ``metaworld.<benchmark>(seed=seed)`` (ML1: for ``env_name``) and return its goals per split and
-    family, in Meta-World's order (slow: Meta-World resets every env 50 times per split)."""
-    bench = (
-        metaworld.ML1(env_name, seed=seed) if benchmark == "ML1" else getattr(metaworld, benchmark)(seed=seed)
-    )
-    table: GoalTable = {}
-    for split, tasks in (("train", bench.train_tasks), ("test", bench.test_tasks)):
-        per_family: dict[str, list[np.ndarray]] = {}
-        for task in tasks:
-            per_family.setdefault(task.env_name, []).append(np.asarray(pickle.loads(task.data)["rand_vec"]))
-        table[split] = {name: np.stack(vecs) for name, vecs in per_family.items()}
-    return table
-
-
-def native_task(task: MetaWorldTask) -> MetaWorldNativeTask:
-    """The ``metaworld.types.Task`` of ``task``: the data Meta-World's ML benchmarks pickle for a goal (the env
-    class, its reset vector, the goal hidden from the observation)."""
-    data = {
-        "rand_vec": np.array(task.rand_vec),
-        "env_cls": ALL_V3_ENVIRONMENTS[task.env_name],
-        "partially_observable": True,
-    }
-    return MetaWorldNativeTask(env_name=task.env_name, data=pickle.dumps(data))
-
-
-# --- Meta-World env objects that share one MjModel ------------------------------------------------------
-# Parsing a Meta-World XML takes ~0.4 s and its MjModel is ~20 MB. The batched engine runs many copies of a
-# task, so copies of one task share one model (its task-dependent fields are written identically by every
-# copy's reset) and only own an MjData. Meta-World's own constructor runs unchanged; only the model comes
-# from here instead of the XML.
-_SHARED_MODEL: contextvars.ContextVar[Any] = contextvars.ContextVar("metarl_metaworld_model", default=None)
-
-
-@functools.cache
-def _sharing_class(env_cls: type) -> type:
-    """A subclass of a Meta-World env class that takes its MjModel from :data:`_SHARED_MODEL` when set."""
-
-    def _initialize_simulation(self):
-        model = _SHARED_MODEL.get()
-        if model is None:
-            return env_cls._initialize_simulation(self)
-        return model, mujoco.MjData(model)
-
-    # The same name: Meta-World reports a task's family by its class name (``task_name``).
-    return type(env_cls.__name__, (env_cls,), {"_initialize_simulation": _initialize_simulation})
-
-
-@functools.lru_cache(maxsize=8)
-def _template(env_name: str):
-    """A Meta-World env of ``env_name`` made from its XML and never stepped: its model is copied for new tasks."""
-    return _sharing_class(ALL_V3_ENVIRONMENTS[env_name])()
-
-
-def new_model(env_name: str):
-    """A fresh copy of the MjModel of ``env_name``'s Meta-World env."""
-    return copy.copy(_template(env_name).model)
-
-
-def make_metaworld_env(env_name: str, model: Any = None, render_mode: str | None = None):
-    """A Meta-World env of ``env_name`` (its own model, or ``model`` shared with other envs of the same task)."""
-    token = _SHARED_MODEL.set(model)
-    try:
-        return _sharing_class(ALL_V3_ENVIRONMENTS[env_name])(render_mode=render_mode)
-    finally:
-        _SHARED_MODEL.reset(token)
 
 
 class MetaWorldEnv(TaskEnv[MetaWorldTask]):
@@ -253,7 +171,7 @@ class MetaWorldEnv(TaskEnv[MetaWorldTask]):
         self._envs.clear()
         self.__dict__.pop("_current", None)
 
-    def make_batched(self, tasks: Sequence[MetaWorldTask], episodes_per_task: int, seed: int | None):
-        from metarl.envs.metaworld.engine import MetaWorldBatchedEnv
-
+    def make_batched(
+        self, tasks: Sequence[MetaWorldTask], episodes_per_task: int, seed: int | None
+    ) -> MetaWorldBatchedEnv:
         return MetaWorldBatchedEnv(self, tasks, episodes_per_task, seed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import pickle
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -20,21 +21,9 @@ from typing import Any
 import numpy as np
 
 from metarl.envs.base import Task, register_task_type
+from metarl.envs.metaworld.names import ML1_ENV_NAMES
 from metarl.errors import UserError
 
-#: Meta-World v3's 50 env names (``metaworld.ML1.ENV_NAMES``), in its order.
-ML1_ENV_NAMES: tuple[str, ...] = (
-    "assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "button-press-topdown-v3",
-    "button-press-topdown-wall-v3", "button-press-v3", "button-press-wall-v3", "coffee-button-v3",
-    "coffee-pull-v3", "coffee-push-v3", "dial-turn-v3", "disassemble-v3", "door-close-v3", "door-lock-v3",
-    "door-open-v3", "door-unlock-v3", "hand-insert-v3", "drawer-close-v3", "drawer-open-v3", "faucet-open-v3",
-    "faucet-close-v3", "hammer-v3", "handle-press-side-v3", "handle-press-v3", "handle-pull-side-v3",
-    "handle-pull-v3", "lever-pull-v3", "pick-place-wall-v3", "pick-out-of-hole-v3", "pick-place-v3",
-    "plate-slide-v3", "plate-slide-side-v3", "plate-slide-back-v3", "plate-slide-back-side-v3",
-    "peg-insert-side-v3", "peg-unplug-side-v3", "soccer-v3", "stick-push-v3", "stick-pull-v3", "push-v3",
-    "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3", "shelf-place-v3", "sweep-into-v3", "sweep-v3",
-    "window-open-v3", "window-close-v3",
-)  # fmt: skip
 BENCHMARKS = ("ML1", "ML10", "ML45")
 SPLITS = ("train", "test")
 GOALS_PER_FAMILY = 50  # metaworld._N_GOALS: goals drawn per env class and split
@@ -116,14 +105,29 @@ def goal_table(benchmark: str, env_name: str | None, seed: int) -> GoalTable:
         shipped = _shipped_goals()
         table = shipped[benchmark][env_name] if benchmark == "ML1" else shipped[benchmark]
         return {split: {name: np.array(v) for name, v in table[split].items()} for split in SPLITS}
-    from metarl.envs.metaworld.env import goals_from_metaworld  # imports metaworld
-
-    return _built_goals(benchmark, env_name, int(seed), goals_from_metaworld)
+    return _built_goals(benchmark, env_name, int(seed))
 
 
 @functools.cache
-def _built_goals(benchmark: str, env_name: str | None, seed: int, build: Any) -> GoalTable:
-    return build(benchmark, env_name, seed)
+def _built_goals(benchmark: str, env_name: str | None, seed: int) -> GoalTable:
+    return goals_from_metaworld(benchmark, env_name, seed)
+
+
+def goals_from_metaworld(benchmark: str, env_name: str | None, seed: int) -> GoalTable:
+    """Build ``metaworld.<benchmark>(seed=seed)`` (ML1: for ``env_name``) and return its goals per split and
+    family, in Meta-World's order (slow: Meta-World resets every env 50 times per split)."""
+    import metaworld  # the only place of this module that needs it
+
+    bench = (
+        metaworld.ML1(env_name, seed=seed) if benchmark == "ML1" else getattr(metaworld, benchmark)(seed=seed)
+    )
+    table: GoalTable = {}
+    for split, tasks in (("train", bench.train_tasks), ("test", bench.test_tasks)):
+        per_family: dict[str, list[np.ndarray]] = {}
+        for task in tasks:
+            per_family.setdefault(task.env_name, []).append(np.asarray(pickle.loads(task.data)["rand_vec"]))
+        table[split] = {name: np.stack(vecs) for name, vecs in per_family.items()}
+    return table
 
 
 @functools.cache
