@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import torch
 
 from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
-from metarl.agents.agent import GradientMetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes, masked_task_mean
@@ -68,23 +68,28 @@ class MAMLTRPO(GradientMetaRLAgent):
         tasks = sample_tasks(self.sampler.env, cfg.meta_batch_size, int(rng.integers(2**31)))
         clock = _Stopwatch()
         adaptation = self.make_adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
-        returns, env_steps = [], 0
+        returns, successes, env_steps = [], [], 0
         for _ in range(cfg.inner.steps):  # 1. adapt: sample with the current parameters, take a VPG step
             with clock("sampling"):
                 episodes = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
             with clock("adaptation"):
                 adaptation.step(episodes, self._advantages(episodes, cfg.inner.normalize_advantages))
             returns.append(episodes.task_returns().mean().item())
+            successes.append(episodes.task_success_rates())
             env_steps += episodes.num_steps
         with clock("sampling"):  # 2. sample with the adapted parameters
             post = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
         with clock("adaptation"):
             post_advantages = self._advantages(post)
         returns.append(post.task_returns().mean().item())
+        successes.append(post.task_success_rates())
         env_steps += post.num_steps
         with clock("trpo"):  # 3. TRPO on the post-adaptation surrogate, through the adaptation
             result = self._trpo_step(adaptation, post, post_advantages)
-        return self._metrics(returns, result, clock.seconds, env_steps)
+        metrics = self._metrics(returns, result, clock.seconds, env_steps)
+        if successes[0] is not None:
+            metrics.update(adaptation_metrics("success", [rate.mean().item() for rate in successes]))
+        return metrics
 
     def _trpo_step(self, adaptation: Adaptation, post: Episodes, advantages: torch.Tensor) -> TRPOResult:
         """TRPO on the surrogate ``-E[pi_phi(theta)(a|s) / pi_old(a|s) * A]`` with the mean KL between the old and
@@ -142,9 +147,7 @@ class MAMLTRPO(GradientMetaRLAgent):
     def _metrics(
         self, returns: list[float], result: TRPOResult, seconds: dict[str, float], env_steps: int
     ) -> dict[str, float]:
-        metrics = {"meta/return_before": returns[0]}
-        for step in range(1, len(returns)):
-            metrics[f"meta/return_after_step{step}"] = returns[step]
+        metrics = adaptation_metrics("return", returns)
         metrics.update(
             {
                 "losses/surrogate_before": result.loss_before,
