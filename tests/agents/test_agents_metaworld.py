@@ -3,6 +3,7 @@ eval.json, and the success rate of one evaluation against Meta-World's own ``met
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
@@ -15,7 +16,10 @@ from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.config import EvalConfig, InnerConfig, PolicyConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.evaluate import adaptation_curves, evaluate_run, format_results
-from metarl.envs.metaworld.tasks import ML1_ENV_NAMES
+from metarl.agents.registry import load_agent
+from metarl.envs.metaworld.names import ML1_ENV_NAMES
+from metarl.training import shipped_config_dir
+from metarl.training.config import load_config
 
 metaworld = pytest.importorskip("metaworld")
 from metaworld.evaluation import metalearning_evaluation  # noqa: E402
@@ -182,3 +186,41 @@ def test_success_rate_equals_metaworlds_metalearning_evaluation():
         rates.append(theirs)
     envs.close()
     assert 0.0 < np.mean(rates) < 1.0  # a mix of successes and failures was compared
+
+
+def test_a_metaworld_run_resumed_from_its_checkpoint_continues_exactly(tmp_path):
+    config = dataclasses.replace(tiny("maml-trpo", "MetaRL/MW-ML10-v0"), iterations=2)
+    uninterrupted = MAMLTRPO(config).train(progress=False)
+    MAMLTRPO(dataclasses.replace(config, iterations=1)).train(tmp_path / "run", progress=False)
+    resumed = load_agent(tmp_path / "run")
+    resumed.config = config
+    rest = resumed.train(progress=False)
+
+    def strip(history):
+        return [{k: v for k, v in m.items() if not k.startswith("charts/")} for m in history]
+
+    assert strip(uninterrupted[1:]) == strip(rest) and "meta/success_after_step1" in rest[0]
+
+
+CONFIGS = {
+    "mw-ml1-reach": "MetaRL/MW-ML1-reach-v3-v0",
+    "mw-ml1-push": "MetaRL/MW-ML1-push-v3-v0",
+    "mw-ml10": "MetaRL/MW-ML10-v0",
+    "mw-ml45": "MetaRL/MW-ML45-v0",
+}
+
+
+@pytest.mark.parametrize(("name", "env_id"), sorted(CONFIGS.items()))
+def test_configs_have_garages_hyperparameters_and_build_their_env(name, env_id):
+    cfg = load_config(TrainConfig, shipped_config_dir() / "maml-trpo" / f"{name}.yaml", [])
+    assert (cfg.algo, cfg.env) == ("maml-trpo", env_id)
+    assert (cfg.meta_batch_size, cfg.episodes_per_task, cfg.iterations) == (20, 10, 300)
+    assert (cfg.inner.steps, cfg.inner.lr, cfg.trpo.max_kl, cfg.gamma, cfg.gae_lambda) == (
+        1,
+        0.1,
+        0.01,
+        0.99,
+        1.0,
+    )
+    assert cfg.policy.hidden_sizes == [100, 100] and cfg.policy.activation == "tanh"
+    assert gym.make(cfg.env, **cfg.env_kwargs).unwrapped.horizon == 500
