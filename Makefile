@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= mujoco,sb3,dev
+# metaworld is in the default install so that its tests always run; it pins mujoco==3.3.0 (README, install)
+EXTRAS ?= mujoco,metaworld,sb3,dev
 STAMP := $(VENV)/.installed-$(EXTRAS)
 PYTEST_ARGS ?=
 

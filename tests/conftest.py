@@ -14,9 +14,26 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.envs import registered_ids
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if SHARED_DATA.is_dir():
     os.environ.setdefault("METARL_DATA", str(SHARED_DATA))
+
+
+#: The Meta-World ids the generic env tests run on. The 50 ML1 ids differ only in their family (the same class);
+#: tests/envs/test_metaworld*.py and tests/agents/test_agents_metaworld.py cover every one of them.
+METAWORLD_SAMPLE_IDS = ("MetaRL/MW-ML1-reach-v3-v0", "MetaRL/MW-ML10-v0", "MetaRL/MW-ML45-v0")
+
+
+def env_ids_under_test() -> list[str]:
+    """The registered ids the generic env tests parametrise over: all but most ML1 families of Meta-World."""
+    return [i for i in registered_ids() if not i.startswith("MetaRL/MW-") or i in METAWORLD_SAMPLE_IDS]
+
+
+def is_metaworld(env_id: str) -> bool:
+    """Whether ``env_id`` is one of the Meta-World ids (deterministic episodes given task and actions)."""
+    return env_id.startswith("MetaRL/MW-")
 
 
 @pytest.fixture(autouse=True)

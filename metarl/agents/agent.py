@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -38,6 +38,15 @@ def with_env_imports(config: TrainConfig) -> TrainConfig:
     imported = import_env_modules(config.imports)
     check_registered(config.env)
     return dataclasses.replace(config, imports=list(dict.fromkeys([*imported, *env_imports(config.env)])))
+
+
+def adaptation_metrics(name: str, values: Sequence[float]) -> dict[str, float]:
+    """``meta/<name>_before`` and ``meta/<name>_after_step<k>``: the task-mean ``values`` before and after each
+    inner step (``name`` is ``return``, or ``success`` for an env that reports success)."""
+    metrics = {f"meta/{name}_before": float(values[0])}
+    for step in range(1, len(values)):
+        metrics[f"meta/{name}_after_step{step}"] = float(values[step])
+    return metrics
 
 
 class MetaRLAgent(RunLoop):

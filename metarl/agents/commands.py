@@ -19,7 +19,7 @@ from metarl.agents import compare as compare_module
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.compare import compare_runs, comparison_paths, format_comparison
 from metarl.agents.config import TrainConfig
-from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results
+from metarl.agents.evaluate import evaluate_run, evaluation_paths, format_results, success_plot_path
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.sampler import make_env
@@ -171,7 +171,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_results(results))
     run = RunDir(args.run_dir)
     results_path, plot_path = evaluation_paths(run, args.output)
-    print(f"\nresults: {results_path}\nplot:    {plot_path}\nTensorBoard: tensorboard --logdir {run.path}")
+    plots = str(plot_path)
+    if any("success" in learner for learner in results["learners"].values()):
+        plots += f", {success_plot_path(plot_path)} (success rate)"
+    print(f"\nresults: {results_path}\nplot:    {plots}\nTensorBoard: tensorboard --logdir {run.path}")
     return 0
 
 

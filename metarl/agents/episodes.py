@@ -23,6 +23,8 @@ class Episodes:
         mask: 1.0 where the step was taken, ``(T, E, H)`` float32.
         task_feature_size: how many trailing observation columns are the task's features (the oracle's extra
             inputs, the same at every step of a task); 0 when the policy sees only the env's observation.
+        successes: the env's per-step success flag ``info["success"]``, ``(T, E, H)`` float32, or ``None`` for an
+            env that reports none.
     """
 
     observations: torch.Tensor
@@ -30,6 +32,7 @@ class Episodes:
     rewards: torch.Tensor
     mask: torch.Tensor
     task_feature_size: int = 0
+    successes: torch.Tensor | None = None
 
     def env_observations(self) -> torch.Tensor:
         """The observations without the appended task features, ``(T, E, H, obs_size - task_feature_size)``."""
@@ -51,6 +54,18 @@ class Episodes:
     def task_returns(self) -> torch.Tensor:
         """Mean undiscounted episode return of each task, ``(T,)``."""
         return self.episode_returns().mean(-1)
+
+    def episode_successes(self) -> torch.Tensor | None:
+        """1.0 for the episodes that succeeded at any step, as Meta-World's evaluation counts them, ``(T, E)``
+        (``None`` when the env reports no success)."""
+        if self.successes is None:
+            return None
+        return ((self.successes * self.mask) > 0).any(-1).float()
+
+    def task_success_rates(self) -> torch.Tensor | None:
+        """Fraction of each task's episodes that succeeded, ``(T,)`` (``None`` when the env reports none)."""
+        successes = self.episode_successes()
+        return None if successes is None else successes.mean(-1)
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:

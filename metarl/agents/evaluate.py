@@ -17,7 +17,10 @@ training's ``episodes_per_task``) on the same held-out tasks, with the same env 
   the env steps of ``pretrained``, its actor copied into the run's policy (:mod:`metarl.agents.sb3_baseline`).
 
 Held-out tasks come from the evaluation random stream ``(seed, 1, .)``, disjoint from the training tasks'
-``(seed, 0, iteration)``; they are written to ``tasks.json``.
+``(seed, 0, iteration)``, through the env's ``sample_held_out_tasks`` (a benchmark's test set where it has one,
+e.g. Meta-World's); they are written to ``tasks.json``. For an env that reports ``info["success"]`` every learner
+also gets a ``success`` entry (success rate per point, an episode counting as a success if the flag is set at any
+step) and the success rates are plotted next to the returns (``adaptation_curve_success.png``).
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ COPIED_FROM = "copied_from.json"  # in a baseline folder copied from a sibling r
 
 
 def held_out_tasks(config: TrainConfig, num_tasks: int, env) -> list[Task]:
-    """The evaluation tasks of a run: drawn from the evaluation stream, disjoint from training."""
+    """The evaluation tasks of a run: drawn from the evaluation stream, disjoint from training, with the env's
+    ``sample_held_out_tasks`` (a benchmark's test set where it has one, e.g. Meta-World)."""
     rng = stream_rng(config.seed, EVAL_STREAM, 0)
-    return sample_tasks(env, num_tasks, int(rng.integers(2**31)))
+    return sample_tasks(env, num_tasks, int(rng.integers(2**31)), held_out=True)
 
 
 def adaptation_curve(
@@ -78,6 +82,20 @@ def adaptation_curve(
 
     The env seeds and action noise come from the evaluation stream, identical for every learner.
     """
+    return adaptation_curves(policy, params, config, tasks, adapt_steps, lr, oracle)[0]
+
+
+def adaptation_curves(
+    policy: MLPPolicy,
+    params: dict[str, torch.Tensor],
+    config: TrainConfig,
+    tasks: list[Task],
+    adapt_steps: int,
+    lr: float | dict[str, torch.Tensor] | None = None,
+    oracle: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`adaptation_curve`'s returns, and the per-task success rates at the same points (an episode
+    succeeds if the env's ``info["success"]`` is set at any step) or ``None`` for an env without success."""
     sampler = BatchedSampler.from_config(config, policy, task_features=oracle)
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)
@@ -91,7 +109,8 @@ def adaptation_curve(
         lr=lr,
         later_steps_lr_scale=config.evaluation.later_steps_lr_scale,
     )
-    return result.returns.numpy().astype(np.float64)
+    successes = None if result.successes is None else result.successes.numpy().astype(np.float64)
+    return result.returns.numpy().astype(np.float64), successes
 
 
 # What a baseline keeps of its run's config; every other field (the algorithm and its sections, the inner loop,
@@ -271,7 +290,15 @@ def evaluate_run(
     tested = dataclasses.replace(config, episodes_per_task=episodes, evaluation=protocol)
     tested_plain = dataclasses.replace(tested, oracle=False)
     curves: dict[str, np.ndarray] = {}
-    curves[config.algo] = adaptation_curve(
+    successes: dict[str, np.ndarray] = {}  # per-task success rates, for an env that reports success
+
+    def measure(name: str, *args: Any, **kwargs: Any) -> None:
+        curves[name], success = adaptation_curves(*args, **kwargs)
+        if success is not None:
+            successes[name] = success
+
+    measure(
+        config.algo,
         agent.policy,
         agent.policy.params(),
         tested,
@@ -282,9 +309,7 @@ def evaluate_run(
     )
     if "pretrained" in baselines:
         pretrained = train_baseline(run, plain, "pretrained", iterations, progress)
-        curves["pretrained"] = adaptation_curve(
-            pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps
-        )
+        measure("pretrained", pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps)
 
     def fresh_policy(index: int) -> MLPPolicy:  # initial weights from the evaluation stream
         space = agent.sampler
@@ -297,18 +322,19 @@ def evaluate_run(
 
     if "random-init" in baselines:
         fresh = fresh_policy(2)
-        curves["random-init"] = adaptation_curve(fresh, fresh.params(), tested_plain, tasks, adapt_steps)
+        measure("random-init", fresh, fresh.params(), tested_plain, tasks, adapt_steps)
     if "sb3-ppo" in baselines:
         from metarl.agents.sb3_baseline import sb3_ppo_policy  # imports Stable-Baselines3, an optional extra
 
         ppo = sb3_ppo_policy(baseline_dir(run, "sb3-ppo"), plain, iterations, fresh_policy(3))
-        curves["sb3-ppo"] = adaptation_curve(ppo, ppo.params(), tested_plain, tasks, adapt_steps)
+        measure("sb3-ppo", ppo, ppo.params(), tested_plain, tasks, adapt_steps)
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
         oracle = train_baseline(run, plain, "oracle", iterations, progress)
-        params = oracle.policy.params()
-        unadapted = adaptation_curve(oracle.policy, params, tested_plain, tasks, 0, oracle=True)
-        curves["oracle"] = np.repeat(unadapted, adapt_steps + 1, axis=1)
+        measure("oracle", oracle.policy, oracle.policy.params(), tested_plain, tasks, 0, oracle=True)
+        curves["oracle"] = np.repeat(curves["oracle"], adapt_steps + 1, axis=1)
+        if "oracle" in successes:
+            successes["oracle"] = np.repeat(successes["oracle"], adapt_steps + 1, axis=1)
     results = {
         "env": config.env,
         "algo": config.algo,
@@ -327,18 +353,46 @@ def evaluate_run(
         },
         "learners": {},
     }
+    experience = gradient_experience(adapt_steps, episodes)
     for name, per_task in curves.items():
-        results["learners"][name] = learner_entry(
-            per_task, gradient_experience(adapt_steps, episodes), range(adapt_steps + 1)
-        )
+        results["learners"][name] = learner_entry(per_task, experience, range(adapt_steps + 1))
+        if name in successes:
+            results["learners"][name]["success"] = success_entry(successes[name], experience)
     write_json_atomic(results_path, results)
+    title, xlabel = (
+        f"{config.env}: {num_tasks} held-out tasks",
+        f"adaptation steps ({episodes} episodes each)",
+    )
     plot_adaptation_curves(
         {name: {k: v[k] for k in ("steps", "mean", "ci")} for name, v in results["learners"].items()},
         plot_path,
-        title=f"{config.env}: {num_tasks} held-out tasks",
-        xlabel=f"adaptation steps ({episodes} episodes each)",
+        title=title,
+        xlabel=xlabel,
     )
+    if successes:
+        plot_adaptation_curves(
+            {
+                name: {"steps": v["steps"], **{k: v["success"][k] for k in ("mean", "ci")}}
+                for name, v in results["learners"].items()
+                if "success" in v
+            },
+            success_plot_path(plot_path),
+            title=title,
+            xlabel=xlabel,
+            ylabel="success rate",
+        )
     return results
+
+
+def success_entry(per_task: np.ndarray, experience: list[int]) -> dict[str, Any]:
+    """A learner's ``success`` in ``eval.json``: the mean and 95% CI of the per-task success rates per point."""
+    entry = learner_entry(per_task, experience)
+    return {k: entry[k] for k in ("mean", "ci", "per_task")}
+
+
+def success_plot_path(plot_path: Path) -> Path:
+    """Where the success-rate plot goes, next to the return plot: ``adaptation_curve_success.png``."""
+    return plot_path.with_name(f"{plot_path.stem}_success{plot_path.suffix}")
 
 
 def evaluate_context_agent(
@@ -408,7 +462,16 @@ def format_results(results: dict[str, Any]) -> str:
         for name, v in results["learners"].items()
     ]
     title = f"{results['env']}: mean return ± 95% CI over {results['tasks']} held-out tasks ({protocol})"
-    return text_table(title, ["learner", *headers], rows)
+    table = text_table(title, ["learner", *headers], rows)
+    success_rows = [
+        [name] + [format_ci(m, c) for m, c in zip(v["success"]["mean"], v["success"]["ci"], strict=True)]
+        for name, v in results["learners"].items()
+        if "success" in v
+    ]
+    if success_rows:
+        title = "success rate ± 95% CI (an episode succeeds if the env reports success at any step)"
+        table += "\n\n" + text_table(title, ["learner", *headers], success_rows)
+    return table
 
 
 def text_table(title: str, headers: list[str], rows: list[list[str]]) -> str:

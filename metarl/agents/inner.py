@@ -156,11 +156,14 @@ class FineTuneResult:
         returns: ``(T, steps + 1)`` mean episode return of each task before and after each step
             (``steps`` columns when the last sampling round was skipped).
         env_steps: environment steps taken.
+        successes: ``(T, steps + 1)`` success rate of each task's episodes at the same points, or ``None`` when
+            the env reports no success.
     """
 
     params: Params
     returns: torch.Tensor
     env_steps: int
+    successes: torch.Tensor | None = None
 
 
 class FineTuner:
@@ -210,12 +213,13 @@ class FineTuner:
         optimizer = None
         if self.inner.optimizer == "adam":
             optimizer = torch.optim.Adam(list(phi.values()), lr=float(self.inner.lr))
-        returns, env_steps = [], 0
+        returns, successes, env_steps = [], [], 0
         for step in range(steps + 1):
             if step == steps and not sample_after_last:
                 break
             episodes = sampler.sample(phi, tasks, seed=int(rng.integers(2**31)), generator=generator)
             returns.append(episodes.task_returns())
+            successes.append(episodes.task_success_rates())
             env_steps += episodes.num_steps
             if step == steps:
                 break
@@ -229,6 +233,7 @@ class FineTuner:
             params={n: p.detach() for n, p in phi.items()},
             returns=torch.stack(returns, dim=1),
             env_steps=env_steps,
+            successes=None if not successes or successes[0] is None else torch.stack(successes, dim=1),
         )
 
     def _update(

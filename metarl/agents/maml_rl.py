@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from metarl.agents.adaptation_jacobian import Adaptation, adaptation_for
-from metarl.agents.agent import GradientMetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import TrainConfig
 from metarl.agents.curvature import choose_derivatives
@@ -70,6 +70,7 @@ class MetaBatch:
         post: the round sampled with the adapted parameters.
         returns: mean return before and after each inner step.
         env_steps: environment steps taken.
+        successes: per-task success rates before and after each inner step (None for envs without success).
     """
 
     adaptation: Adaptation
@@ -77,6 +78,13 @@ class MetaBatch:
     post: SampledRound
     returns: list[float]
     env_steps: int
+    successes: list[torch.Tensor | None]
+
+    def success_metrics(self) -> dict[str, float]:
+        """``meta/success_before`` and ``meta/success_after_step<k>`` where the env reports success."""
+        if self.successes[0] is None:
+            return {}
+        return adaptation_metrics("success", [rate.mean().item() for rate in self.successes])
 
 
 class MAMLAgent(GradientMetaRLAgent):
@@ -105,7 +113,7 @@ class MAMLAgent(GradientMetaRLAgent):
         generator = torch_generator(rng)
         tasks = sample_tasks(self.sampler.env, cfg.meta_batch_size, int(rng.integers(2**31)))
         adaptation = self.make_adaptation(self._theta(), self.adaptation_lr(), cfg.meta_batch_size)
-        rounds, returns, env_steps = [], [], 0
+        rounds, returns, successes, env_steps = [], [], [], 0
         for _ in range(cfg.inner.steps):  # 1. adapt: sample with the current parameters, take a VPG step
             params = adaptation.params
             with clock("sampling"):
@@ -115,15 +123,22 @@ class MAMLAgent(GradientMetaRLAgent):
                 adaptation.step(episodes, advantages)
             rounds.append(SampledRound(episodes, advantages, params))
             returns.append(episodes.task_returns().mean().item())
+            successes.append(episodes.task_success_rates())
             env_steps += episodes.num_steps
         with clock("sampling"):  # 2. sample with the adapted parameters
             post = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
         with clock("adaptation"):
             post_advantages = self._advantages(post)
         returns.append(post.task_returns().mean().item())
+        successes.append(post.task_success_rates())
         env_steps += post.num_steps
         return MetaBatch(
-            adaptation, rounds, SampledRound(post, post_advantages, adaptation.params), returns, env_steps
+            adaptation,
+            rounds,
+            SampledRound(post, post_advantages, adaptation.params),
+            returns,
+            env_steps,
+            successes,
         )
 
     def _theta(self) -> Params:
@@ -158,7 +173,10 @@ class MAMLTRPO(MAMLAgent):
         batch = self.sample_and_adapt(iteration, clock)
         with clock("trpo"):  # 3. TRPO on the post-adaptation surrogate, through the adaptation
             result = self._trpo_step(batch.adaptation, batch.post.episodes, batch.post.advantages)
-        return self._metrics(batch.returns, result, clock.seconds, batch.env_steps)
+        return {
+            **self._metrics(batch.returns, result, clock.seconds, batch.env_steps),
+            **batch.success_metrics(),
+        }
 
     def _trpo_step(self, adaptation: Adaptation, post: Episodes, advantages: torch.Tensor) -> TRPOResult:
         """TRPO on the surrogate ``-E[pi_phi(theta)(a|s) / pi_old(a|s) * A]`` with the mean KL between the old and
@@ -202,9 +220,7 @@ class MAMLTRPO(MAMLAgent):
     def _metrics(
         self, returns: list[float], result: TRPOResult, seconds: dict[str, float], env_steps: int
     ) -> dict[str, float]:
-        metrics = {"meta/return_before": returns[0]}
-        for step in range(1, len(returns)):
-            metrics[f"meta/return_after_step{step}"] = returns[step]
+        metrics = adaptation_metrics("return", returns)
         metrics.update(
             {
                 "losses/surrogate_before": result.loss_before,

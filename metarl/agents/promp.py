@@ -286,7 +286,10 @@ class ProMP(MAMLAgent):
             self.inner_kl_coefficients = adapt_kl_coefficients(
                 self.inner_kl_coefficients, last.inner_kls, promp.target_inner_step
             )
-        return self._metrics(batch, values[0], last, coefficients, clock.seconds)
+        return {
+            **self._metrics(batch, values[0], last, coefficients, clock.seconds),
+            **batch.success_metrics(),
+        }
 
     def _adam_step(self, gradient: torch.Tensor) -> None:
         parameters = self._meta_parameters()

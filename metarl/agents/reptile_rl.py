@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from metarl.agents.agent import GradientMetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.config import TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import task_slice
@@ -63,10 +63,9 @@ class ReptilePG(GradientMetaRLAgent):
         new_theta = reptile_update(theta, adapted, step_size)
         distance = sum(((new_theta[n] - theta[n]) ** 2).sum() for n in theta) ** 0.5
         load_params_(self.policy, new_theta)
-        mean_returns = result.returns.mean(0)
-        metrics = {"meta/return_before": mean_returns[0].item()}
-        for step in range(1, mean_returns.shape[0]):
-            metrics[f"meta/return_after_step{step}"] = mean_returns[step].item()
+        metrics = adaptation_metrics("return", result.returns.mean(0).tolist())
+        if result.successes is not None:
+            metrics.update(adaptation_metrics("success", result.successes.mean(0).tolist()))
         metrics.update(
             {
                 "losses/reptile_step_size": step_size,

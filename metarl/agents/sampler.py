@@ -41,14 +41,16 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
     return env
 
 
-def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
+def sample_tasks(env: gym.Env, num_tasks: int, seed: int, held_out: bool = False) -> list[Task]:
     """Draw ``num_tasks`` tasks from the env's distribution with its ``np_random`` seeded by ``seed``.
 
     The generator is replaced directly rather than through ``reset(seed=...)``, whose side effects (an env
     drawing a default task on its first reset) would make the tasks depend on the env's history.
+    ``held_out`` draws meta-test tasks (``TaskEnv.sample_held_out_tasks``: a benchmark's test set, if it has one).
     """
     env.unwrapped.np_random = np.random.default_rng(int(seed))
-    return list(env.unwrapped.sample_tasks(int(num_tasks)))
+    draw = env.unwrapped.sample_held_out_tasks if held_out else env.unwrapped.sample_tasks
+    return list(draw(int(num_tasks)))
 
 
 class BatchedSampler:
@@ -176,7 +178,7 @@ class BatchedSampler:
         benv = make_batched(self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs)
         try:
             raw_obs = benv.reset(seed=int(seed))
-            observations, actions, rewards, masks = [], [], [], []
+            observations, actions, rewards, masks, successes = [], [], [], [], []
             for _ in range(benv.horizon):
                 obs = self.encode(raw_obs, features)
                 action = self.policy.act(obs, params, generator)
@@ -189,6 +191,8 @@ class BatchedSampler:
                 actions.append(action)
                 rewards.append(torch.as_tensor(reward, dtype=torch.float32))
                 masks.append(torch.as_tensor(info["active"], dtype=torch.float32))
+                if "success" in info:  # the env's per-step success flag (Meta-World)
+                    successes.append(torch.as_tensor(info["success"], dtype=torch.float32))
                 if benv.done.all():
                     break
         finally:
@@ -199,4 +203,5 @@ class BatchedSampler:
             rewards=torch.stack(rewards, dim=2),
             mask=torch.stack(masks, dim=2),
             task_feature_size=0 if features is None else int(features.shape[-1]),
+            successes=torch.stack(successes, dim=2) if successes else None,
         )

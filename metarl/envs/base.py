@@ -274,6 +274,14 @@ class TaskEnv(gym.Env, Generic[TaskT]):
             raise UserError(f"number of tasks must be a non-negative integer, got {n!r}")
         return [self._sample_task(self.np_random) for _ in range(int(n))]
 
+    def sample_held_out_tasks(self, n: int) -> list[TaskT]:
+        """Draw ``n`` tasks for meta-testing (what ``metarl evaluate`` adapts to) with ``self.np_random``.
+
+        By default they come from the same distribution as :meth:`sample_tasks`. A benchmark with a separate
+        test set overrides this to draw from it (Meta-World's ML1/ML10/ML45 test tasks).
+        """
+        return self.sample_tasks(n)
+
     def set_task(self, task: TaskT) -> None:
         """Switch the env to ``task`` (takes effect at the next ``reset``)."""
         self.validate_task(task)

@@ -6,6 +6,7 @@ import difflib
 
 import gymnasium as gym
 
+from metarl.envs.metaworld.names import ML1_ENV_NAMES
 from metarl.envs.plugins import load_entry_points
 from metarl.errors import UserError
 
@@ -26,6 +27,16 @@ ENV_SPECS: dict[str, tuple[str, dict]] = {
     "MetaRL/HumanoidDir-v0": ("metarl.envs.mujoco.humanoid:HumanoidDirEnv", {}),
     "MetaRL/HopperRandParams-v0": ("metarl.envs.mujoco.rand_params:HopperRandParamsEnv", {}),
     "MetaRL/Walker2dRandParams-v0": ("metarl.envs.mujoco.rand_params:Walker2dRandParamsEnv", {}),
+    # Meta-World (extra `metarl[metaworld]`); metaworld is imported only when an env is made.
+    **{
+        f"MetaRL/MW-ML1-{name}-v0": (
+            "metarl.envs.metaworld.env:MetaWorldEnv",
+            {"benchmark": "ML1", "env_name": name},
+        )
+        for name in ML1_ENV_NAMES
+    },
+    "MetaRL/MW-ML10-v0": ("metarl.envs.metaworld.env:MetaWorldEnv", {"benchmark": "ML10"}),
+    "MetaRL/MW-ML45-v0": ("metarl.envs.metaworld.env:MetaWorldEnv", {"benchmark": "ML45"}),
 }
 
 

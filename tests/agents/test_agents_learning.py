@@ -16,7 +16,9 @@ from metarl.agents.sampler import sample_tasks
 from metarl.core import stack_over_tasks
 from metarl.envs.registration import ENV_SPECS
 
-ANALYTIC_IDS = sorted(i for i, (entry, _) in ENV_SPECS.items() if ".mujoco." not in entry)
+ANALYTIC_IDS = sorted(
+    i for i, (entry, _) in ENV_SPECS.items() if entry.split(".")[2] not in ("mujoco", "metaworld")
+)
 
 
 def tiny(algo: str, env: str = "MetaRL/Navigation2D-v0", **changes) -> TrainConfig:

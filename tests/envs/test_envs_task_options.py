@@ -9,10 +9,11 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import env_ids_under_test
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
 import metarl  # noqa: F401  (registers the ids)
-from metarl.envs import registered_ids, task_to_dict
+from metarl.envs import task_to_dict
 from metarl.envs.bandit import BanditTask
 from metarl.envs.navigation import GoalTask
 from metarl.envs.registration import ENV_SPECS
@@ -40,7 +41,7 @@ def _sample_task(env_id: str, seed: int = 0):
     return env.unwrapped.sample_tasks(1)[0]
 
 
-@pytest.mark.parametrize("env_id", registered_ids())
+@pytest.mark.parametrize("env_id", env_ids_under_test())
 def test_make_with_a_task_or_its_dict_form(env_id):
     task = _sample_task(env_id)
     for given in (task, task_to_dict(task)):
@@ -51,7 +52,7 @@ def test_make_with_a_task_or_its_dict_form(env_id):
         env.close()
 
 
-@pytest.mark.parametrize("env_id", registered_ids())
+@pytest.mark.parametrize("env_id", env_ids_under_test())
 def test_reset_option_sets_the_task_for_this_and_later_episodes(env_id):
     first, second = _sample_task(env_id, seed=1), _sample_task(env_id, seed=2)
     env = _make(env_id, task=first)
