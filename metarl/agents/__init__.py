@@ -1,4 +1,4 @@
-"""Meta-RL agents: MAML-TRPO and Reptile-PG over any task distribution of :mod:`metarl.envs`.
+"""Meta-RL agents: MAML-TRPO, Reptile-PG and RL^2 over any task distribution of :mod:`metarl.envs`.
 
 Train from a script (or with ``metarl train``)::
 
@@ -20,6 +20,7 @@ from metarl.agents.config import (
     InnerConfig,
     PolicyConfig,
     ReptileConfig,
+    RL2Config,
     TrainConfig,
     TRPOConfig,
 )
@@ -27,6 +28,7 @@ from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
+from metarl.agents.rl2 import RL2
 
 __all__ = [
     "ALGORITHMS",
@@ -39,6 +41,8 @@ __all__ = [
     "PolicyConfig",
     "ReptileConfig",
     "ReptilePG",
+    "RL2",
+    "RL2Config",
     "TRPOConfig",
     "TrainConfig",
     "agent_class",

@@ -14,7 +14,9 @@ from metarl.training import shipped_config_dir
 from metarl.training.config import load_config
 
 CONFIGS = shipped_config_dir()
-RL_CONFIGS = sorted((CONFIGS / "maml-trpo").glob("*.yaml")) + sorted((CONFIGS / "reptile").glob("*.yaml"))
+RL_CONFIGS = [
+    path for algo in ("maml-trpo", "reptile", "rl2") for path in sorted((CONFIGS / algo).glob("*.yaml"))
+]
 
 
 @pytest.mark.parametrize("path", RL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
