@@ -150,7 +150,7 @@ class RL2(MetaRLAgent):
         No learning; actions are drawn from the policy (its exploration is part of what it learned), with noise
         and env seeds from the evaluation stream of ``seed``, so the result is a function of ``seed``.
         """
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        if isinstance(episodes, bool) or not isinstance(episodes, int | np.integer) or episodes < 1:
             raise UserError(f"episodes must be an integer >= 1, got {episodes!r}")
         self.check_round_size(len(tasks), episodes)
         rng = stream_rng(seed, EVAL_STREAM, EVAL_ROLLOUT_INDEX)
