@@ -100,7 +100,9 @@ def test_shipped_configs_named_in_the_docs_exist():
     named = {
         name
         for page in pages
-        for name in re.findall(r"\b((?:maml-trpo|reptile|rl2|fewshot)/[a-z0-9-]+[a-z0-9])\b", page.read_text())
+        for name in re.findall(
+            r"\b((?:maml-trpo|reptile|rl2|fewshot)/[a-z0-9-]+[a-z0-9])\b", page.read_text()
+        )
     }
     assert named and named <= shipped, sorted(named - shipped)
 

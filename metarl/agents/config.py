@@ -167,6 +167,16 @@ class RL2Config:
         "loss (scaled by the returns) cannot pull the policy's memory around and value_coef needs no tuning",
         default=False,
     )
+    normalize_observations: bool = doc(
+        "standardise each input of the GRUs (observation, previous action, reward, done flag) by its running "
+        "mean and std over the trials seen so far",
+        default=True,
+    )
+    normalize_observations: bool = doc(
+        "standardise each input of the GRUs (observation, previous action, reward, done flag) by its running "
+        "mean and std over the trials seen so far",
+        default=True,
+    )
     lr: float = doc("Adam learning rate", default=1e-3, above=0)
     clip: float = doc("PPO clip range of the probability ratio", default=0.2, above=0)
     epochs: int = doc("PPO epochs over each iteration's trials", default=5, minimum=1, maximum=MAX_STEPS)

@@ -78,6 +78,7 @@ class RL2(MetaRLAgent):
                 shared_gru=cfg.rl2.shared_gru,
                 init_std=cfg.policy.init_std,
                 min_std=cfg.policy.min_std,
+                normalize_observations=cfg.rl2.normalize_observations,
             )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.rl2.lr)
 
@@ -131,6 +132,7 @@ class RL2(MetaRLAgent):
         metrics = ppo_update(
             self.policy, self.optimizer, trials, cfg.rl2, cfg.gamma, cfg.gae_lambda, generator
         )
+        self.policy.update_observation_statistics(trials.observations, trials.mask)
         returns = trials.episode_returns().mean(0)
         for episode, value in enumerate(returns.tolist(), start=1):
             metrics[f"meta/return_episode{episode}"] = value

@@ -15,7 +15,7 @@ import torch
 import metarl.envs  # noqa: F401  (registers the ids)
 from metarl.agents import RL2, RL2Config, TrainConfig, load_agent
 from metarl.agents.config import PolicyConfig
-from metarl.agents.recurrent import RecurrentActorCritic
+from metarl.agents.recurrent import RecurrentActorCritic, RunningMoments
 from metarl.agents.recurrent_ppo import ppo_losses, ppo_update, trial_advantages
 from metarl.agents.trial_sampler import Trials
 from metarl.envs import registered_ids
@@ -51,6 +51,8 @@ def test_sampling_keeps_the_memory_across_episodes_exactly_as_the_whole_trial_re
     agent = RL2(
         tiny(env_kwargs={"horizon": 4}, rl2=RL2Config(episodes_per_trial=3, hidden_size=8, minibatches=1))
     )
+    agent.meta_iteration(0)  # the inputs' standardisation is no longer the identity
+    assert agent.policy.observation_moments.count > 0
     trials = _sample(agent)
     assert trials.observations.shape == (6, 12, 6) and (trials.episode[:, ::4] == torch.arange(3)).all()
     with torch.no_grad():
@@ -77,6 +79,19 @@ def test_the_memory_carries_episode_one_into_episode_two_and_resets_between_tria
         step = policy.act(trials[:, 3], policy.initial_state(2), generator)
     torch.testing.assert_close(fresh_mean[0, 0], fresh_mean[1, 0])
     torch.testing.assert_close(step.values, policy(trials[:, 3:4])[1][:, 0])
+
+
+def test_running_moments_equal_the_moments_of_everything_seen():
+    generator = torch.Generator().manual_seed(2)
+    batches = [torch.randn(3, 5, 4, generator=generator) * 3 + 1 for _ in range(2)]
+    masks = [torch.ones(3, 5), (torch.rand(3, 5, generator=generator) > 0.4).float()]
+    moments = RunningMoments((4,))
+    for values, mask in zip(batches, masks, strict=True):
+        moments.update(values, mask)
+    seen = torch.cat([v[m.bool()] for v, m in zip(batches, masks, strict=True)])
+    torch.testing.assert_close(moments.mean, seen.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(moments.var, seen.var(0, unbiased=False), rtol=1e-5, atol=1e-6)
+    assert int(moments.count) == len(seen)
 
 
 def _textbook_gae(rewards, values, gamma, lam):
@@ -155,7 +170,7 @@ def test_the_ppo_update_improves_the_surrogate_and_fits_the_values():
     agent.policy.update_value_statistics(targets, trials.mask)
     normalized = (advantages - (advantages * trials.mask).sum() / trials.mask.sum()) * trials.mask
     start = ppo_losses(agent.policy, trials, index, normalized, targets, clip=0.2).policy.item()
-    agent.policy.value_count.zero_()  # ppo_update merges the same targets again; start its statistics afresh
+    agent.policy.value_moments.count.zero_()  # ppo_update merges the same targets again; start its statistics afresh
     stats = ppo_update(
         agent.policy,
         agent.optimizer,
