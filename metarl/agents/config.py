@@ -196,6 +196,12 @@ class RL2Config:
     normalize_advantages: bool = doc(
         "standardise the advantages over the iteration's trials before the PPO epochs", default=True
     )
+    target_kl: float | None = doc(
+        "stop an iteration's PPO epochs once a minibatch's approximate KL to the sampling policy exceeds 1.5 x "
+        "this (null: always run every epoch)",
+        default=None,
+        above=0,
+    )
 
     def __post_init__(self) -> None:
         check_declared_bounds(self, "rl2.")

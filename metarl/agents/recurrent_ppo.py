@@ -9,7 +9,8 @@
   minibatch reruns the GRU over its trials from the zero state (full-trial recurrence, hidden states
   recomputed with the current weights), then one Adam step on
   ``-clipped surrogate + value_coef * (V - target)^2 - entropy_coef * entropy`` (means over the steps taken),
-  with the gradient's global norm clipped.
+  with the gradient's global norm clipped; with ``target_kl`` set, the epochs stop early once a minibatch's
+  approximate KL to the sampling policy exceeds 1.5 x ``target_kl`` (as Stable-Baselines3's PPO).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def ppo_update(
     gae_lambda: float,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """Run the PPO epochs on ``trials``; returns the mean loss terms and diagnostics of the last epoch."""
+    """Run the PPO epochs on ``trials``; returns the mean loss terms and diagnostics of the last epoch run and
+    the number of gradient steps taken."""
     advantages = trial_advantages(trials, gamma, gae_lambda)
     targets = advantages + trials.values
     policy.update_value_statistics(targets, trials.mask)
@@ -94,17 +96,26 @@ def ppo_update(
         advantages = (advantages - mean) / (std + 1e-8) * trials.mask
     parameters = list(policy.parameters())
     last_epoch: list[PPOLosses] = []
+    steps, stopped = 0, False
     for _ in range(config.epochs):
         order = torch.randperm(trials.num_trials, generator=generator)
-        last_epoch = []
+        epoch: list[PPOLosses] = []
         for index in order.chunk(config.minibatches):
             losses = ppo_losses(policy, trials, index, advantages, targets, config.clip)
+            if config.target_kl is not None and losses.approx_kl > 1.5 * config.target_kl:
+                stopped = True  # the policy has moved far enough from the one that sampled
+                break
             optimizer.zero_grad()
             losses.total(config).backward()
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
             optimizer.step()
-            last_epoch.append(losses)
+            epoch.append(losses)
+            steps += 1
+        last_epoch = epoch or last_epoch
+        if stopped:
+            break
+    last_epoch = last_epoch or [losses]  # stopped before the first step: report what stopped it
     count = len(last_epoch)
     return {
         "losses/policy": sum(x.policy.item() for x in last_epoch) / count,
@@ -112,4 +123,5 @@ def ppo_update(
         "losses/entropy": sum(x.entropy.item() for x in last_epoch) / count,
         "losses/approx_kl": sum(x.approx_kl for x in last_epoch) / count,
         "losses/clip_fraction": sum(x.clip_fraction for x in last_epoch) / count,
+        "losses/gradient_steps": float(steps),
     }

@@ -185,6 +185,23 @@ def test_the_ppo_update_improves_the_surrogate_and_fits_the_values():
     assert 0 < stats["losses/clip_fraction"] <= 1
 
 
+def test_target_kl_stops_the_epochs_once_the_policy_has_moved_that_far():
+    config = tiny(rl2=RL2Config(episodes_per_trial=2, hidden_size=16, epochs=5, minibatches=2, lr=1e-2))
+    agent = RL2(config)
+    trials = _sample(agent)
+    full = ppo_update(
+        agent.policy, agent.optimizer, trials, config.rl2, 0.99, 0.9, torch.Generator().manual_seed(0)
+    )
+    assert full["losses/gradient_steps"] == 10
+    stopping = dataclasses.replace(config.rl2, target_kl=1e-9)
+    agent = RL2(config)
+    stats = ppo_update(
+        agent.policy, agent.optimizer, trials, stopping, 0.99, 0.9, torch.Generator().manual_seed(0)
+    )
+    # the first step starts at the sampling policy (KL 0); after it the KL is above any tiny target
+    assert stats["losses/gradient_steps"] == 1 and stats["losses/approx_kl"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_a_fresh_agent_loaded_from_a_checkpoint_continues_exactly(tmp_path):
     config = tiny()
     uninterrupted = RL2(config).train(progress=False)
