@@ -1,4 +1,4 @@
-"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO and Reptile-PG over any task distribution of :mod:`metarl.envs`.
+"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO, Reptile-PG and RL^2 over any task distribution of :mod:`metarl.envs`.
 
 Train from a script (or with ``metarl train``)::
 
@@ -20,6 +20,7 @@ from metarl.agents.config import (
     InnerConfig,
     PolicyConfig,
     ReptileConfig,
+    RL2Config,
     TrainConfig,
     TRPOConfig,
 )
@@ -28,6 +29,7 @@ from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
+from metarl.agents.rl2 import RL2
 
 __all__ = [
     "ALGORITHMS",
@@ -42,6 +44,8 @@ __all__ = [
     "ProMP",
     "ReptileConfig",
     "ReptilePG",
+    "RL2",
+    "RL2Config",
     "TRPOConfig",
     "TrainConfig",
     "agent_class",

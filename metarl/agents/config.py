@@ -1,7 +1,7 @@
-"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO and Reptile-PG).
+"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO, Reptile-PG and RL^2).
 
 Reference configs ship inside the package as ``metarl/configs/<algo>/<env-name>.yaml`` (``algo`` =
-``maml-trpo``, ``promp``, ``maml-ppo`` or ``reptile``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
+``maml-trpo``, ``promp``, ``maml-ppo``, ``reptile`` or ``rl2``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
 ``--config maml-trpo/navigation2d`` names one). A file sets any subset of the keys below; ``metarl train --algo
 A --env ID`` without ``--config`` picks the shipped file of ``A`` whose
 ``env:`` equals ``ID`` (and has no ``env_kwargs``; of a reference and its variants, such as
@@ -178,6 +178,65 @@ class ProMPConfig:
 
 
 @dataclass
+class RL2Config:
+    """RL^2 (Duan et al. 2016): a GRU policy and value function trained with PPO on trials.
+
+    A trial is ``episodes_per_trial`` episodes of one task with the GRU's memory kept across them; for
+    ``algo: rl2`` the run's ``meta_batch_size`` is the tasks per iteration and ``episodes_per_task`` the trials
+    played per task (each a separate env copy), so an iteration has ``meta_batch_size x episodes_per_task``
+    trials. ``gamma`` and ``gae_lambda`` apply over the whole trial; ``policy.init_std``, ``policy.min_std`` and
+    ``policy.normalized_actions`` shape the Gaussian head (``policy.hidden_sizes`` and ``activation`` are the MLP
+    agents' and are not read).
+    """
+
+    episodes_per_trial: int = doc(
+        "k: episodes of one task in a trial, the span of the policy's memory",
+        default=2,
+        minimum=1,
+        maximum=MAX_EPISODES,
+    )
+    hidden_size: int = doc("GRU hidden units (policy and value)", default=128, minimum=1, maximum=MAX_WIDTH)
+    shared_gru: bool = doc(
+        "one GRU for the policy and the value head; false (default): the value function has its own GRU, so its "
+        "loss (scaled by the returns) cannot pull the policy's memory around and value_coef needs no tuning",
+        default=False,
+    )
+    normalize_observations: bool = doc(
+        "standardise each input of the GRUs (observation, previous action, reward, done flag) by its running "
+        "mean and std over the trials seen so far",
+        default=True,
+    )
+    lr: float = doc("Adam learning rate", default=1e-3, above=0)
+    clip: float = doc("PPO clip range of the probability ratio", default=0.2, above=0)
+    epochs: int = doc("PPO epochs over each iteration's trials", default=5, minimum=1, maximum=MAX_STEPS)
+    minibatches: int = doc(
+        "minibatches per epoch, each of whole trials (at most the iteration's trials)",
+        default=4,
+        minimum=1,
+        maximum=MAX_ENV_COPIES,
+    )
+    entropy_coef: float = doc("weight of the policy's entropy bonus", default=0.0, minimum=0)
+    value_coef: float = doc(
+        "weight of the value function's squared error in the loss", default=0.5, minimum=0
+    )
+    max_grad_norm: float | None = doc(
+        "clip the gradient's global norm to this (null: no clipping)", default=0.5, above=0
+    )
+    normalize_advantages: bool = doc(
+        "standardise the advantages over the iteration's trials before the PPO epochs", default=True
+    )
+    target_kl: float | None = doc(
+        "stop an iteration's PPO epochs once a minibatch's approximate KL to the sampling policy exceeds 1.5 x "
+        "this (null: always run every epoch)",
+        default=None,
+        above=0,
+    )
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "rl2.")
+
+
+@dataclass
 class EvalConfig:
     """`metarl evaluate`: held-out tasks and the baselines fine-tuned next to the meta-learner."""
 
@@ -226,7 +285,9 @@ class TrainConfig:
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
 
-    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo"] = doc("meta-learner", default="maml-trpo")
+    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2"] = doc(
+        "meta-learner", default="maml-trpo"
+    )
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
     env_kwargs: dict[str, Any] = doc("env constructor arguments", default_factory=dict)
     imports: list[str] = doc(
@@ -254,6 +315,7 @@ class TrainConfig:
     trpo: TRPOConfig = doc("outer TRPO step", default_factory=TRPOConfig)
     reptile: ReptileConfig = doc("Reptile outer update", default_factory=ReptileConfig)
     promp: ProMPConfig = doc("outer PPO step of ProMP and MAML-PPO", default_factory=ProMPConfig)
+    rl2: RL2Config = doc("RL^2: recurrent policy, trials and PPO", default_factory=RL2Config)
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
@@ -276,3 +338,8 @@ class TrainConfig:
             )
         if self.algo == "reptile" and self.inner.steps < 1:
             raise UserError("config key 'inner.steps' must be >= 1 for reptile")
+        if self.algo == "rl2" and self.rl2.minibatches > copies:
+            raise UserError(
+                f"config key 'rl2.minibatches' ({self.rl2.minibatches}) must be at most the trials of an iteration, "
+                f"meta_batch_size x episodes_per_task = {copies}: lower it or play more trials"
+            )

@@ -143,8 +143,13 @@ def ppo_losses(
 ) -> torch.Tensor:
     """PPO clipped-surrogate loss of each task, shape ``(T,)``."""
     ratio = torch.exp(log_probs(policy, params, episodes) - old_log_probs)
-    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
-    return -masked_task_mean(surrogate, episodes.mask)
+    return -masked_task_mean(clipped_surrogate(ratio, advantages, clip), episodes.mask)
+
+
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's clipped surrogate per sample (Schulman et al. 2017, eq. 7), to be maximised:
+    ``min(r A, clip(r, 1 - eps, 1 + eps) A)`` with ``r = pi(a|s) / pi_old(a|s)``."""
+    return torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
 
 
 @dataclass

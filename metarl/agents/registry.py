@@ -9,11 +9,17 @@ from metarl.agents.config import TrainConfig
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.reptile_rl import ReptilePG
+from metarl.agents.rl2 import RL2
 from metarl.errors import UserError
 from metarl.training import RunDir, load_checkpoint, load_config, read_config_file
 
-ALGORITHMS: dict[str, type[MetaRLAgent]] = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG}
-ALGORITHMS.update({"promp": ProMP, "maml-ppo": MAMLPPO})
+ALGORITHMS: dict[str, type[MetaRLAgent]] = {
+    "maml-trpo": MAMLTRPO,
+    "reptile": ReptilePG,
+    "promp": ProMP,
+    "maml-ppo": MAMLPPO,
+    "rl2": RL2,
+}
 
 
 def agent_class(algo: str) -> type[MetaRLAgent]:

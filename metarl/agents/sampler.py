@@ -53,6 +53,42 @@ def sample_tasks(env: gym.Env, num_tasks: int, seed: int, held_out: bool = False
     return list(draw(int(num_tasks)))
 
 
+class EnvActions:
+    """Maps a policy's actions to the env's: ``Discrete`` indices shifted by the space's ``start``; ``Box`` actions
+    in ``[-1, 1]`` mapped linearly onto the action box when ``normalized`` (rllab's normalize), else as they are.
+
+    Args:
+        action_space: the env's action space.
+        normalized: the policy's Box actions live in ``[-1, 1]`` (``PolicyConfig.normalized_actions``).
+        env_id: named in the error for an unbounded box.
+
+    Raises:
+        UserError: ``normalized`` for an unbounded action box.
+    """
+
+    def __init__(self, action_space: gym.spaces.Space, normalized: bool, env_id: str) -> None:
+        self.action_space = action_space
+        self._scale: tuple[np.ndarray, np.ndarray] | None = None
+        if normalized and isinstance(action_space, gym.spaces.Box):
+            low, high = action_space.low, action_space.high
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise UserError(
+                    f"policy.normalized_actions=true needs a bounded action space, {env_id} has {action_space}:"
+                    " set policy.normalized_actions=false"
+                )
+            self._scale = ((high + low) / 2.0, (high - low) / 2.0)
+
+    def __call__(self, actions: torch.Tensor) -> np.ndarray:
+        """The env's actions for the policy's."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return actions.numpy() + int(self.action_space.start)
+        values = actions.numpy()
+        if self._scale is not None:
+            center, half_range = self._scale
+            values = center + values * half_range
+        return values.astype(self.action_space.dtype or np.float32)
+
+
 class BatchedSampler:
     """Rolls out a policy with per-task parameters on the batched form of a task distribution.
 
@@ -84,15 +120,7 @@ class BatchedSampler:
         self.env = make_env(env_id, self.env_kwargs)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
-        self._action_scale: tuple[np.ndarray, np.ndarray] | None = None
-        if normalized_actions and isinstance(self.action_space, gym.spaces.Box):
-            low, high = self.action_space.low, self.action_space.high
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise UserError(
-                    f"policy.normalized_actions=true needs a bounded action space, {env_id} has {self.action_space}:"
-                    " set policy.normalized_actions=false"
-                )
-            self._action_scale = ((high + low) / 2.0, (high - low) / 2.0)
+        self.env_actions = EnvActions(self.action_space, normalized_actions, env_id)
 
     @classmethod
     def from_config(
@@ -142,16 +170,6 @@ class BatchedSampler:
             return encoded
         extra = features.unsqueeze(1).expand(encoded.shape[0], encoded.shape[1], features.shape[-1])
         return torch.cat([encoded, extra], dim=-1)
-
-    def env_actions(self, actions: torch.Tensor) -> np.ndarray:
-        """The env's actions for the policy's (Box actions scaled onto the action box when normalized)."""
-        if isinstance(self.action_space, gym.spaces.Discrete):
-            return actions.numpy() + int(self.action_space.start)
-        values = actions.numpy()
-        if self._action_scale is not None:
-            center, half_range = self._action_scale
-            values = center + values * half_range
-        return values.astype(self.action_space.dtype or np.float32)
 
     # Nothing here is differentiated; no_grad is also what gives a tanh policy numpy's kernel (policies.tanh).
     @torch.no_grad()

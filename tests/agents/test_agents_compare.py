@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig, evaluate_run
+from metarl.agents import MAMLTRPO, RL2, ReptilePG, RL2Config, TrainConfig, evaluate_run
 from metarl.agents.compare import compare_runs, format_comparison
 from metarl.agents.config import InnerConfig, PolicyConfig
+from metarl.agents.evaluate import format_results
 from metarl.cli import main
 from metarl.errors import UserError
 from metarl.training import read_metrics
@@ -34,6 +35,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     MAMLTRPO(_tiny("maml-trpo")).train(root / "maml", progress=False)
     ReptilePG(_tiny("reptile", seed=3)).train(root / "reptile", progress=False)
+    rl2 = RL2Config(episodes_per_trial=3, hidden_size=8, epochs=1, minibatches=1)
+    RL2(_tiny("rl2", episodes_per_task=2, rl2=rl2)).train(root / "rl2", progress=False)
     return root
 
 
@@ -98,3 +101,18 @@ def test_the_cli_prints_the_table_and_says_where_the_files_are(runs, tmp_path, c
     out = capsys.readouterr().out
     assert "same 3 held-out tasks" in out and str(tmp_path / "o" / "compare.png") in out
     assert main(["compare", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
+
+
+def test_a_context_based_run_is_placed_by_its_episodes_and_evaluated_the_same_way_alone(runs, tmp_path):
+    results = compare_runs([runs / "maml", runs / "rl2"], tmp_path / "out", num_tasks=4, adapt_steps=1)
+    rl2 = results["learners"]["rl2"]
+    assert rl2["experience"] == [0, 1, 2] and "steps" not in rl2  # one trial of 3 episodes
+    own = evaluate_run(runs / "rl2", num_tasks=4)
+    assert own["experience_episodes"] == 3 and "adapt_steps" not in own
+    np.testing.assert_array_equal(own["learners"]["rl2"]["per_task"], rl2["per_task"])
+    assert own["learners"]["rl2"]["experience"] == [0, 1, 2]
+    longer = evaluate_run(runs / "rl2", num_tasks=4, experience_episodes=5, output=tmp_path / "five.json")
+    assert np.array(longer["learners"]["rl2"]["per_task"]).shape == (4, 5)
+    assert "episode 5" in format_results(longer)
+    header = format_comparison(results).splitlines()[1].split()
+    assert header[-4:] == ["0", "1", "2", "4"]  # maml: step 1 after 4 episodes; rl2: its three episodes

@@ -14,7 +14,9 @@ from metarl.training import shipped_config_dir
 from metarl.training.config import load_config
 
 CONFIGS = shipped_config_dir()
-RL_CONFIGS = sorted((CONFIGS / "maml-trpo").glob("*.yaml")) + sorted((CONFIGS / "reptile").glob("*.yaml"))
+RL_CONFIGS = [
+    path for algo in ("maml-trpo", "reptile", "rl2") for path in sorted((CONFIGS / algo).glob("*.yaml"))
+]
 
 
 @pytest.mark.parametrize("path", RL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -52,3 +54,11 @@ def test_navigation_dice_config_is_the_reference_with_shorter_credit_assignment(
         inner=dataclasses.replace(reference.inner, objective="dice", dice_lambda=0.5),
     )
     assert variant == rebuilt
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "rl2").glob("*.yaml")), ids=lambda p: p.stem)
+def test_train_algo_rl2_with_an_env_picks_its_shipped_config(path):
+    """`metarl train --algo rl2 --env ID` takes rl2/<name>.yaml; every RL^2 config is one trial-based run."""
+    config = load_config(TrainConfig, path)
+    assert find_config("rl2", config.env) == path
+    assert config.rl2.minibatches <= config.meta_batch_size * config.episodes_per_task
