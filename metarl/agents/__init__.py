@@ -18,6 +18,7 @@ from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import (
     EvalConfig,
     InnerConfig,
+    PEARLConfig,
     PolicyConfig,
     ReptileConfig,
     TrainConfig,
@@ -25,6 +26,7 @@ from metarl.agents.config import (
 )
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.pearl import PEARL
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
 
@@ -34,8 +36,10 @@ __all__ = [
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
+    "PEARLConfig",
     "GradientMetaRLAgent",
     "MetaRLAgent",
+    "PEARL",
     "PolicyConfig",
     "ReptileConfig",
     "ReptilePG",

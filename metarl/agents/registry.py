@@ -7,11 +7,12 @@ import os
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.pearl import PEARL
 from metarl.agents.reptile_rl import ReptilePG
 from metarl.errors import UserError
 from metarl.training import RunDir, load_checkpoint, load_config, read_config_file
 
-ALGORITHMS: dict[str, type[MetaRLAgent]] = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG}
+ALGORITHMS: dict[str, type[MetaRLAgent]] = {"maml-trpo": MAMLTRPO, "reptile": ReptilePG, "pearl": PEARL}
 
 
 def agent_class(algo: str) -> type[MetaRLAgent]:

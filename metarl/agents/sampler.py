@@ -51,6 +51,19 @@ def sample_tasks(env: gym.Env, num_tasks: int, seed: int) -> list[Task]:
     return list(env.unwrapped.sample_tasks(int(num_tasks)))
 
 
+def action_box_scale(space: gym.spaces.Box, env_id: str, who: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(center, half_range)`` of a bounded action box: a policy acting in ``[-1, 1]`` per dimension maps onto it
+    as ``center + action * half_range`` (rllab's normalize).
+
+    Raises:
+        UserError: the box is unbounded (``who`` needs bounds; ``fix`` says what the user can do).
+    """
+    low, high = space.low, space.high
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise UserError(f"{who} needs a bounded action space, {env_id} has {space}: {fix}")
+    return (high + low) / 2.0, (high - low) / 2.0
+
+
 class BatchedSampler:
     """Rolls out a policy with per-task parameters on the batched form of a task distribution.
 
@@ -84,13 +97,12 @@ class BatchedSampler:
         self.action_space = self.env.action_space
         self._action_scale: tuple[np.ndarray, np.ndarray] | None = None
         if normalized_actions and isinstance(self.action_space, gym.spaces.Box):
-            low, high = self.action_space.low, self.action_space.high
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise UserError(
-                    f"policy.normalized_actions=true needs a bounded action space, {env_id} has {self.action_space}:"
-                    " set policy.normalized_actions=false"
-                )
-            self._action_scale = ((high + low) / 2.0, (high - low) / 2.0)
+            self._action_scale = action_box_scale(
+                self.action_space,
+                env_id,
+                "policy.normalized_actions=true",
+                "set policy.normalized_actions=false",
+            )
 
     @classmethod
     def from_config(
