@@ -25,8 +25,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -48,6 +49,19 @@ from metarl.errors import UserError
 
 TRAIN_TASKS_INDEX = 1  # (seed, INIT_STREAM, 1) draws the fixed training tasks; index 0 the initial weights
 TRIAL_INDEX = 1  # (seed, EVAL_STREAM, 1) drives experience_returns; index 0 draws the held-out tasks
+
+
+@contextlib.contextmanager
+def frozen(*modules: torch.nn.Module) -> Iterator[None]:
+    """Within the block the modules' parameters take no gradient (gradients still flow through them)."""
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class PEARL(MetaRLAgent):
@@ -212,18 +226,17 @@ class PEARL(MetaRLAgent):
         q_loss = F.mse_loss(q1_pred, targets) + F.mse_loss(q2_pred, targets)
         self._step(("q", "encoder"), cfg.kl_lambda * kl + q_loss)
 
-        # value, against the updated critics (as oyster)
+        # value and policy, against the updated critics (as oyster); their parameters are disjoint, so one
+        # backward serves both, and the critics' weights need no gradient here (only the actions do)
         new_actions, log_probs, action_mean, action_log_std = self.policy.sample(
             torch.cat([obs, free_z], -1), generator
         )
-        min_q = torch.min(self.q1(obs, new_actions, free_z), self.q2(obs, new_actions, free_z))
+        with frozen(self.q1, self.q2):
+            min_q = torch.min(self.q1(obs, new_actions, free_z), self.q2(obs, new_actions, free_z))
         value_loss = F.mse_loss(self.value(obs, free_z), value_targets(min_q, log_probs).detach())
-        self._step(("value",), value_loss)
-        soft_update(self.value, self.target_value, cfg.soft_target_tau)
-
-        # policy
         loss = policy_loss(log_probs, min_q, action_mean, action_log_std, cfg.policy_regularization)
-        self._step(("policy",), loss)
+        self._step(("value", "policy"), value_loss + loss)
+        soft_update(self.value, self.target_value, cfg.soft_target_tau)
         self.updates += 1
         return {
             "losses/q": q_loss.item(),
