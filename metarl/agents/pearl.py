@@ -135,9 +135,8 @@ class PEARL(MetaRLAgent):
             self._collect(rows, latents, rng, generator)
         if cfg.extra_posterior_episodes:  # the encoder buffer does not change here: all episodes at once
             latents = self._posterior(rows, cfg.extra_posterior_episodes, generator)
-            latents[:, 0] = self._prior(rows, 1, generator)[
-                :, 0
-            ]  # oyster starts each collection at the prior
+            # oyster starts each collection from the prior: the first episode's z is a prior draw
+            latents[:, 0] = self._prior(rows, 1, generator)[:, 0]
             self._collect(rows, latents, rng, generator, encoder_buffer=False)
         sampling = time.perf_counter() - tick
         tick = time.perf_counter()

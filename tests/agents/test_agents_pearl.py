@@ -382,3 +382,11 @@ def test_sac_learns_to_walk_towards_the_goal_of_one_task():
     after = agent.experience_returns(agent.train_tasks, 2, seed=1)
     assert before.mean() == pytest.approx(standing_still, abs=0.1)
     assert after.mean() > standing_still + 1.5, (before, after)
+
+
+def test_train_summary_shows_the_trial_returns_of_a_context_based_agent():
+    from metarl.agents.commands import _summary
+
+    agent = PEARL(tiny())
+    line = _summary(agent, [{"meta/return_episode1": -40.0, "meta/return_episode2": -12.5}], 3.0)
+    assert "return in trial episodes -40.00, -12.50" in line
