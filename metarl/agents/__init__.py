@@ -1,4 +1,4 @@
-"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO, Reptile-PG and RL^2 over any task distribution of :mod:`metarl.envs`.
+"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO, Reptile-PG, RL^2 and PEARL over any task distribution of :mod:`metarl.envs`.
 
 Train from a script (or with ``metarl train``)::
 
@@ -18,6 +18,7 @@ from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import (
     EvalConfig,
     InnerConfig,
+    PEARLConfig,
     PolicyConfig,
     ReptileConfig,
     RL2Config,
@@ -26,6 +27,7 @@ from metarl.agents.config import (
 )
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.pearl import PEARL
 from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.registry import ALGORITHMS, agent_class, load_agent
 from metarl.agents.reptile_rl import ReptilePG
@@ -38,8 +40,10 @@ __all__ = [
     "MAMLTRPO",
     "EvalConfig",
     "InnerConfig",
+    "PEARLConfig",
     "GradientMetaRLAgent",
     "MetaRLAgent",
+    "PEARL",
     "PolicyConfig",
     "ProMP",
     "ReptileConfig",

@@ -146,12 +146,11 @@ def _summary(agent: MetaRLAgent, history: list[dict], seconds: float) -> str:
         return f"nothing to do: the run is at iteration {agent.iteration}/{agent.config.iterations}"
     last = history[-1]
     after = sorted(k for k in last if k.startswith("meta/return_after_step"))
+    episodes = sorted(k for k in last if k.startswith("meta/return_episode"))  # context-based agents' trials
     if "meta/return_before" in last:
         shown = f"return before {last['meta/return_before']:.2f}"
-    else:  # a context-based agent: its returns per episode of experience
-        shown = ", ".join(
-            f"{k.removeprefix('meta/')} {v:.2f}" for k, v in last.items() if k.startswith("meta/return")
-        )
+    else:
+        shown = "return in trial episodes " + ", ".join(f"{last[k]:.2f}" for k in episodes)
     if after:
         shown += f", after {after[-1].removeprefix('meta/return_after_step')} step(s) {last[after[-1]]:.2f}"
     return (

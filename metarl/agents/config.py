@@ -1,7 +1,7 @@
-"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO, Reptile-PG and RL^2).
+"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO, Reptile-PG, RL^2 and PEARL).
 
 Reference configs ship inside the package as ``metarl/configs/<algo>/<env-name>.yaml`` (``algo`` =
-``maml-trpo``, ``promp``, ``maml-ppo``, ``reptile`` or ``rl2``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
+``maml-trpo``, ``promp``, ``maml-ppo``, ``reptile``, ``rl2`` or ``pearl``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
 ``--config maml-trpo/navigation2d`` names one). A file sets any subset of the keys below; ``metarl train --algo
 A --env ID`` without ``--config`` picks the shipped file of ``A`` whose
 ``env:`` equals ``ID`` (and has no ``env_kwargs``; of a reference and its variants, such as
@@ -237,6 +237,134 @@ class RL2Config:
 
 
 @dataclass
+class PEARLConfig:
+    """PEARL (Rakelly et al. 2019): SAC on a latent task variable z inferred by a probabilistic context encoder.
+
+    Defaults are oyster's (katerakelly/oyster, configs/default.py), with its transition counts expressed in
+    episodes of the env's horizon (oyster collects whole trajectories of max_path_length = 200 until the count
+    is reached: 400 steps = 2 episodes).
+    """
+
+    train_tasks: int = doc(
+        "fixed training tasks, drawn once at the start (oyster n_train_tasks); evaluation uses held-out ones",
+        default=100,
+        minimum=1,
+        maximum=MAX_TASKS,
+    )
+    latent_size: int = doc("dimension of the task variable z", default=5, minimum=1, maximum=MAX_WIDTH)
+    hidden_sizes: list[int] = doc(
+        "hidden widths of the policy, both Q networks and the value network (oyster net_size x 3)",
+        default_factory=lambda: [300, 300, 300],
+        minimum=1,
+        maximum=MAX_WIDTH,
+    )
+    encoder_hidden_sizes: list[int] = doc(
+        "hidden widths of the context encoder",
+        default_factory=lambda: [200, 200, 200],
+        minimum=1,
+        maximum=MAX_WIDTH,
+    )
+    context_next_obs: bool = doc(
+        "a context transition is (s, a, r, s') instead of (s, a, r): for tasks that change the dynamics",
+        default=False,
+    )
+    initial_episodes: int = doc(
+        "episodes per training task with z ~ prior before the first update (oyster num_initial_steps)",
+        default=10,
+        minimum=1,
+        maximum=MAX_EPISODES,
+    )
+    tasks_per_iteration: int = doc(
+        "training tasks collected on per iteration, drawn without replacement (oyster num_tasks_sample)",
+        default=5,
+        minimum=1,
+        maximum=MAX_TASKS,
+    )
+    prior_episodes: int = doc(
+        "episodes per collected task with z ~ prior, for both buffers (oyster num_steps_prior)",
+        default=2,
+        minimum=0,
+        maximum=MAX_EPISODES,
+    )
+    posterior_episodes: int = doc(
+        "episodes per collected task with z ~ q(z|c), c from the encoder buffer, for both buffers (oyster "
+        "num_steps_posterior; the first one uses the prior)",
+        default=0,
+        minimum=0,
+        maximum=MAX_EPISODES,
+    )
+    extra_posterior_episodes: int = doc(
+        "episodes per collected task with z ~ q(z|c) for the RL buffer only (oyster "
+        "num_extra_rl_steps_posterior; the first one uses the prior)",
+        default=2,
+        minimum=0,
+        maximum=MAX_EPISODES,
+    )
+    train_steps: int = doc(
+        "gradient steps per iteration (oyster num_train_steps_per_itr)",
+        default=2000,
+        minimum=1,
+        maximum=10**7,
+    )
+    batch_size: int = doc(
+        "transitions per task in the RL batch of a gradient step", default=256, minimum=1, maximum=10**6
+    )
+    context_batch_size: int = doc(
+        "transitions per task in the context of a gradient step (oyster embedding_batch_size)",
+        default=64,
+        minimum=1,
+        maximum=10**6,
+    )
+    replay_buffer_size: int = doc(
+        "capacity of each task's replay buffer, in transitions (oldest overwritten first)",
+        default=1_000_000,
+        minimum=1,
+        maximum=10**9,
+    )
+    reward_scale: float = doc(
+        "multiplies rewards in the Bellman target: the inverse weight of the entropy bonus",
+        default=5.0,
+        above=0,
+    )
+    kl_lambda: float = doc("weight of KL(q(z|c) || N(0, I)) in the encoder's loss", default=0.1, minimum=0)
+    lr: float = doc(
+        "Adam learning rate of every network (oyster's four lrs, all 3e-4)", default=3e-4, above=0
+    )
+    soft_target_tau: float = doc("Polyak rate of the target value network", default=0.005, above=0, maximum=1)
+    policy_regularization: float = doc(
+        "weight of the mean^2 and log_std^2 penalties of the policy's Gaussian (oyster policy_mean_reg_weight, "
+        "policy_std_reg_weight)",
+        default=1e-3,
+        minimum=0,
+    )
+    logged_trial_episodes: int = doc(
+        "each iteration, play a trial of this many episodes (z from the prior, then from the posterior of the "
+        "trial so far, deterministic actions) on the collected tasks and log meta/return_episode{j}; 0: none. "
+        "Its env steps are not training data",
+        default=3,
+        minimum=0,
+        maximum=MAX_EPISODES,
+    )
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "pearl.")
+        if not self.hidden_sizes or not self.encoder_hidden_sizes:
+            raise UserError(
+                "config keys 'pearl.hidden_sizes' and 'pearl.encoder_hidden_sizes' need >= 1 width"
+            )
+        if self.prior_episodes + self.posterior_episodes < 1:
+            raise UserError(
+                "config keys 'pearl.prior_episodes' + 'pearl.posterior_episodes' must be >= 1: the encoder buffer "
+                "of a collected task is refilled from them"
+            )
+        if self.tasks_per_iteration > self.train_tasks:
+            raise UserError(
+                f"config key 'pearl.tasks_per_iteration' ({self.tasks_per_iteration}) must be <= pearl.train_tasks "
+                f"({self.train_tasks})"
+            )
+
+
+@dataclass
 class EvalConfig:
     """`metarl evaluate`: held-out tasks and the baselines fine-tuned next to the meta-learner."""
 
@@ -285,7 +413,7 @@ class TrainConfig:
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
 
-    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2"] = doc(
+    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2", "pearl"] = doc(
         "meta-learner", default="maml-trpo"
     )
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
@@ -317,6 +445,7 @@ class TrainConfig:
     promp: ProMPConfig = doc("outer PPO step of ProMP and MAML-PPO", default_factory=ProMPConfig)
     rl2: RL2Config = doc("RL^2: recurrent policy, trials and PPO", default_factory=RL2Config)
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
+    pearl: PEARLConfig = doc("PEARL (algo=pearl)", default_factory=PEARLConfig)
 
     def __post_init__(self) -> None:
         check_declared_bounds(self)

@@ -7,6 +7,7 @@ import os
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
 from metarl.agents.maml_rl import MAMLTRPO
+from metarl.agents.pearl import PEARL
 from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.reptile_rl import ReptilePG
 from metarl.agents.rl2 import RL2
@@ -19,6 +20,7 @@ ALGORITHMS: dict[str, type[MetaRLAgent]] = {
     "promp": ProMP,
     "maml-ppo": MAMLPPO,
     "rl2": RL2,
+    "pearl": PEARL,
 }
 
 

@@ -70,13 +70,9 @@ class EnvActions:
         self.action_space = action_space
         self._scale: tuple[np.ndarray, np.ndarray] | None = None
         if normalized and isinstance(action_space, gym.spaces.Box):
-            low, high = action_space.low, action_space.high
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise UserError(
-                    f"policy.normalized_actions=true needs a bounded action space, {env_id} has {action_space}:"
-                    " set policy.normalized_actions=false"
-                )
-            self._scale = ((high + low) / 2.0, (high - low) / 2.0)
+            self._scale = action_box_scale(
+                action_space, env_id, "policy.normalized_actions=true", "set policy.normalized_actions=false"
+            )
 
     def __call__(self, actions: torch.Tensor) -> np.ndarray:
         """The env's actions for the policy's."""
@@ -87,6 +83,19 @@ class EnvActions:
             center, half_range = self._scale
             values = center + values * half_range
         return values.astype(self.action_space.dtype or np.float32)
+
+
+def action_box_scale(space: gym.spaces.Box, env_id: str, who: str, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(center, half_range)`` of a bounded action box: a policy acting in ``[-1, 1]`` per dimension maps onto it
+    as ``center + action * half_range`` (rllab's normalize).
+
+    Raises:
+        UserError: the box is unbounded (``who`` needs bounds; ``fix`` says what the user can do).
+    """
+    low, high = space.low, space.high
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise UserError(f"{who} needs a bounded action space, {env_id} has {space}: {fix}")
+    return (high + low) / 2.0, (high - low) / 2.0
 
 
 class BatchedSampler:
