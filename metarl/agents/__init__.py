@@ -16,6 +16,7 @@ env's batched engine (``metarl.envs.make_batched``).
 from metarl.agents.adapted import AdaptedPolicy, load_adapted_policy
 from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import (
+    ESConfig,
     EvalConfig,
     InnerConfig,
     PolicyConfig,
@@ -24,6 +25,7 @@ from metarl.agents.config import (
     TrainConfig,
     TRPOConfig,
 )
+from metarl.agents.es import ESMAML, OpenAIES
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.promp import MAMLPPO, ProMP
@@ -36,10 +38,13 @@ __all__ = [
     "AdaptedPolicy",
     "MAMLPPO",
     "MAMLTRPO",
+    "ESConfig",
+    "ESMAML",
     "EvalConfig",
     "InnerConfig",
     "GradientMetaRLAgent",
     "MetaRLAgent",
+    "OpenAIES",
     "PolicyConfig",
     "ProMP",
     "ReptileConfig",

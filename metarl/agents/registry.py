@@ -6,6 +6,7 @@ import os
 
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
+from metarl.agents.es import ESMAML, OpenAIES
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.promp import MAMLPPO, ProMP
 from metarl.agents.reptile_rl import ReptilePG
@@ -19,6 +20,8 @@ ALGORITHMS: dict[str, type[MetaRLAgent]] = {
     "promp": ProMP,
     "maml-ppo": MAMLPPO,
     "rl2": RL2,
+    "es-maml": ESMAML,
+    "openai-es": OpenAIES,
 }
 
 
