@@ -394,6 +394,10 @@ class TrainConfig:
             raise UserError("config key 'inner.steps' must be >= 1 for reptile")
         if self.algo in ("es-maml", "openai-es"):
             self._check_es_round(copies)
+            if self.inner.meta_sgd:
+                raise UserError(
+                    f"{self.algo} searches the policy's parameters only: set inner.meta_sgd=false"
+                )
         if self.algo == "rl2" and self.rl2.minibatches > copies:
             raise UserError(
                 f"config key 'rl2.minibatches' ({self.rl2.minibatches}) must be at most the trials of an iteration, "

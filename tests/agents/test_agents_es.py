@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from metarl.agents import ESMAML, OpenAIES, TrainConfig
-from metarl.agents.config import ESConfig, PolicyConfig
+from metarl.agents.config import ESConfig, InnerConfig, PolicyConfig
 from metarl.agents.es_fitness import flat_parameters
 from metarl.agents.registry import agent_class, load_agent
 from metarl.core import (
@@ -176,6 +176,8 @@ def test_config_errors():
         TrainConfig(
             algo="es-maml", meta_batch_size=100, episodes_per_task=100, es=ESConfig(adaptation_pairs=50)
         )
+    with pytest.raises(UserError, match="inner.meta_sgd=false"):
+        TrainConfig(algo="openai-es", inner=InnerConfig(meta_sgd=True))
     with pytest.raises(UserError, match="algo"):
         ESMAML(tiny("openai-es"))
 
