@@ -14,7 +14,8 @@ One meta-iteration:
 
 Everything of iteration ``i`` derives from ``(seed, TRAIN_STREAM, i)``, and the optimizer's state is in the
 checkpoint, so a resumed run repeats the uninterrupted one. ``metarl evaluate`` fine-tunes the result with
-policy-gradient steps of the ``inner`` section, like every gradient-based learner.
+policy-gradient steps of the ``inner`` section, like every gradient-based learner, and with ES-MAML's own ES or
+hill-climbing adaptation (:meth:`ESMAML.own_adaptation_curves`), on the same axis of episodes of experience.
 
 Example::
 
@@ -27,19 +28,22 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.config import TrainConfig
 from metarl.agents.es_fitness import PopulationFitness, PopulationResult, flat_parameters
-from metarl.agents.sampler import sample_tasks
-from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
+from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.agents.streams import EVAL_STREAM, TRAIN_STREAM, stream_rng, torch_generator
 from metarl.core import antithetic_directions, antithetic_gradient, antithetic_population, unflatten_like
 from metarl.envs import Task
 from metarl.errors import UserError
+
+EVAL_ROLLOUT_INDEX = 1  # the evaluation stream's rollouts, as the fine-tuning of every learner (0: the tasks)
 
 
 class ESMAML(GradientMetaRLAgent):
@@ -99,6 +103,26 @@ class ESMAML(GradientMetaRLAgent):
             }
         )
         return metrics
+
+    def own_adaptation_curves(
+        self, tasks: Sequence[Task], episodes: int, steps: int, seed: int
+    ) -> dict[str, tuple[np.ndarray, list[int]]]:
+        """ES or hill-climbing adaptation on held-out tasks, ``steps`` steps of ``episodes`` episodes per
+        evaluated vector, placed at ``j x (2 m + 1) x episodes`` episodes of experience after step ``j`` (the
+        current parameters and their ``2 m`` perturbations are all played on the task). Policy-gradient
+        adaptation is the evaluation's own fine-tuning, so ``pg`` and ``none`` add no curve."""
+        adaptation = self.adaptation or self.config.es.adaptation
+        if adaptation not in ("es", "hill_climbing"):
+            return {}
+        sampler = BatchedSampler.from_config(self.config, self.policy, episodes_per_task=episodes)
+        fitness = PopulationFitness(self.policy, sampler, self.config, adaptation, steps=steps)
+        rng = stream_rng(seed, EVAL_STREAM, EVAL_ROLLOUT_INDEX)
+        result = fitness(flat_parameters(self.policy).unsqueeze(0), list(tasks), int(rng.integers(2**31)))
+        per_round = (2 * self.config.es.adaptation_pairs + 1) * episodes
+        name = f"{self.algo} ({adaptation} adaptation)"
+        return {
+            name: (result.returns[0].numpy().astype(np.float64), [j * per_round for j in range(steps + 1)])
+        }
 
     def algorithm_state(self) -> dict[str, Any]:
         """The policy and the optimizer's moments (Adam's carry over iterations)."""

@@ -58,16 +58,24 @@ class PopulationFitness:
         sampler: the batched sampler.
         config: the run config (``es.adaptation*`` and, for ``pg``, the ``inner`` section).
         adaptation: the operator (``"none"`` for OpenAI-ES whatever the config says).
+        steps: adaptation steps (default: ``es.adaptation_steps``; an evaluation may take more).
     """
 
     def __init__(
-        self, policy: MLPPolicy, sampler: BatchedSampler, config: TrainConfig, adaptation: str
+        self,
+        policy: MLPPolicy,
+        sampler: BatchedSampler,
+        config: TrainConfig,
+        adaptation: str,
+        steps: int | None = None,
     ) -> None:
         self.policy = policy
         self.sampler = sampler
         self.es = config.es
         self.adaptation = adaptation
-        self.steps = 0 if adaptation == "none" else config.es.adaptation_steps
+        if steps is None:
+            steps = config.es.adaptation_steps
+        self.steps = 0 if adaptation == "none" else int(steps)
         self.fine_tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
         self.layout = {n: p.detach() for n, p in policy.params().items()}
 

@@ -79,12 +79,12 @@ def test_the_estimate_points_along_the_true_gradient_of_a_quadratic():
     assert torch.allclose(raw, true, atol=0.35), "without shaping the estimate is unbiased in scale too"
 
 
-def tiny(algo: str, env: str = "MetaRL/Navigation2D-v0", **es) -> TrainConfig:
+def tiny(algo: str, env: str = "MetaRL/Navigation2D-v0", iterations: int = 3, **es) -> TrainConfig:
     return TrainConfig(
         algo=algo,
         env=env,
         env_kwargs={"horizon": 10} if env == "MetaRL/Navigation2D-v0" else {},
-        iterations=3,
+        iterations=iterations,
         meta_batch_size=2,
         episodes_per_task=2,
         policy=PolicyConfig(hidden_sizes=[8, 8]),
@@ -201,3 +201,20 @@ def test_openai_es_learns_the_navigation_oracle():
     returns = [m["meta/return_before"] for m in history]
     first, last = sum(returns[:5]) / 5, sum(returns[-5:]) / 5
     assert last > first + 3.0, (first, last)
+
+
+def test_evaluate_adds_the_es_adaptation_on_the_experience_axis(tmp_path):
+    from metarl.agents import evaluate_run
+
+    config = tiny("es-maml", adaptation="es", iterations=1)
+    ESMAML(config).train(tmp_path / "run", progress=False)
+    results = evaluate_run(tmp_path / "run", adapt_steps=2, num_tasks=2, baselines=[])
+    own = results["learners"]["es-maml (es adaptation)"]
+    # 2 adaptation pairs: the parameters and 4 perturbations, 2 episodes each, per step
+    assert own["experience"] == [0, 10, 20] and len(own["mean"]) == 3
+    assert results["learners"]["es-maml"]["experience"] == [0, 2, 4]
+    pg = tiny("es-maml", adaptation="pg", iterations=1)
+    ESMAML(pg).train(tmp_path / "pg", progress=False)
+    assert set(evaluate_run(tmp_path / "pg", adapt_steps=1, num_tasks=2, baselines=[])["learners"]) == {
+        "es-maml"
+    }
