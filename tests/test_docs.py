@@ -22,7 +22,7 @@ from metarl.training import shipped_config_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-RL_PAGES = ("maml-trpo.md", "reptile-pg.md", "promp.md", "rl2.md", "pearl.md")
+RL_PAGES = ("maml-trpo.md", "reptile-pg.md", "promp.md", "rl2.md", "pearl.md", "es-maml.md")
 
 
 def test_site_builds_strict(tmp_path):
@@ -101,7 +101,7 @@ def test_shipped_configs_named_in_the_docs_exist():
         name
         for page in pages
         for name in re.findall(
-            r"\b((?:maml-trpo|maml-ppo|promp|reptile|rl2|pearl|fewshot)/[a-z0-9-]+[a-z0-9])\b",
+            r"\b((?:maml-trpo|maml-ppo|promp|reptile|rl2|pearl|es-maml|openai-es|fewshot)/[a-z0-9-]+[a-z0-9])\b",
             page.read_text(),
         )
     }

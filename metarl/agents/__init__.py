@@ -1,4 +1,5 @@
-"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO, Reptile-PG, RL^2 and PEARL over any task distribution of :mod:`metarl.envs`.
+"""Meta-RL agents: MAML-TRPO, ProMP, MAML-PPO, Reptile-PG, ES-MAML, OpenAI-ES, RL^2 and PEARL over any task distribution of
+:mod:`metarl.envs`.
 
 Train from a script (or with ``metarl train``)::
 
@@ -16,6 +17,7 @@ env's batched engine (``metarl.envs.make_batched``).
 from metarl.agents.adapted import AdaptedPolicy, load_adapted_policy
 from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import (
+    ESConfig,
     EvalConfig,
     InnerConfig,
     PEARLConfig,
@@ -25,6 +27,7 @@ from metarl.agents.config import (
     TrainConfig,
     TRPOConfig,
 )
+from metarl.agents.es import ESMAML, OpenAIES
 from metarl.agents.evaluate import evaluate_run, format_results
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.pearl import PEARL
@@ -38,12 +41,15 @@ __all__ = [
     "AdaptedPolicy",
     "MAMLPPO",
     "MAMLTRPO",
+    "ESConfig",
+    "ESMAML",
     "EvalConfig",
     "InnerConfig",
     "PEARLConfig",
     "GradientMetaRLAgent",
     "MetaRLAgent",
     "PEARL",
+    "OpenAIES",
     "PolicyConfig",
     "ProMP",
     "ReptileConfig",

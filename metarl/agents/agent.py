@@ -160,6 +160,21 @@ class GradientMetaRLAgent(MetaRLAgent):
         """
         return adapt_policy(self, task_or_env, steps, episodes, seed)
 
+    def own_adaptation_curves(
+        self, tasks: Sequence[Task], episodes: int, steps: int, seed: int
+    ) -> dict[str, tuple[np.ndarray, list[int]]]:
+        """Held-out curves of an adaptation of the learner's own besides the policy-gradient fine-tuning every
+        learner gets (ES-MAML's ES adaptation): ``{name: (per-task returns (tasks, steps + 1), episodes of
+        experience before each point)}``; none by default.
+
+        Args:
+            tasks: the held-out tasks.
+            episodes: episodes per task of each of the adaptation's sampling rounds.
+            steps: adaptation steps.
+            seed: the run's seed (the evaluation stream's rollouts derive from it).
+        """
+        return {}
+
     def trained_parameters(self) -> list[torch.Tensor]:
         rates = [] if self.learning_rates is None else list(self.learning_rates.parameters())
         return [*self.policy.parameters(), *rates]

@@ -1,7 +1,7 @@
-"""The configuration of a meta-RL run (one schema for MAML-TRPO, ProMP, MAML-PPO, Reptile-PG, RL^2 and PEARL).
+"""The configuration of a meta-RL run (one schema for every meta-RL agent).
 
 Reference configs ship inside the package as ``metarl/configs/<algo>/<env-name>.yaml`` (``algo`` =
-``maml-trpo``, ``promp``, ``maml-ppo``, ``reptile``, ``rl2`` or ``pearl``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
+``maml-trpo``, ``promp``, ``maml-ppo``, ``reptile``, ``rl2``, ``pearl``, ``es-maml`` or ``openai-es``; ``<env-name>`` is free, e.g. ``navigation2d``, ``bandit-k5``, ``halfcheetah-vel``;
 ``--config maml-trpo/navigation2d`` names one). A file sets any subset of the keys below; ``metarl train --algo
 A --env ID`` without ``--config`` picks the shipped file of ``A`` whose
 ``env:`` equals ``ID`` (and has no ``env_kwargs``; of a reference and its variants, such as
@@ -408,12 +408,64 @@ class EvalConfig:
 
 
 @dataclass
+class ESConfig:
+    """ES-MAML and OpenAI-ES: the antithetic Gaussian search around the meta-parameters (Salimans et al. 2017;
+    Song et al. 2020). An iteration evaluates ``2 x pairs + 1`` parameter vectors (the center only for logging)
+    on ``meta_batch_size`` tasks, each in ``episodes_per_task`` episodes per sampling round; ``algo: openai-es``
+    reads no ``adaptation*`` key (it scores the parameters as they are)."""
+
+    pairs: int = doc(
+        "antithetic pairs of perturbations per iteration (n)", default=20, minimum=1, maximum=MAX_TASKS
+    )
+    sigma: float = doc(
+        "standard deviation of the perturbations of the meta-parameters", default=0.05, above=0
+    )
+    lr: float = doc("step size of the optimizer on the ES gradient estimate", default=0.02, above=0)
+    optimizer: Literal["adam", "sgd"] = doc(
+        "optimizer of the meta-parameters (ascent on the estimate)", default="adam"
+    )
+    weight_decay: float = doc(
+        "L2 coefficient subtracted from the estimate, g - weight_decay * theta (Salimans et al.'s l2coeff)",
+        default=0.0,
+        minimum=0,
+    )
+    fitness_shaping: Literal["centered_ranks", "none"] = doc(
+        "centered_ranks: replace the population's fitnesses by their ranks in [-0.5, 0.5] before the estimate; "
+        "none: raw mean returns",
+        default="centered_ranks",
+    )
+    adaptation: Literal["es", "pg", "hill_climbing", "none"] = doc(
+        "es-maml's adaptation operator, whose post-adaptation return is the fitness: es (adaptation_steps ES "
+        "steps with their own perturbations on the task), pg (adaptation_steps policy-gradient steps of the "
+        "inner section: inner.lr, inner.algorithm, inner.optimizer), hill_climbing (keep the best of the "
+        "current parameters and 2 x adaptation_pairs perturbations, adaptation_steps times) or none",
+        default="es",
+    )
+    adaptation_steps: int = doc("K: adaptation steps on each task", default=1, minimum=0, maximum=MAX_STEPS)
+    adaptation_pairs: int = doc(
+        "adaptation es/hill_climbing: antithetic pairs per adaptation step",
+        default=5,
+        minimum=1,
+        maximum=MAX_TASKS,
+    )
+    adaptation_sigma: float = doc(
+        "adaptation es/hill_climbing: standard deviation of the adaptation's perturbations",
+        default=0.05,
+        above=0,
+    )
+    adaptation_lr: float = doc("adaptation es: step size of each ES adaptation step", default=0.05, above=0)
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "es.")
+
+
+@dataclass
 class TrainConfig:
     """A meta-RL run: algorithm, task distribution, budget and every hyperparameter."""
 
     RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
 
-    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2", "pearl"] = doc(
+    algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2", "pearl", "es-maml", "openai-es"] = doc(
         "meta-learner", default="maml-trpo"
     )
     env: str = doc("registered task-distribution id", default="MetaRL/Navigation2D-v0")
@@ -446,6 +498,7 @@ class TrainConfig:
     rl2: RL2Config = doc("RL^2: recurrent policy, trials and PPO", default_factory=RL2Config)
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
     pearl: PEARLConfig = doc("PEARL (algo=pearl)", default_factory=PEARLConfig)
+    es: ESConfig = doc("ES-MAML / OpenAI-ES: search distribution and adaptation", default_factory=ESConfig)
 
     def __post_init__(self) -> None:
         check_declared_bounds(self)
@@ -467,8 +520,31 @@ class TrainConfig:
             )
         if self.algo == "reptile" and self.inner.steps < 1:
             raise UserError("config key 'inner.steps' must be >= 1 for reptile")
+        if self.algo in ("es-maml", "openai-es"):
+            self._check_es_round(copies)
+            if self.inner.meta_sgd:
+                raise UserError(
+                    f"{self.algo} searches the policy's parameters only: set inner.meta_sgd=false"
+                )
         if self.algo == "rl2" and self.rl2.minibatches > copies:
             raise UserError(
                 f"config key 'rl2.minibatches' ({self.rl2.minibatches}) must be at most the trials of an iteration, "
                 f"meta_batch_size x episodes_per_task = {copies}: lower it or play more trials"
+            )
+
+    def _check_es_round(self, copies: int) -> None:
+        """Refuse an ES population whose sampling round would exceed the env copies a round may hold."""
+        members = 2 * self.es.pairs + 1
+        inner = 2 * self.es.adaptation_pairs + 1
+        if (
+            self.algo == "es-maml"
+            and self.es.adaptation in ("es", "hill_climbing")
+            and self.es.adaptation_steps
+        ):
+            members *= inner
+        if members * copies > MAX_ENV_COPIES:
+            raise UserError(
+                f"an ES sampling round of {members} parameter vectors x meta_batch_size x episodes_per_task = "
+                f"{members * copies} env copies is more than {MAX_ENV_COPIES}: lower es.pairs, "
+                "es.adaptation_pairs, meta_batch_size or episodes_per_task"
             )

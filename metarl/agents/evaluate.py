@@ -307,6 +307,10 @@ def evaluate_run(
         lr=agent.adaptation_lr(),
         oracle=config.oracle,
     )
+    experiences: dict[str, list[int]] = {}  # a learner's own adaptation: its episodes of experience per point
+    own_curves = agent.own_adaptation_curves(tasks, episodes, adapt_steps, config.seed)
+    for name, (per_task, experience_of_name) in own_curves.items():
+        curves[name], experiences[name] = per_task, experience_of_name
     if "pretrained" in baselines:
         pretrained = train_baseline(run, plain, "pretrained", iterations, progress)
         measure("pretrained", pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps)
@@ -355,7 +359,8 @@ def evaluate_run(
     }
     experience = gradient_experience(adapt_steps, episodes)
     for name, per_task in curves.items():
-        results["learners"][name] = learner_entry(per_task, experience, range(adapt_steps + 1))
+        own = experiences.get(name, experience)
+        results["learners"][name] = learner_entry(per_task, own, range(adapt_steps + 1))
         if name in successes:
             results["learners"][name]["success"] = success_entry(successes[name], experience)
     write_json_atomic(results_path, results)

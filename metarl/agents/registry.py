@@ -6,6 +6,7 @@ import os
 
 from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
+from metarl.agents.es import ESMAML, OpenAIES
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.pearl import PEARL
 from metarl.agents.promp import MAMLPPO, ProMP
@@ -21,6 +22,8 @@ ALGORITHMS: dict[str, type[MetaRLAgent]] = {
     "maml-ppo": MAMLPPO,
     "rl2": RL2,
     "pearl": PEARL,
+    "es-maml": ESMAML,
+    "openai-es": OpenAIES,
 }
 
 

@@ -8,6 +8,14 @@ from metarl.core.adapt import (
     loss_gradients,
     sgd_step,
 )
+from metarl.core.es import (
+    FitnessShaping,
+    antithetic_directions,
+    antithetic_gradient,
+    antithetic_population,
+    centered_ranks,
+    es_gradient,
+)
 from metarl.core.params import (
     Params,
     detach_params,
@@ -17,15 +25,22 @@ from metarl.core.params import (
     named_params,
     stack_over_tasks,
     unflatten_like,
+    unflatten_rows,
 )
 from metarl.core.reptile import linear_anneal, reptile_direction, reptile_gradient, reptile_update
 
 __all__ = [
+    "FitnessShaping",
     "LearnedLearningRates",
     "LearningRate",
     "Params",
     "adapt",
+    "antithetic_directions",
+    "antithetic_gradient",
+    "antithetic_population",
+    "centered_ranks",
     "detach_params",
+    "es_gradient",
     "flatten",
     "functional_forward",
     "gradient_step",
@@ -39,4 +54,5 @@ __all__ = [
     "sgd_step",
     "stack_over_tasks",
     "unflatten_like",
+    "unflatten_rows",
 ]

@@ -83,3 +83,16 @@ def unflatten_like(vector: torch.Tensor, like: Mapping[str, torch.Tensor]) -> Pa
     if offset != vector.numel():
         raise ValueError(f"vector has {vector.numel()} entries, parameters need {offset}")
     return out
+
+
+def unflatten_rows(vectors: torch.Tensor, like: Mapping[str, torch.Tensor]) -> Params:
+    """Rows of ``vectors`` (``(S, dim)``, each a flat parameter vector) as stacked parameters ``{name: (S, *shape)}``,
+    the per-task layout of the batched policies (one row per task slot)."""
+    out, offset = {}, 0
+    for name, ref in like.items():
+        n = ref.numel()
+        out[name] = vectors[:, offset : offset + n].reshape(vectors.shape[0], *ref.shape)
+        offset += n
+    if offset != vectors.shape[-1]:
+        raise ValueError(f"vectors have {vectors.shape[-1]} entries, parameters need {offset}")
+    return out
