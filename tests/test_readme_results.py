@@ -31,6 +31,7 @@ def _cell(summary: str, learner: str, step: int) -> str:
         ("MAML-TRPO (`maml-trpo/navigation2d`)", "maml-trpo-navigation2d.json", "maml-trpo"),
         ("Reptile-PG (`reptile/navigation2d`)", "reptile-navigation2d.json", "reptile"),
         ("pretrained on the task mixture", "maml-trpo-navigation2d.json", "pretrained"),
+        ("RL² (`rl2/navigation2d`): its 1st and 2nd episode on the task", "rl2-navigation2d.json", "rl2"),
     ],
 )
 def test_a_headline_row_is_its_summary_before_and_after_one_step(row, summary, learner):

@@ -147,9 +147,21 @@ def _gradient_entry(
 
 
 def training_env_steps(run: RunDir) -> int | None:
-    """The env steps a run's training used, from its last metrics row (None for runs logged without it)."""
-    rows = [row for row in read_metrics(run) if "charts/env_steps_total" in row]
-    return int(rows[-1]["charts/env_steps_total"]) if rows else None
+    """The env steps a run's training used: its last logged ``charts/env_steps_total``, or for runs logged
+    before that count existed, the sum of env steps/s x seconds over its rows (exact when every iteration was
+    logged, ``log_every=1``); None when neither was logged."""
+    rows = read_metrics(run)
+    totals = [row for row in rows if "charts/env_steps_total" in row]
+    if totals:
+        return int(totals[-1]["charts/env_steps_total"])
+    rates = [row for row in rows if "charts/sps" in row and "charts/seconds_per_iteration" in row]
+    if not rates:
+        return None
+    steps, previous = 0.0, 0
+    for row in rates:  # a row averages the iterations since the previous one
+        steps += row["charts/sps"] * row["charts/seconds_per_iteration"] * (row["step"] - previous)
+        previous = row["step"]
+    return round(steps)
 
 
 def format_comparison(results: dict[str, Any]) -> str:

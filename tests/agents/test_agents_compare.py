@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from metarl.agents import MAMLTRPO, RL2, ReptilePG, RL2Config, TrainConfig, evaluate_run
-from metarl.agents.compare import compare_runs, format_comparison
+from metarl.agents.compare import compare_runs, format_comparison, training_env_steps
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import format_results
 from metarl.cli import main
 from metarl.errors import UserError
-from metarl.training import read_metrics
+from metarl.training import RunDir, read_metrics
 
 
 def _tiny(algo: str, **changes) -> TrainConfig:
@@ -116,3 +116,16 @@ def test_a_context_based_run_is_placed_by_its_episodes_and_evaluated_the_same_wa
     assert "episode 5" in format_results(longer)
     header = format_comparison(results).splitlines()[1].split()
     assert header[-4:] == ["0", "1", "2", "4"]  # maml: step 1 after 4 episodes; rl2: its three episodes
+
+
+def test_runs_logged_before_the_running_count_get_it_back_from_their_rates(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    rows = [  # log_every=2: each row averages two iterations
+        {"step": 2, "charts/sps": 1000.0, "charts/seconds_per_iteration": 0.5},
+        {"step": 4, "charts/sps": 2000.0, "charts/seconds_per_iteration": 0.25},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert training_env_steps(RunDir(run)) == 2 * 500 + 2 * 500
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "losses/x": 1.0}) + "\n")
+    assert training_env_steps(RunDir(run)) is None
