@@ -20,7 +20,8 @@ import torch
 from metarl.agents.adapted import AdaptedPolicy, adapt_policy
 from metarl.agents.config import TrainConfig
 from metarl.agents.policies import MLPPolicy
-from metarl.agents.sampler import make_env, make_sampler
+from metarl.agents.ray_sampler import make_sampler
+from metarl.agents.sampler import make_env
 from metarl.agents.streams import INIT_STREAM, seeded_policy, stream_rng
 from metarl.core import LearnedLearningRates, Params
 from metarl.envs import Task

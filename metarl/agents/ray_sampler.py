@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
@@ -316,3 +317,31 @@ class RaySampler(BatchedSampler):
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
+
+
+def make_sampler(
+    config: TrainConfig,
+    policy: MLPPolicy,
+    episodes_per_task: int | None = None,
+    task_features: bool | None = None,
+) -> BatchedSampler:
+    """The training sampler a run's ``sampler`` section asks for: a :class:`BatchedSampler` in this process or a
+    :class:`RaySampler` over Ray actors (the same episodes either way). ``episodes_per_task`` and
+    ``task_features`` (the oracle's) default to the config's."""
+    args = (
+        config.env,
+        config.env_kwargs,
+        policy,
+        config.episodes_per_task if episodes_per_task is None else episodes_per_task,
+        config.oracle if task_features is None else task_features,
+        config.policy.normalized_actions,
+    )
+    if config.sampler.backend == "local":
+        return BatchedSampler(*args)
+    return RaySampler(
+        *args,
+        workers=config.sampler.workers,
+        address=config.sampler.address,
+        max_retries=config.sampler.max_retries,
+        imports=config.imports,
+    )

@@ -89,36 +89,6 @@ class EnvActions:
         return values.astype(self.action_space.dtype or np.float32)
 
 
-def make_sampler(
-    config: TrainConfig,
-    policy: MLPPolicy,
-    episodes_per_task: int | None = None,
-    task_features: bool | None = None,
-) -> BatchedSampler:
-    """The training sampler a run's ``sampler`` section asks for: :class:`BatchedSampler` in this process, or
-    :class:`~metarl.agents.ray_sampler.RaySampler` over Ray actors (the same episodes either way).
-    ``episodes_per_task`` and ``task_features`` (the oracle's) default to the config's."""
-    args = (
-        config.env,
-        config.env_kwargs,
-        policy,
-        config.episodes_per_task if episodes_per_task is None else episodes_per_task,
-        config.oracle if task_features is None else task_features,
-        config.policy.normalized_actions,
-    )
-    if config.sampler.backend == "local":
-        return BatchedSampler(*args)
-    from metarl.agents.ray_sampler import RaySampler  # Ray is an optional extra
-
-    return RaySampler(
-        *args,
-        workers=config.sampler.workers,
-        address=config.sampler.address,
-        max_retries=config.sampler.max_retries,
-        imports=config.imports,
-    )
-
-
 class BatchedSampler:
     """Rolls out a policy with per-task parameters on the batched form of a task distribution.
 
