@@ -233,3 +233,27 @@ def test_max_retries_then_a_clear_error(ray_instance):
             distributed.sample(params, tasks, 0, torch.Generator().manual_seed(0))
     finally:
         distributed.close()
+
+
+def test_slices_that_end_earlier_than_the_round_are_padded_as_in_process(ray_instance):
+    """Goals at the start position end their episodes at the first step (a still policy), far goals run to the
+    horizon: a slice of early finishers is re-run as long as the round, and a round that ends early everywhere
+    leaves the generator where the in-process sampler leaves it."""
+    from metarl.envs.navigation import GoalTask
+
+    local, params, _ = _setup(NAV, {"horizon": 12}, 4, 2)
+    still = {n: torch.zeros_like(p) for n, p in params.items()}
+    still["log_std"] = torch.full_like(
+        params["log_std"], -10.0
+    )  # actions ~1e-5: a goal at 0 is reached at once
+    home, far = GoalTask(goal_x=0.0, goal_y=0.0), GoalTask(goal_x=0.4, goal_y=-0.4)
+    distributed = _ray_sampler(local)
+    try:
+        for tasks in ([far, far, home, home], [home, home, far, far], [home, home, home, home]):
+            expected = local.sample(still, tasks, 9, torch.Generator().manual_seed(9))
+            steps = 1 if far not in tasks else 12
+            lengths = torch.tensor([[12.0 if task == far else 1.0] * 2 for task in tasks])
+            assert expected.rewards.shape[2] == steps and torch.equal(expected.mask.sum(-1), lengths)
+            _both(local, distributed, still, tasks, 9)
+    finally:
+        distributed.close()
