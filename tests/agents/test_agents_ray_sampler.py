@@ -59,6 +59,15 @@ def test_action_noise_reproduces_act_for_gaussian_and_categorical_policies():
             assert torch.equal(policy.act_with_noise(obs[1:3], part, noise[1:3]), expected[1:3])
 
 
+def test_sampler_config_is_checked():
+    with pytest.raises(UserError, match="sampler.workers"):
+        SamplerConfig(workers=0)
+    with pytest.raises(UserError, match="sampler.max_retries"):
+        SamplerConfig(max_retries=-1)
+    with pytest.raises(UserError, match="rl2 samples its trials in this process"):
+        TrainConfig(algo="rl2", sampler=SamplerConfig(backend="ray"))
+
+
 def test_task_slices_cover_every_task_in_order():
     assert task_slices(5, 2) == [(0, 2), (2, 5)] or task_slices(5, 2) == [(0, 3), (3, 5)]
     assert task_slices(2, 4) == [(0, 1), (1, 2)]
@@ -257,3 +266,10 @@ def test_slices_that_end_earlier_than_the_round_are_padded_as_in_process(ray_ins
             _both(local, distributed, still, tasks, 9)
     finally:
         distributed.close()
+
+
+def test_more_workers_than_the_cluster_has_cpus_is_a_user_error(ray_instance):
+    local, _, _ = _setup(NAV, {"horizon": 5}, 2, 1)
+    distributed = _ray_sampler(local, workers=3)
+    with pytest.raises(UserError, match="sampler.workers=3 needs 3 CPUs but the Ray cluster has 2"):
+        distributed.pids()
