@@ -82,6 +82,13 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+def _last_error_line(message: str) -> str:
+    """The last ``SomeError: ...`` line of a remote traceback (or its last line)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    return (errors or lines or ["unknown error"])[-1]
+
+
 def task_slices(num_tasks: int, workers: int) -> list[tuple[int, int]]:
     """Contiguous ``[start, stop)`` rows of ``num_tasks`` tasks over at most ``workers`` actors, sizes within 1."""
     bounds = np.linspace(0, num_tasks, min(workers, num_tasks) + 1).round().astype(int)
@@ -293,6 +300,11 @@ class RaySampler(BatchedSampler):
                     results[k] = ray.get(ref)
                     del pending[k]
                 except ray.exceptions.RayActorError as exc:
+                    if getattr(exc, "actor_init_failed", False):  # it would fail again: say why
+                        raise UserError(
+                            f"a Ray sampler worker could not start ({_last_error_line(str(exc))}): every machine "
+                            f"needs metarl, the env's packages and the run's imports {self.imports} importable"
+                        ) from None
                     retries += 1
                     self.retries += 1
                     rows = jobs[k]["rows"]

@@ -273,3 +273,14 @@ def test_more_workers_than_the_cluster_has_cpus_is_a_user_error(ray_instance):
     distributed = _ray_sampler(local, workers=3)
     with pytest.raises(UserError, match="sampler.workers=3 needs 3 CPUs but the Ray cluster has 2"):
         distributed.pids()
+
+
+def test_a_worker_that_cannot_import_the_env_module_is_a_user_error(ray_instance):
+    local, params, tasks = _setup(NAV, {"horizon": 5}, 2, 1)
+    distributed = _ray_sampler(local, imports=["no_such_module_of_envs"])
+    try:
+        with pytest.raises(UserError, match="worker could not start .*no_such_module_of_envs"):
+            distributed.sample(params, tasks, 0, torch.Generator().manual_seed(0))
+        assert distributed.retries == 0
+    finally:
+        distributed.close()
