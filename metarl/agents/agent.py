@@ -20,7 +20,8 @@ import torch
 from metarl.agents.adapted import AdaptedPolicy, adapt_policy
 from metarl.agents.config import TrainConfig
 from metarl.agents.policies import MLPPolicy
-from metarl.agents.sampler import BatchedSampler, make_env
+from metarl.agents.ray_sampler import make_sampler
+from metarl.agents.sampler import make_env
 from metarl.agents.streams import INIT_STREAM, seeded_policy, stream_rng
 from metarl.core import LearnedLearningRates, Params
 from metarl.envs import Task
@@ -109,7 +110,7 @@ class GradientMetaRLAgent(MetaRLAgent):
         self.learning_rates: LearnedLearningRates | None = None
         if config.inner.meta_sgd:
             self.learning_rates = LearnedLearningRates(self.policy.params(), init=config.inner.lr)
-        self.sampler = BatchedSampler.from_config(config, self.policy)
+        self.sampler = make_sampler(config, self.policy)
         self.sampler.check_round_size(config.meta_batch_size)
 
     def _build_policy(self, extra_inputs: int) -> MLPPolicy:

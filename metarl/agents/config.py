@@ -37,6 +37,7 @@ MAX_STEPS = 10_000  # inner steps, fine-tuning steps, PPO epochs, CG iterations,
 MAX_TASKS = 100_000  # held-out tasks
 MAX_EPISODES = 100_000  # episodes per task and round
 MAX_ENV_COPIES = 1_000_000  # env copies stepped together in one sampling round
+MAX_WORKERS = 10_000  # Ray actors of a distributed sampler
 
 
 @dataclass
@@ -460,10 +461,44 @@ class ESConfig:
 
 
 @dataclass
+class SamplerConfig:
+    """Where the episodes of a sampling round are collected: in this process, or split by task over Ray actors
+    (the ``ray`` extra; ``docs/guides/many-machines.md``). Either gives the same numbers for the same seed."""
+
+    backend: Literal["local", "ray"] = doc(
+        "local: one batched engine in this process; ray: the round's tasks split over sampler.workers Ray actors",
+        default="local",
+    )
+    workers: int = doc(
+        "backend=ray: actors sampling in parallel (one CPU each), each with its own batched engine",
+        default=2,
+        minimum=1,
+        maximum=MAX_WORKERS,
+    )
+    address: str | None = doc(
+        "backend=ray: the Ray cluster to join (null: start a Ray instance in this process; auto: the cluster "
+        "`ray start` runs on this machine; HOST:PORT: that head node)",
+        default=None,
+    )
+    max_retries: int = doc(
+        "backend=ray: slices re-run on a fresh actor when one dies, per sampling round, before the run stops",
+        default=3,
+        minimum=0,
+        maximum=100,
+    )
+
+    def __post_init__(self) -> None:
+        check_declared_bounds(self, "sampler.")
+        if self.address is not None and not self.address.strip():
+            raise UserError("config key 'sampler.address' must be null, auto or HOST:PORT, got ''")
+
+
+@dataclass
 class TrainConfig:
     """A meta-RL run: algorithm, task distribution, budget and every hyperparameter."""
 
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.",)  # besides training.RESUMABLE_KEYS
+    # besides training.RESUMABLE_KEYS; where episodes are sampled does not change them
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("evaluation.", "sampler.")
 
     algo: Literal["maml-trpo", "reptile", "promp", "maml-ppo", "rl2", "pearl", "es-maml", "openai-es"] = doc(
         "meta-learner", default="maml-trpo"
@@ -499,6 +534,9 @@ class TrainConfig:
     evaluation: EvalConfig = doc("evaluation protocol", default_factory=EvalConfig)
     pearl: PEARLConfig = doc("PEARL (algo=pearl)", default_factory=PEARLConfig)
     es: ESConfig = doc("ES-MAML / OpenAI-ES: search distribution and adaptation", default_factory=ESConfig)
+    sampler: SamplerConfig = doc(
+        "where training episodes are sampled (local or Ray)", default_factory=SamplerConfig
+    )
 
     def __post_init__(self) -> None:
         check_declared_bounds(self)
@@ -526,6 +564,11 @@ class TrainConfig:
                 raise UserError(
                     f"{self.algo} searches the policy's parameters only: set inner.meta_sgd=false"
                 )
+        if self.algo in ("rl2", "pearl", "es-maml", "openai-es") and self.sampler.backend != "local":
+            raise UserError(
+                f"{self.algo} samples in this process: set sampler.backend=local (the ray backend serves "
+                "maml-trpo, promp, maml-ppo and reptile)"
+            )
         if self.algo == "rl2" and self.rl2.minibatches > copies:
             raise UserError(
                 f"config key 'rl2.minibatches' ({self.rl2.minibatches}) must be at most the trials of an iteration, "

@@ -148,6 +148,18 @@ class MLPPolicy(nn.Module):
         """Actions drawn at ``obs`` with ``params`` (what the sampler calls at every step)."""
         return self.sample(self.distribution(obs, params), generator)
 
+    def action_noise(self, batch_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """The random numbers :meth:`act` draws from ``generator`` for observations of ``batch_shape``, shaped
+        ``(*batch_shape, ...)``: a distributed sampler draws a round's noise once and ships each worker its
+        tasks' rows, and :meth:`act_with_noise` on those rows gives exactly :meth:`act`'s actions."""
+        raise NotImplementedError
+
+    def act_with_noise(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor], noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The actions :meth:`act` takes at ``obs`` when its generator yields ``noise`` (:meth:`action_noise`)."""
+        raise NotImplementedError
+
 
 class GaussianMLPPolicy(MLPPolicy):
     """Diagonal Gaussian policy for ``Box`` actions: MLP mean, learned state-independent log-std.
@@ -203,6 +215,18 @@ class GaussianMLPPolicy(MLPPolicy):
     def _draw(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         return mean + std * noise
+
+    def action_noise(self, batch_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        # _draw's standard normals (policy outputs are float32)
+        return torch.randn(
+            (*batch_shape, self.layers[-1].out_features), generator=generator, dtype=torch.float32
+        )
+
+    def act_with_noise(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor], noise: torch.Tensor
+    ) -> torch.Tensor:
+        mean = self._body(obs, params)
+        return mean + torch.exp(self._broadcastable_log_std(params, mean)) * noise
 
     def distribution_from(self, parameters: tuple[torch.Tensor, ...]) -> Distribution:
         mean, log_std = parameters
@@ -270,6 +294,21 @@ class CategoricalMLPPolicy(MLPPolicy):
         probs = dist.probs.reshape(-1, dist.probs.shape[-1])
         actions = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         return actions.reshape(dist.probs.shape[:-1])
+
+    # torch.multinomial draws one sample as argmax(p / q) with q ~ Exp(1) of p's shape (the Gumbel-max trick,
+    # ATen's Distributions.cpp); tests/agents/test_agents_ray_sampler.py checks the two agree bit for bit.
+    def action_noise(self, batch_shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        rows = math.prod(batch_shape)
+        noise = torch.empty((rows, self.layers[-1].out_features), dtype=torch.float32).exponential_(
+            1, generator=generator
+        )
+        return noise.reshape(*batch_shape, self.layers[-1].out_features)
+
+    def act_with_noise(
+        self, obs: torch.Tensor, params: Mapping[str, torch.Tensor], noise: torch.Tensor
+    ) -> torch.Tensor:
+        probs = self.distribution(obs, params).probs
+        return torch.argmax(probs / noise, dim=-1)
 
 
 def observation_size(space: gym.spaces.Space) -> int:

@@ -7,7 +7,7 @@ Randomness comes only from the explicit seed of the env copies and the ``torch.G
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +17,7 @@ import torch
 from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy, encode_observations
-from metarl.envs import Task, TaskEnv, make_batched
+from metarl.envs import BatchedEnv, Task, TaskEnv, make_batched
 from metarl.envs.registration import check_registered
 from metarl.errors import TrainingDiverged, UserError
 
@@ -204,26 +204,49 @@ class BatchedSampler:
         features = self.task_features(tasks) if self.use_task_features else None
         benv = make_batched(self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs)
         try:
-            raw_obs = benv.reset(seed=int(seed))
-            observations, actions, rewards, masks, successes = [], [], [], [], []
-            for _ in range(benv.horizon):
-                obs = self.encode(raw_obs, features)
-                action = self.policy.act(obs, params, generator)
-                if not bool(torch.isfinite(action).all()):
-                    raise TrainingDiverged(
-                        "the policy's actions are not finite: its parameters diverged (a step size too large?)"
-                    )
-                raw_obs, reward, _, _, info = benv.step(self.env_actions(action))
-                observations.append(obs)
-                actions.append(action)
-                rewards.append(torch.as_tensor(reward, dtype=torch.float32))
-                masks.append(torch.as_tensor(info["active"], dtype=torch.float32))
-                if "success" in info:  # the env's per-step success flag (Meta-World)
-                    successes.append(torch.as_tensor(info["success"], dtype=torch.float32))
-                if benv.done.all():
-                    break
+            first_obs = benv.reset(seed=int(seed))
+            return self.rollout(
+                benv, first_obs, features, lambda obs, _: self.policy.act(obs, params, generator)
+            )
         finally:
             benv.close()
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        benv: BatchedEnv,
+        first_obs: np.ndarray,
+        features: torch.Tensor | None,
+        act: Callable[[torch.Tensor, int], torch.Tensor],
+        min_steps: int = 0,
+    ) -> Episodes:
+        """Step a freshly reset batched env until every copy has ended (and at least ``min_steps`` steps).
+
+        Args:
+            benv: the engine, just reset; ``first_obs`` its observations.
+            features: ``(T, F)`` task features appended to the observations (oracle), or ``None``.
+            act: ``act(policy_inputs, step) -> actions`` for the whole batch.
+            min_steps: keep stepping finished copies (frozen: masked) up to this many steps, so that a slice of
+                a round's tasks has the length of the whole round (:class:`~metarl.agents.ray_sampler.RaySampler`).
+        """
+        raw_obs = first_obs
+        observations, actions, rewards, masks, successes = [], [], [], [], []
+        for step in range(benv.horizon):
+            obs = self.encode(raw_obs, features)
+            action = act(obs, step)
+            if not bool(torch.isfinite(action).all()):
+                raise TrainingDiverged(
+                    "the policy's actions are not finite: its parameters diverged (a step size too large?)"
+                )
+            raw_obs, reward, _, _, info = benv.step(self.env_actions(action))
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(torch.as_tensor(reward, dtype=torch.float32))
+            masks.append(torch.as_tensor(info["active"], dtype=torch.float32))
+            if "success" in info:  # the env's per-step success flag (Meta-World)
+                successes.append(torch.as_tensor(info["success"], dtype=torch.float32))
+            if benv.done.all() and step + 1 >= min_steps:
+                break
         return Episodes(
             observations=torch.stack(observations, dim=2),
             actions=torch.stack(actions, dim=2),
