@@ -33,6 +33,15 @@ Two workloads, side by side in one run, on random Omniglot-shaped data (timing d
     PyTorch's default memory layout.
   - *higher*: not applicable (there is no inner loop to differentiate through).
 
+* **MANN, Meta-LSTM, MetaNet, MTL meta-iterations per second** (``--families``), at their shipped configs' sizes
+  (MANN: 5 classes x 10 instances of 20x20 images, LRUA memory 128x40, 4 heads, 200-unit controller; the others:
+  Conv4 64 on 28x28 5-way 1-shot 5-query, Meta-LSTM 5 first-order LSTM steps, MetaNet first order, MTL 10 inner
+  steps) with ``--family-meta-batch`` tasks (MANN: ``--mann-meta-batch``, as its reference loop takes tens of
+  seconds per sequence). No public implementation of these runs here, so the other column is
+  a straightforward loop (``scripts/fewshot_reference_loops.py``): one task (sequence, support example) at a
+  time with ``torch.autograd.grad`` per task, MANN's memory as a Python list of slots. Each reference computes
+  the same loss as metarl from the same weights (checked before timing).
+
 Each figure is the median over ``--repeats`` timed rounds; in every round each implementation runs once, in turn,
 so that load from other processes on a shared machine affects them alike; the process CPU time of each call is
 reported next to the wall-clock (on a machine shared with other jobs, CPU time measures the work itself).
@@ -41,7 +50,7 @@ Speedup = metarl / fastest other.
 Usage::
 
     python scripts/bench_fewshot.py                      # full sizes
-    python scripts/bench_fewshot.py --quick              # smaller meta-batch, fewer repeats, < 1 minute
+    python scripts/bench_fewshot.py --quick              # smaller meta-batches, fewer repeats, a few minutes
     python scripts/bench_fewshot.py --json bench.json
 """
 
@@ -241,6 +250,63 @@ def maml_row(
     }
 
 
+def family_rows(args: argparse.Namespace) -> list[dict]:
+    """Meta-iterations/s of MANN, Meta-LSTM, MetaNet and MTL against straightforward reference loops."""
+    import fewshot_reference_loops as ref  # next to this script
+
+    from metarl.supervised.learners.mann import MemoryAugmentedNetwork
+    from metarl.supervised.learners.meta_lstm import MetaLSTM
+    from metarl.supervised.learners.metanet import MetaNetwork
+    from metarl.supervised.learners.mtl import MetaTransferLearner
+
+    tasks = args.family_meta_batch
+    size = args.image_size
+    builds = {
+        f"MANN LRUA 128x40, 4 heads, 5 classes x 10 instances 20px, meta-batch {args.mann_meta_batch}": (
+            lambda: MemoryAugmentedNetwork(Conv4(1, 20, ways=None), ways=WAYS),
+            ref.mann_loss,
+            random_batch(args.mann_meta_batch, 9, 20, 2),
+        ),
+        f"Meta-LSTM first-order, 5 steps, Conv4 {size}px 5-way 1-shot, meta-batch {tasks}": (
+            lambda: MetaLSTM(Conv4(1, size, ways=WAYS), inner_steps=5, first_order=True),
+            ref.meta_lstm_loss,
+            random_batch(tasks, 5, size, 3),
+        ),
+        f"MetaNet first-order, Conv4 {size}px 5-way 1-shot, meta-batch {tasks}": (
+            lambda: MetaNetwork(Conv4(1, size, ways=None), ways=WAYS),
+            ref.metanet_loss,
+            random_batch(tasks, 5, size, 4),
+        ),
+        f"MTL (SS, meta-transfer phase), 10 inner steps, Conv4 {size}px 5-way 1-shot, meta-batch {tasks}": (
+            lambda: MetaTransferLearner(Conv4(1, size, ways=None), ways=WAYS, pretrain_iterations=0),
+            ref.mtl_loss,
+            random_batch(tasks, 5, size, 5),
+        ),
+    }
+    rows = []
+    for label, (build, reference, batch) in builds.items():
+        torch.manual_seed(0)
+        ours, theirs = build(), build()
+        theirs.load_state_dict(ours.state_dict())
+        loss_fn = reference(theirs)
+        ref.check_same_loss(theirs, loss_fn, batch)
+        optimizer = torch.optim.Adam([p for p in ours.parameters() if p.requires_grad], 1e-3)
+        steps = {
+            "metarl": lambda b, learner=ours, opt=optimizer: learner.train_step(b, opt),
+            "reference loop": ref.training_step(theirs, loss_fn),
+        }
+        seconds = time_round_robin(steps, batch, args.family_repeats)
+        rows.append(
+            {
+                "workload": label,
+                "unit": "meta-iterations/s",
+                "rates": {n: 1.0 / wall for n, (wall, _) in seconds.items()},
+                "cpu_rates": {n: 1.0 / cpu for n, (_, cpu) in seconds.items()},
+            }
+        )
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     if not args.system_malloc:
@@ -279,6 +345,8 @@ def run(args: argparse.Namespace) -> dict:
             "cpu_rates": {name: args.meta_batch / cpu for name, (_, cpu) in seconds.items()},
         }
     )
+    if args.families:
+        rows.extend(family_rows(args))
     for row in rows:
         for key, suffix in (("rates", ""), ("cpu_rates", "_cpu")):
             ours = {k: v for k, v in row[key].items() if k.startswith("metarl")}
@@ -329,7 +397,9 @@ def format_table(result: dict) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="meta-batch 4, 2 rounds, max-pool only: about a minute"
+        "--quick",
+        action="store_true",
+        help="meta-batch 4 (2 for the MANN..MTL rows), 2 rounds (1), max-pool only",
     )
     parser.add_argument("--meta-batch", type=int, default=32)
     parser.add_argument("--maml-queries", type=int, default=1, help="query images per class for MAML")
@@ -348,6 +418,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sinusoid-meta-batch", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--families",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="MANN, Meta-LSTM, MetaNet and MTL rows against straightforward reference loops",
+    )
+    parser.add_argument(
+        "--family-meta-batch", type=int, default=16, help="tasks per meta-iteration of those rows"
+    )
+    parser.add_argument(
+        "--family-repeats", type=int, default=3, help="timed rounds of those rows (slow loops)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", help="also write the results as JSON to this path")
     parser.add_argument(
@@ -358,9 +440,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.meta_batch, args.repeats = min(args.meta_batch, 4), min(args.repeats, 2)
+        args.family_meta_batch, args.family_repeats = min(args.family_meta_batch, 2), 1
+        args.mann_meta_batch = 1
         args.downsample = args.downsample[:1]
-    if args.meta_batch < 1 or args.repeats < 1:
-        parser.error("--meta-batch and --repeats must be >= 1")
+    if (
+        min(args.meta_batch, args.repeats, args.family_meta_batch, args.mann_meta_batch, args.family_repeats)
+        < 1
+    ):
+        parser.error("--meta-batch, --repeats and the --family-*/--mann-* sizes must be >= 1")
     return args
 
 

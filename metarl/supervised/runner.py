@@ -94,6 +94,8 @@ class FewShotRun(RunLoop):
             evaluation=False,
             cache=self.cache,
         )
+        if hasattr(self.learner, "set_task_source"):  # learners that build extra tasks (MTL's hard tasks)
+            self.learner.set_task_source(self.train_source)
         if hasattr(self.learner, "set_total_iterations"):
             self.learner.set_total_iterations(config.iterations)
         trainable = [p for p in self.learner.parameters() if p.requires_grad]

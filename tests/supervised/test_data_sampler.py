@@ -149,3 +149,20 @@ def test_dataset_validation_errors():
         ClassIndexedDataset(images, [0, 2, 2, 4], ["a", "b", "c"])
     with pytest.raises(ValueError, match="class names"):
         ClassIndexedDataset(images, [0, 2, 4], ["a"])
+
+
+def test_sample_with_classes_draws_fresh_distinct_samples_of_exactly_those_classes():
+    sampler = EpisodeSampler(identity_dataset([6, 9, 7, 8]), 3, 1, 2, tasks_per_batch=4, seed=0)
+    batch = sampler.sample_with_classes([[3, 0, 2]])
+    assert batch.num_tasks == 1 and batch.class_ids.tolist() == [[3, 0, 2]]
+    support_class, support_within = decode(batch.support_x)
+    query_class, query_within = decode(batch.query_x)
+    assert support_class.tolist() == [[3, 0, 2]] and query_class.tolist() == [[3, 3, 0, 0, 2, 2]]
+    for j in range(3):  # no image twice within a class
+        assert len({support_within[0, j], *query_within[0, 2 * j : 2 * j + 2]}) == 3
+    # From the sampler's one stream: the next regular batch differs from that of an untouched sampler.
+    untouched = EpisodeSampler(identity_dataset([6, 9, 7, 8]), 3, 1, 2, tasks_per_batch=4, seed=0)
+    assert not torch.equal(sampler.sample().support_x, untouched.sample().support_x)
+    for bad in ([[0, 0, 1]], [[0, 1]], [[0, 1, 4]]):
+        with pytest.raises(ValueError, match="class"):
+            sampler.sample_with_classes(bad)

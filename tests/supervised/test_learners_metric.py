@@ -163,6 +163,35 @@ def test_matching_attention_is_cosine_softmax_by_hand_and_sums_to_one():
     torch.testing.assert_close(model.predict(batch).exp(), probabilities, rtol=1e-5, atol=1e-6)
 
 
+def test_matching_support_normalised_and_euclidean_similarities_by_hand():
+    gen = torch.Generator().manual_seed(3)
+    batch = random_batch(gen, tasks=2, ways=3, shots=1, queries=2, size=3)
+    for similarity in ("support_normalised", "squared_euclidean"):
+        attention = MatchingNetwork(nn.Flatten(), similarity=similarity).attention(batch)
+        for t in range(2):
+            for q in range(6):
+                query = batch.query_x[t, q].flatten()
+                scores = []
+                for i in range(3):
+                    support = batch.support_x[t, i].flatten()
+                    if similarity == "support_normalised":  # the query's norm stays: a learned temperature
+                        scores.append(
+                            sum(a * b for a, b in zip(query, support, strict=True)) / support.norm()
+                        )
+                    else:
+                        scores.append(-sum((a - b) ** 2 for a, b in zip(query, support, strict=True)))
+                torch.testing.assert_close(
+                    attention[t, q], torch.stack(scores).softmax(0), rtol=1e-5, atol=1e-6
+                )
+    # Support-normalised attention ranks support items as cosine does, but is sharper for a long query.
+    plain = MatchingNetwork(nn.Flatten()).attention(batch)
+    scaled = MatchingNetwork(nn.Flatten(), similarity="support_normalised").attention(batch)
+    assert torch.equal(plain.argmax(-1), scaled.argmax(-1))
+    assert bool((scaled.amax(-1) > plain.amax(-1)).all())
+    with pytest.raises(ValueError, match="similarity must be one of cosine, support_normalised"):
+        MatchingNetwork(nn.Flatten(), similarity="dot")
+
+
 def test_matching_full_context_embeddings_attention_is_a_distribution_and_depends_on_the_support_set():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.data.episodes import EpisodeBatch
-from metarl.supervised.learners.mtl import MetaTransferLearner
+from metarl.supervised.learners.mtl import MetaTransferLearner, worst_classes
 from metarl.supervised.models import Conv4
 from metarl.training import config_file, load_config
 
@@ -31,13 +31,14 @@ def image_batch(seed=0, tasks=2, ways=2, shots=2, queries=2, size=8) -> EpisodeB
     )
 
 
-def tiny(pretrain_iterations=0) -> MetaTransferLearner:
+def tiny(pretrain_iterations=0, **options) -> MetaTransferLearner:
     torch.manual_seed(0)
     learner = MetaTransferLearner(
         Conv4(1, 8, ways=None, hidden=3, blocks=2),
         ways=2,
         pretrain_iterations=pretrain_iterations,
         inner_steps=2,
+        **options,
     )
     learner.set_train_classes(4)
     with torch.no_grad():  # scales and shifts away from their identity start, so a wrong formula shows
@@ -122,8 +123,85 @@ def test_pretraining_trains_the_backbone_on_dataset_classes_then_switches_phase(
     )
 
 
-def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch):
-    from metarl.training import RunDir, load_checkpoint, loop
+def test_worst_class_is_the_lowest_accuracy_then_the_highest_loss():
+    # Two tasks, 3 ways, 2 queries per class; logits written so per-class accuracies are known.
+    query_y = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2]])
+    right, wrong_bad = [5.0, 0.0, 0.0], [0.0, 9.0, 0.0]
+    rows = torch.tensor(
+        [
+            # task 0: class 0 all right, class 1 half right, class 2 half right but wrong far more confidently
+            [right, right, [0.0, 5.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 5.0], wrong_bad],
+            # task 1: class 1 all wrong but mildly; class 0 half right with a larger loss: accuracy decides
+            [wrong_bad, right, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 5.0], [0.0, 0.0, 5.0]],
+        ]
+    )
+    assert worst_classes(rows, query_y, 3).tolist() == [2, 1]
+
+
+def test_hard_classes_come_from_the_failed_classes_and_are_topped_up_when_too_few():
+    learner = tiny(hard_tasks=True)
+    learner.set_train_classes(10)
+    learner.record_hard_classes(torch.tensor([7, 7, 4]))
+    assert sorted(learner.hard_task_classes.tolist()) == [4, 7]
+    for _ in range(5):
+        learner.record_hard_classes(torch.tensor([6, 1, 9, 1]))
+        chosen = learner.hard_task_classes.tolist()
+        assert len(set(chosen)) == 2 and set(chosen) <= {1, 6, 9}
+        learner.record_hard_classes(torch.tensor([3, 3]))
+        chosen = learner.hard_task_classes.tolist()
+        assert chosen[0] == 3 and chosen[1] != 3 and 0 <= chosen[1] < 10
+
+
+class RecordingSource:
+    """A task source that remembers the classes it was asked for and returns a fixed batch of them."""
+
+    def __init__(self):
+        self.requests = []
+
+    def sample_with_classes(self, classes):
+        self.requests.append(classes)
+        batch = image_batch(seed=len(self.requests) + 10, tasks=1)
+        return EpisodeBatch(
+            *(getattr(batch, f) for f in ("support_x", "support_y", "query_x", "query_y")),
+            2,
+            2,
+            2,
+            torch.tensor(classes),
+        )
+
+
+def test_hard_task_of_the_worst_classes_joins_the_next_meta_batch():
+    learner, source = tiny(hard_tasks=True), RecordingSource()
+    learner.set_train_classes(4)
+    learner.set_task_source(source)
+    optimizer = torch.optim.Adam(learner.parameters(), 1e-2)
+    batch = image_batch(seed=1)
+    expected = worst_classes(learner.adapted_logits(batch, 2).detach(), batch.query_y, 2)
+    failed = set(batch.class_ids.gather(1, expected[:, None]).squeeze(1).tolist())
+    first = learner.train_step(batch, optimizer)
+    assert (
+        source.requests == [] and "hard_task_accuracy" not in first
+    )  # nothing recorded before the first batch
+    second_batch = image_batch(seed=2)
+    second = learner.train_step(second_batch, optimizer)
+    (request,) = source.requests
+    assert failed <= set(request[0]) and len(set(request[0])) == 2
+    assert "hard_task_accuracy" in second
+    # The update used the hard task: the same step without it gives other parameters.
+    again, plain = tiny(hard_tasks=True), tiny()
+    again.set_train_classes(4)
+    again.set_task_source(RecordingSource())
+    for learner_copy in (again, plain):
+        opt = torch.optim.Adam(learner_copy.parameters(), 1e-2)
+        learner_copy.train_step(batch, opt)
+        learner_copy.train_step(second_batch, opt)
+    torch.testing.assert_close(again.scales[0], learner.scales[0])
+    assert not torch.equal(plain.scales[0], learner.scales[0])
+
+
+@pytest.mark.parametrize("hard_tasks", [False, True])
+def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch, hard_tasks):
+    from metarl.training import RunDir, load_checkpoint, loop, read_metrics
 
     overrides = [
         "data.dataset=synthetic",
@@ -141,6 +219,7 @@ def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch):
         "checkpoint_every=2",
         "log_every=1",
         f"run_root={tmp_path}",
+        f"learner_options.hard_tasks={str(hard_tasks).lower()}",
     ]
     config = load_config(FewShotConfig, config_file("fewshot/mtl-omniglot-5w1s"), overrides)
     full = runner.train(config, run_dir=RunDir.create(tmp_path, "full"), progress=False, echo=lambda _: None)
@@ -162,3 +241,12 @@ def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = runner.train(config, run_dir=killed, resume=True, progress=False, echo=lambda _: None)
     assert resumed["mean"] == full["mean"]
+    rows = {run: read_metrics(tmp_path / run / "metrics.jsonl") for run in ("full", "killed")}
+    losses = {
+        run: {r["step"]: r["losses/meta_loss"] for r in rows[run] if "losses/meta_loss" in r} for run in rows
+    }
+    assert len(losses["full"]) == 6 and losses["full"] == losses["killed"]
+    hard = [r for r in rows["full"] if "losses/hard_task_accuracy" in r]
+    assert len(hard) == (
+        2 if hard_tasks else 0
+    )  # iterations 5 and 6: after the switch at 3 and a first batch

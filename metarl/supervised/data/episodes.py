@@ -61,3 +61,20 @@ class EpisodeBatch:
             self.queries,
             None if self.class_ids is None else self.class_ids.to(device),
         )
+
+
+def concat_batches(first: EpisodeBatch, second: EpisodeBatch) -> EpisodeBatch:
+    """The tasks of ``first`` then those of ``second`` (same ways, shots and queries) as one batch."""
+    if (first.ways, first.shots, first.queries) != (second.ways, second.shots, second.queries):
+        raise ValueError("batches to join must have the same ways, shots and queries")
+    both_ids = first.class_ids is not None and second.class_ids is not None
+    return EpisodeBatch(
+        torch.cat([first.support_x, second.support_x]),
+        torch.cat([first.support_y, second.support_y]),
+        torch.cat([first.query_x, second.query_x]),
+        torch.cat([first.query_y, second.query_y]),
+        first.ways,
+        first.shots,
+        first.queries,
+        torch.cat([first.class_ids, second.class_ids]) if both_ids else None,
+    )

@@ -85,9 +85,20 @@ class EpisodeSampler:
             ``classes`` ``(tasks, ways)``: the dataset class behind each label, and ``indices``
             ``(tasks, ways, shots + queries)``: sample indices into ``dataset.images`` (first ``shots`` = support).
         """
-        tasks, ways, per_class = self.tasks_per_batch, self.ways, self.shots + self.queries
         rng = self.rng
-        classes = np.stack([rng.choice(self.dataset.num_classes, ways, replace=False) for _ in range(tasks)])
+        classes = np.stack(
+            [
+                rng.choice(self.dataset.num_classes, self.ways, replace=False)
+                for _ in range(self.tasks_per_batch)
+            ]
+        )
+        return classes, self._sample_examples(classes)
+
+    def _sample_examples(self, classes: np.ndarray) -> np.ndarray:
+        """Indices ``(tasks, ways, shots + queries)`` of distinct random samples of each class in ``classes``."""
+        tasks, ways = classes.shape
+        per_class = self.shots + self.queries
+        rng = self.rng
         sizes = self._sizes[classes]
         width = self._uniform_size or int(sizes.max())
         keys = rng.random((tasks, ways, width))
@@ -99,12 +110,35 @@ class EpisodeSampler:
             chosen = np.take_along_axis(chosen, np.take_along_axis(keys, chosen, -1).argsort(-1), -1)
         else:
             chosen = keys.argsort(-1)[..., :per_class]
-        return classes, self._offsets[classes][..., None] + chosen
+        return self._offsets[classes][..., None] + chosen
 
     def sample(self) -> EpisodeBatch:
         """One :class:`EpisodeBatch` of ``tasks_per_batch`` tasks, images float32 in [0, 1]."""
-        classes, indices = self.sample_indices()
-        tasks, ways, shots, queries = self.tasks_per_batch, self.ways, self.shots, self.queries
+        return self._batch(*self.sample_indices())
+
+    def sample_with_classes(self, classes: np.ndarray | list[list[int]]) -> EpisodeBatch:
+        """Episodes of the given dataset classes ``(tasks, ways)`` (label ``j`` of task ``t`` is ``classes[t][j]``),
+        with fresh random samples of each drawn from this sampler's stream (e.g. MTL's hard tasks).
+
+        Raises:
+            UserError: a task's classes are not ``ways`` distinct classes of the dataset.
+        """
+        classes = np.asarray(classes, dtype=np.int64)
+        if classes.ndim != 2 or classes.shape[1] != self.ways:
+            raise UserError(
+                f"classes must be (tasks, {self.ways}) dataset class indices, got shape {classes.shape}"
+            )
+        if classes.size and (classes.min() < 0 or classes.max() >= self.dataset.num_classes):
+            raise UserError(
+                f"class indices must be in 0..{self.dataset.num_classes - 1}, got {classes.tolist()}"
+            )
+        if any(len(set(row.tolist())) != self.ways for row in classes):
+            raise UserError(f"each task needs {self.ways} distinct classes, got {classes.tolist()}")
+        return self._batch(classes, self._sample_examples(classes))
+
+    def _batch(self, classes: np.ndarray, indices: np.ndarray) -> EpisodeBatch:
+        tasks, ways = classes.shape
+        shots, queries = self.shots, self.queries
         images = self.dataset.images[indices]  # (tasks, ways, shots + queries, C, H, W) uint8
         image_shape = images.shape[3:]
         support_x = to_float_tensor(images[:, :, :shots].reshape(tasks, ways * shots, *image_shape))

@@ -12,11 +12,19 @@ Two phases of one run:
    (second order, through the classifier only); the query loss trains the SS parameters and the classifier's
    initialisation.
 
-The phase is a buffer of the learner (``pretrain_done``), so checkpoints resume in the right phase. The
-hard-task (HT) meta-batch schedule of the paper is not implemented yet (see the docs page).
+The phase is a buffer of the learner (``pretrain_done``), so checkpoints resume in the right phase.
+
+**Hard-task (HT) meta-batches** (``hard_tasks=True``; the paper's Algorithm 2): after each meta-transfer
+meta-batch, the class with the lowest query accuracy of each task (ties: the highest query loss) is recorded,
+``ways`` distinct classes are drawn from that record (topped up with random training classes when the record has
+fewer), and a hard task of those classes, with freshly sampled images, joins the next meta-batch. The next
+hard task's classes are a buffer of the learner and its choices come from a checkpointed generator, so a
+resumed run repeats exactly. SS alone is ``hard_tasks=False``.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +32,34 @@ from torch import nn
 
 from metarl.core import adapt, functional_forward, stack_over_tasks
 from metarl.errors import UserError
-from metarl.supervised.data.episodes import EpisodeBatch
+from metarl.supervised.data.episodes import EpisodeBatch, concat_batches
 from metarl.supervised.learners.base import FewShotLearner
 from metarl.supervised.learners.protonet import encode_tasks
+
+
+class ClassTaskSource(Protocol):
+    """A training-task source that can also build episodes of given dataset classes (``EpisodeSampler``)."""
+
+    def sample_with_classes(self, classes: list[list[int]]) -> EpisodeBatch: ...
+
+
+def worst_classes(logits: torch.Tensor, query_y: torch.Tensor, ways: int) -> torch.Tensor:
+    """Label ``(tasks,)`` of each task's hardest class: lowest query accuracy, ties broken by the highest mean
+    query cross-entropy (then the lowest label).
+
+    Args:
+        logits: query logits ``(tasks, N*Q, ways)``.
+        query_y: query labels ``(tasks, N*Q)`` in ``0..ways-1``.
+        ways: classes per task.
+    """
+    one_hot = F.one_hot(query_y, ways).to(logits.dtype)  # (tasks, N*Q, ways)
+    counts = one_hot.sum(1).clamp_min(1)
+    correct = (logits.argmax(-1) == query_y).to(logits.dtype)
+    losses = F.cross_entropy(logits.flatten(0, 1), query_y.flatten(), reduction="none").view_as(correct)
+    accuracy = torch.einsum("tn,tnw->tw", correct, one_hot) / counts
+    loss = torch.einsum("tn,tnw->tw", losses, one_hot) / counts
+    lowest = accuracy == accuracy.min(-1, keepdim=True).values
+    return torch.where(lowest, loss, torch.full_like(loss, -torch.inf)).argmax(-1)
 
 
 class MetaTransferLearner(FewShotLearner):
@@ -38,6 +71,9 @@ class MetaTransferLearner(FewShotLearner):
         pretrain_iterations: meta-iterations of all-class pre-training before meta-transfer (0: none).
         inner_lr: step size of the classifier's inner loop (the paper: 0.01 on miniImageNet).
         inner_steps: inner steps in meta-training; ``eval_inner_steps`` at evaluation (default the same).
+        hard_tasks: add a hard task built from the previous meta-batch's worst classes to each meta-transfer
+            meta-batch (SS+HT); the run passes the task source with :meth:`set_task_source`.
+        hard_task_seed: seed of the generator that picks the hard task's classes.
     """
 
     def __init__(
@@ -48,6 +84,8 @@ class MetaTransferLearner(FewShotLearner):
         inner_lr: float = 0.1,
         inner_steps: int = 10,
         eval_inner_steps: int | None = None,
+        hard_tasks: bool = False,
+        hard_task_seed: int = 0,
     ):
         super().__init__()
         dim = getattr(encoder, "embedding_dim", None)
@@ -71,9 +109,25 @@ class MetaTransferLearner(FewShotLearner):
         self.inner_steps = int(inner_steps)
         self.eval_inner_steps = int(inner_steps if eval_inner_steps is None else eval_inner_steps)
         self.register_buffer("pretrain_done", torch.zeros((), dtype=torch.long))
+        self.hard_tasks = bool(hard_tasks)
+        self.train_classes: int | None = None
+        self.task_source: ClassTaskSource | None = None
+        if self.hard_tasks:
+            # The next hard task's dataset classes (-1: none yet); only in SS+HT runs, so SS checkpoints are as before.
+            self.register_buffer("hard_task_classes", torch.full((ways,), -1, dtype=torch.long))
+            self.hard_task_generator = torch.Generator().manual_seed(int(hard_task_seed))
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The hard-task class generator (SS+HT), saved in checkpoints for exact resumption."""
+        return {"hard_tasks": self.hard_task_generator} if self.hard_tasks else {}
+
+    def set_task_source(self, source: ClassTaskSource) -> None:
+        """The training-task source that builds the hard tasks (the run calls this)."""
+        self.task_source = source
 
     def set_train_classes(self, classes: int) -> None:
         """Build the all-class pre-training classifier for the ``classes`` training classes (the run calls this)."""
+        self.train_classes = int(classes)
         if self.pretrain_iterations:
             self.pretrain_head = nn.Linear(self.classifier.in_features, classes)
 
@@ -96,6 +150,8 @@ class MetaTransferLearner(FewShotLearner):
     def train_step(self, batch: EpisodeBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
         """A pre-training step while ``pretrain_done < pretrain_iterations``, else a meta-transfer step."""
         if not self.pretraining:
+            if self.hard_tasks:
+                return self.hard_task_step(batch, optimizer)
             return super().train_step(batch, optimizer)
         optimizer.zero_grad(set_to_none=True)
         loss, metrics = self.pretrain_loss(batch)
@@ -133,6 +189,50 @@ class MetaTransferLearner(FewShotLearner):
 
         adapted = adapt(head, support_loss, steps=steps, lr=self.inner_lr, first_order=first_order)
         return logits(adapted, query)
+
+    # -- hard-task meta-batches --------------------------------------------------------------------------------
+    def hard_task_step(self, batch: EpisodeBatch, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """One SS+HT meta-update: ``batch`` plus the hard task of the previous meta-batch's worst classes."""
+        if self.task_source is None or self.train_classes is None or batch.class_ids is None:
+            raise UserError(
+                "hard_tasks=true needs a dataset task source and its class count (set_task_source, "
+                "set_train_classes) and batches with class_ids; the few-shot run provides them"
+            )
+        tasks = batch.num_tasks
+        have_hard = bool((self.hard_task_classes >= 0).all())
+        if have_hard:
+            hard = self.task_source.sample_with_classes([self.hard_task_classes.tolist()])
+            batch = concat_batches(batch, hard)
+        optimizer.zero_grad(set_to_none=True)
+        logits = self.adapted_logits(batch, self.inner_steps)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
+        loss.backward()
+        optimizer.step()
+        correct = (logits.detach().argmax(-1) == batch.query_y).float()
+        worst = worst_classes(logits.detach()[:tasks], batch.query_y[:tasks], batch.ways)
+        self.record_hard_classes(batch.class_ids[:tasks].gather(1, worst[:, None]).squeeze(1))
+        stats = {"loss": float(loss.detach()), "accuracy": float(correct[:tasks].mean())}
+        if have_hard:
+            stats["hard_task_accuracy"] = float(correct[tasks:].mean())
+        return stats
+
+    def record_hard_classes(self, failed: torch.Tensor) -> None:
+        """Choose the next hard task's ``ways`` classes from the dataset classes ``failed`` (one per task).
+
+        Distinct failed classes in random order, the first ``ways`` of them; when there are fewer, random other
+        training classes fill the task.
+        """
+        distinct = torch.unique(failed)
+        chosen = distinct[torch.randperm(len(distinct), generator=self.hard_task_generator)][: self.ways]
+        if len(chosen) < self.ways:
+            others = torch.ones(self.train_classes, dtype=torch.bool)
+            others[chosen] = False
+            pool = others.nonzero().squeeze(1)
+            extra = pool[
+                torch.randperm(len(pool), generator=self.hard_task_generator)[: self.ways - len(chosen)]
+            ]
+            chosen = torch.cat([chosen, extra])
+        self.hard_task_classes.copy_(chosen)
 
     def meta_loss(self, batch: EpisodeBatch) -> tuple[torch.Tensor, dict[str, float]]:
         logits = self.adapted_logits(batch, self.inner_steps)
