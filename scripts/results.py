@@ -152,8 +152,13 @@ def summary_table(summary: dict[str, Any]) -> str:
         "| learner | " + " | ".join(extra + [label.format(x) for x in points]) + " |",
         "|---|" + "---|" * (len(extra) + len(points)),
     ]
+    percent = 100.0 if summary["metric"] == "query accuracy" else 1.0  # accuracies in %, as papers give them
     for name, learner in summary["learners"].items():
-        at = dict(zip(learner[axis], zip(learner["mean"], learner["ci"], strict=True), strict=True))
+        pairs = [
+            tuple(None if v is None else v * percent for v in (m, c))
+            for m, c in zip(learner["mean"], learner["ci"], strict=True)
+        ]
+        at = dict(zip(learner[axis], pairs, strict=True))
         cells = [_with_ci(*at[x]) if x in at else "" for x in points]
         if extra:
             steps = learner["training_env_steps"]

@@ -157,3 +157,8 @@ def test_a_comparison_is_tabled_by_episodes_of_experience_with_blanks_where_a_ru
     assert (tmp_path / "generated" / "navigation2d-compare.png").is_file()
     # A comparison is not a meta-learner's own summary: the env still counts as without one.
     assert "`MetaRL/Navigation2D-v0`" in markdown.split("without a committed meta-learner summary", 1)[1]
+
+
+def test_accuracies_are_tabled_in_percent():
+    table = results.summary_table(results.summary_of(FEW_SHOT_EVAL))
+    assert "| maml | 20.00 ± 2.00 | 90.00 ± 1.00 | 95.00 ± 1.00 |" in table
