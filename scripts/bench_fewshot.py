@@ -428,6 +428,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--family-meta-batch", type=int, default=16, help="tasks per meta-iteration of those rows"
     )
     parser.add_argument(
+        "--mann-meta-batch",
+        type=int,
+        default=2,
+        help="sequences per meta-iteration of the MANN row (its reference loop is slow)",
+    )
+    parser.add_argument(
         "--family-repeats", type=int, default=3, help="timed rounds of those rows (slow loops)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
