@@ -43,7 +43,8 @@ def check_same_loss(learner: torch.nn.Module, loss_fn: LossFn, batch: EpisodeBat
     ours, _ = learner.meta_loss(batch)
     for name, g in generators.items():
         g.set_state(states[name])
-    torch.testing.assert_close(loss_fn(batch), ours, rtol=1e-4, atol=1e-5)
+    # float32 over unrolled inner loops in another summation order: about 1e-4 relative at full-size batches
+    torch.testing.assert_close(loss_fn(batch), ours, rtol=1e-3, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------------- MANN
