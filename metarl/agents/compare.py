@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metarl.agents.agent import MetaRLAgent
-from metarl.agents.evaluate import adaptation_curve, held_out_tasks, text_table
+from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
+from metarl.agents.evaluate import held_out_tasks, meta_learner_curves, text_table
 from metarl.agents.experience import (
     EXPERIENCE_LABEL,
     gradient_experience,
@@ -128,21 +128,13 @@ def _context_entry(agent: MetaRLAgent, tasks: list[Task], episodes: int | None) 
 
 
 def _gradient_entry(
-    agent: MetaRLAgent, tasks: list[Task], steps: int | None, episodes: int | None
+    agent: GradientMetaRLAgent, tasks: list[Task], steps: int | None, episodes: int | None
 ) -> dict[str, Any]:
     config = agent.config
     steps = config.evaluation.adapt_steps if steps is None else steps
     episodes = episodes or config.evaluation.episodes_per_task or config.episodes_per_task
     tested = dataclasses.replace(config, episodes_per_task=episodes)
-    per_task = adaptation_curve(
-        agent.policy,
-        agent.policy.params(),
-        tested,
-        tasks,
-        steps,
-        lr=agent.adaptation_lr(),
-        oracle=config.oracle,
-    )
+    per_task, _ = meta_learner_curves(agent, tested, tasks, steps)
     return learner_entry(per_task, gradient_experience(steps, episodes), range(steps + 1))
 
 

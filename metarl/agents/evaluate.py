@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.agent import MetaRLAgent
+from metarl.agents.agent import GradientMetaRLAgent, MetaRLAgent
 from metarl.agents.config import EvalConfig, InnerConfig, TrainConfig
 from metarl.agents.experience import EXPERIENCE_LABEL, gradient_experience, is_context_agent, learner_entry
 from metarl.agents.inner import FineTuner
@@ -111,6 +111,22 @@ def adaptation_curves(
     )
     successes = None if result.successes is None else result.successes.numpy().astype(np.float64)
     return result.returns.numpy().astype(np.float64), successes
+
+
+def meta_learner_curves(
+    agent: GradientMetaRLAgent, tested: TrainConfig, tasks: list[Task], adapt_steps: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`adaptation_curves` of a run's meta-learner under the evaluation config ``tested``: its own
+    parameters, its inner rates (Meta-SGD's learned ones) and its oracle inputs if it was trained with them."""
+    return adaptation_curves(
+        agent.policy,
+        agent.policy.params(),
+        tested,
+        tasks,
+        adapt_steps,
+        lr=agent.adaptation_lr(),
+        oracle=tested.oracle,
+    )
 
 
 # What a baseline keeps of its run's config; every other field (the algorithm and its sections, the inner loop,
@@ -292,28 +308,24 @@ def evaluate_run(
     curves: dict[str, np.ndarray] = {}
     successes: dict[str, np.ndarray] = {}  # per-task success rates, for an env that reports success
 
-    def measure(name: str, *args: Any, **kwargs: Any) -> None:
-        curves[name], success = adaptation_curves(*args, **kwargs)
+    def measure(name: str, measured: tuple[np.ndarray, np.ndarray | None]) -> None:
+        curves[name], success = measured
         if success is not None:
             successes[name] = success
 
-    measure(
-        config.algo,
-        agent.policy,
-        agent.policy.params(),
-        tested,
-        tasks,
-        adapt_steps,
-        lr=agent.adaptation_lr(),
-        oracle=config.oracle,
-    )
+    measure(config.algo, meta_learner_curves(agent, tested, tasks, adapt_steps))
     experiences: dict[str, list[int]] = {}  # a learner's own adaptation: its episodes of experience per point
     own_curves = agent.own_adaptation_curves(tasks, episodes, adapt_steps, config.seed)
     for name, (per_task, experience_of_name) in own_curves.items():
         curves[name], experiences[name] = per_task, experience_of_name
     if "pretrained" in baselines:
         pretrained = train_baseline(run, plain, "pretrained", iterations, progress)
-        measure("pretrained", pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps)
+        measure(
+            "pretrained",
+            adaptation_curves(
+                pretrained.policy, pretrained.policy.params(), tested_plain, tasks, adapt_steps
+            ),
+        )
 
     def fresh_policy(index: int) -> MLPPolicy:  # initial weights from the evaluation stream
         space = agent.sampler
@@ -326,16 +338,19 @@ def evaluate_run(
 
     if "random-init" in baselines:
         fresh = fresh_policy(2)
-        measure("random-init", fresh, fresh.params(), tested_plain, tasks, adapt_steps)
+        measure("random-init", adaptation_curves(fresh, fresh.params(), tested_plain, tasks, adapt_steps))
     if "sb3-ppo" in baselines:
         from metarl.agents.sb3_baseline import sb3_ppo_policy  # imports Stable-Baselines3, an optional extra
 
         ppo = sb3_ppo_policy(baseline_dir(run, "sb3-ppo"), plain, iterations, fresh_policy(3))
-        measure("sb3-ppo", ppo, ppo.params(), tested_plain, tasks, adapt_steps)
+        measure("sb3-ppo", adaptation_curves(ppo, ppo.params(), tested_plain, tasks, adapt_steps))
     has_features = agent.sampler.env.unwrapped.task_features(tasks[0]) is not None
     if "oracle" in baselines and has_features:
         oracle = train_baseline(run, plain, "oracle", iterations, progress)
-        measure("oracle", oracle.policy, oracle.policy.params(), tested_plain, tasks, 0, oracle=True)
+        measure(
+            "oracle",
+            adaptation_curves(oracle.policy, oracle.policy.params(), tested_plain, tasks, 0, oracle=True),
+        )
         curves["oracle"] = np.repeat(curves["oracle"], adapt_steps + 1, axis=1)
         if "oracle" in successes:
             successes["oracle"] = np.repeat(successes["oracle"], adapt_steps + 1, axis=1)
