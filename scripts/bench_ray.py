@@ -10,6 +10,10 @@ full run against the number of 2-core machines.
   round's episodes returned by an actor that holds them (the gather): serialisation and transfer, no sampling.
 * learner: one local MAML-TRPO iteration's adaptation + TRPO seconds (``charts/seconds_adaptation`` and
   ``charts/seconds_trpo``), which stay on the driver.
+* ES-MAML: whole meta-iterations in process and with the population's rounds on the 2 actors (the iterations'
+  numbers checked equal): the reference config ``es-maml/navigation2d`` (41 parameter vectors x 5 tasks, each
+  adapted by one ES step of 3 antithetic pairs: rounds of 2,870 and 410 env copies, cheap numpy steps), and the
+  same ES-MAML on HalfCheetahVel with 5 pairs (rounds of 770 and 110 copies of MuJoCo, 200 steps).
 
 Model of one meta-iteration with ``A`` sampling actors (one per core; a 2-core machine runs 2) and ``k`` inner steps,
 so ``k + 1`` sampling rounds::
@@ -40,6 +44,7 @@ import torch
 
 from metarl.agents import MAMLTRPO, TrainConfig
 from metarl.agents.config import SamplerConfig
+from metarl.agents.es import ESMAML
 from metarl.agents.ray_sampler import make_sampler
 from metarl.agents.sampler import sample_tasks
 from metarl.core import stack_over_tasks
@@ -48,6 +53,9 @@ from metarl.training.io import write_json_atomic
 
 CONFIG = "maml-trpo/halfcheetah-vel"
 QUICK = ["meta_batch_size=4", "episodes_per_task=2", "env_kwargs.horizon=20", "policy.hidden_sizes=[16,16]"]
+ES_CONFIG = "es-maml/navigation2d"
+ES_WORKLOADS = {"Navigation2D": [], "HalfCheetahVel": ["env=MetaRL/HalfCheetahVel-v0", "es.pairs=5"]}
+ES_QUICK = ["meta_batch_size=2", "es.pairs=3", "env_kwargs.horizon=10", "policy.hidden_sizes=[8,8]"]
 WORKERS = 2
 MACHINES = (1, 2, 4, 8, 16, 32)
 
@@ -62,6 +70,26 @@ def time_rounds(sampler, params, env, num_tasks: int, rounds: int, warmup: int) 
         if i >= warmup:
             seconds.append(time.perf_counter() - tick)
     return statistics.median(seconds), episodes
+
+
+def time_es_iterations(config: TrainConfig, iterations: int, warmup: int) -> tuple[float, list[dict]]:
+    """Median seconds of an ES-MAML meta-iteration on ``config``'s sampler backend, and each iteration's scalars
+    (timings left out)."""
+    agent = ESMAML(config)
+    seconds, scalars = [], []
+    try:
+        if config.sampler.backend == "ray":
+            agent.sampler.pids()  # actors up before the clock starts
+        for i in range(warmup + iterations):
+            tick = time.perf_counter()
+            metrics = agent.meta_iteration(i)
+            if i >= warmup:
+                seconds.append(time.perf_counter() - tick)
+            scalars.append({k: v for k, v in metrics.items() if "second" not in k})
+    finally:
+        if config.sampler.backend == "ray":
+            agent.sampler.close()
+    return statistics.median(seconds), scalars
 
 
 def time_communication(ray, params, episodes, repeats: int) -> tuple[float, float]:
@@ -117,8 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     scalars = agent.meta_iteration(0)
     learner = scalars["charts/seconds_adaptation"] + scalars["charts/seconds_trpo"]
 
+    es_configs = {
+        env: load_config(
+            TrainConfig,
+            config_file(ES_CONFIG),
+            [*overrides, *(ES_QUICK if args.quick else []), "torch_threads=1"],
+        )
+        for env, overrides in ES_WORKLOADS.items()
+    }
+    es_local = {env: time_es_iterations(c, rounds, warmup) for env, c in es_configs.items()}
+
     ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
     try:
+        es_ray = {
+            env: time_es_iterations(
+                dataclasses.replace(c, sampler=SamplerConfig(backend="ray", workers=WORKERS)), rounds, warmup
+            )
+            for env, c in es_configs.items()
+        }
         distributed = make_sampler(
             dataclasses.replace(config, sampler=SamplerConfig(backend="ray", workers=WORKERS)), policy
         )
@@ -163,6 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": config.iterations,
         "model": "t(A) = (k+1) * (t_local_round / A + A * t_broadcast + t_gather) + t_learner, A = 2 x machines",
         "projection": projection,
+        "es": [
+            {
+                "config": " ".join([ES_CONFIG, *ES_WORKLOADS[env], *(ES_QUICK if args.quick else [])]),
+                "env": env,
+                "local_seconds_per_iteration": es_local[env][0],
+                "ray_seconds_per_iteration": es_ray[env][0],
+                "speedup": es_local[env][0] / es_ray[env][0],
+                "ray_equals_local": es_local[env][1] == es_ray[env][1],
+            }
+            for env in ES_WORKLOADS
+        ],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
         "quick": args.quick,
     }
@@ -182,9 +237,17 @@ def main(argv: list[str] | None = None) -> int:
             f"  {row['machines']:8d}  {row['actors']:6d}  {row['seconds_per_iteration']:11.3f}"
             f"  {row['hours_full_run']:8.2f} ({config.iterations} iterations)"
         )
+    for row in result["es"]:
+        print(f"ES-MAML meta-iteration, {row['config']}")
+        print(f"  in process                    {row['local_seconds_per_iteration']:8.3f} s")
+        print(
+            f"  ray, {WORKERS} actors                {row['ray_seconds_per_iteration']:8.3f} s"
+            f"  ({row['speedup']:.2f}x the in-process speed)"
+        )
+        print(f"  iterations' numbers equal     {row['ray_equals_local']}")
     if args.json:
         write_json_atomic(args.json, result)
-    return 0 if same else 1
+    return 0 if same and all(row["ray_equals_local"] for row in result["es"]) else 1
 
 
 if __name__ == "__main__":

@@ -564,10 +564,10 @@ class TrainConfig:
                 raise UserError(
                     f"{self.algo} searches the policy's parameters only: set inner.meta_sgd=false"
                 )
-        if self.algo in ("rl2", "pearl", "es-maml", "openai-es") and self.sampler.backend != "local":
+        if self.algo in ("rl2", "pearl") and self.sampler.backend != "local":
             raise UserError(
                 f"{self.algo} samples in this process: set sampler.backend=local (the ray backend serves "
-                "maml-trpo, promp, maml-ppo and reptile)"
+                "maml-trpo, promp, maml-ppo, reptile, es-maml and openai-es)"
             )
         if self.algo == "rl2" and self.rl2.minibatches > copies:
             raise UserError(

@@ -46,3 +46,10 @@ def test_bench_ray_quick_writes_json(tmp_path):
     )
     assert first["seconds_per_iteration"] == pytest.approx(expected)
     assert f"{data['local_seconds_per_round']:8.3f} s" in result.stdout
+    assert [row["env"] for row in data["es"]] == ["Navigation2D", "HalfCheetahVel"]
+    for row in data["es"]:
+        assert row["ray_equals_local"] is True
+        assert row["speedup"] == pytest.approx(
+            row["local_seconds_per_iteration"] / row["ray_seconds_per_iteration"]
+        )
+        assert f"{row['ray_seconds_per_iteration']:8.3f} s" in result.stdout

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from metarl.agents import MAMLTRPO, PolicyConfig, TrainConfig
-from metarl.agents.config import SamplerConfig
+from metarl.agents.config import ESConfig, SamplerConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from metarl.agents.ray_sampler import SliceSampler, task_slices
+from metarl.agents.registry import ALGORITHMS
 from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
 from metarl.core import stack_over_tasks
 from metarl.errors import UserError
@@ -64,7 +65,7 @@ def test_sampler_config_is_checked():
         SamplerConfig(workers=0)
     with pytest.raises(UserError, match="sampler.max_retries"):
         SamplerConfig(max_retries=-1)
-    for algo in ("rl2", "pearl", "es-maml", "openai-es"):
+    for algo in ("rl2", "pearl"):
         with pytest.raises(UserError, match=f"{algo} samples in this process"):
             TrainConfig(algo=algo, sampler=SamplerConfig(backend="ray"))
 
@@ -196,6 +197,35 @@ def test_one_maml_trpo_iteration_on_ray_equals_local(ray_instance):
     finally:
         distributed.sampler.close()
     timing = {k for k in scalars_local if "second" in k or k.startswith("time/")}
+    assert {k: v for k, v in scalars_local.items() if k not in timing} == {
+        k: v for k, v in scalars_ray.items() if k not in timing
+    }
+    for a, b in zip(local.policy.parameters(), distributed.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("algo", "adaptation"), [("openai-es", "none"), ("es-maml", "es"), ("es-maml", "pg")]
+)
+def test_one_es_iteration_on_ray_equals_local(ray_instance, algo, adaptation):
+    # the whole population (perturbations x tasks x adaptation candidates) goes through the sampler's rounds
+    config = TrainConfig(
+        algo=algo,
+        env=NAV,
+        env_kwargs={"horizon": 10},
+        meta_batch_size=2,
+        episodes_per_task=2,
+        policy=PolicyConfig(hidden_sizes=[8]),
+        es=ESConfig(pairs=3, adaptation_pairs=2, adaptation=adaptation),
+        torch_threads=1,
+    )
+    local = ALGORITHMS[algo](config)
+    distributed = ALGORITHMS[algo](dataclasses.replace(config, sampler=SamplerConfig(backend="ray", workers=2)))
+    try:
+        scalars_local, scalars_ray = local.meta_iteration(0), distributed.meta_iteration(0)
+    finally:
+        distributed.sampler.close()
+    timing = {k for k in scalars_local if "second" in k}
     assert {k: v for k, v in scalars_local.items() if k not in timing} == {
         k: v for k, v in scalars_ray.items() if k not in timing
     }
