@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from metarl.errors import UserError
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.data.episodes import EpisodeBatch
@@ -82,9 +83,11 @@ def textbook_adapt(learner: MetaLSTM, support_x, support_y, steps: int) -> dict[
     return params
 
 
-@pytest.mark.parametrize("vectorize", [True, False])
-def test_inner_loop_equals_the_textbook_loop(vectorize):
-    learner, batch = tiny_learner(vectorize=vectorize), image_batch()
+@pytest.mark.parametrize(("vectorize", "chunk_coordinates"), [(True, 0), (False, 0), (True, 7)])
+def test_inner_loop_equals_the_textbook_loop(vectorize, chunk_coordinates):
+    # chunk_coordinates=7: the coordinate-wise layers in uneven chunks, recomputed in the backward pass
+    learner = tiny_learner(vectorize=vectorize, chunk_coordinates=chunk_coordinates)
+    batch = image_batch()
     adapted = learner.adapt_tasks(batch, steps=2)
     for t in range(batch.num_tasks):
         expected = textbook_adapt(learner, batch.support_x[t], batch.support_y[t], steps=2)
@@ -106,8 +109,9 @@ def meta_loss_fd(learner, batch, direction, eps=1e-6) -> float:
     return (values[0] - values[1]) / (2 * eps)
 
 
-def test_meta_gradient_matches_finite_differences():
-    learner, batch = tiny_learner(inner_steps=2), image_batch()
+@pytest.mark.parametrize("chunk_coordinates", [0, 7])
+def test_meta_gradient_matches_finite_differences(chunk_coordinates):
+    learner, batch = tiny_learner(inner_steps=2, chunk_coordinates=chunk_coordinates), image_batch()
     params = list(learner.parameters())
     grads = torch.autograd.grad(learner.meta_loss(batch)[0], params)
     torch.manual_seed(1)
@@ -116,12 +120,29 @@ def test_meta_gradient_matches_finite_differences():
     assert analytic == pytest.approx(meta_loss_fd(learner, batch, direction), rel=1e-5)
 
 
+def test_chunks_give_the_whole_computation_s_meta_gradient():
+    batch = image_batch()
+    whole, chunked = tiny_learner(inner_steps=3), tiny_learner(inner_steps=3, chunk_coordinates=5)
+    loss_whole, loss_chunked = whole.meta_loss(batch)[0], chunked.meta_loss(batch)[0]
+    torch.testing.assert_close(loss_chunked, loss_whole)
+    for a, b in zip(
+        torch.autograd.grad(loss_chunked, list(chunked.parameters())),
+        torch.autograd.grad(loss_whole, list(whole.parameters())),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(UserError, match="chunk_coordinates must be >= 0"):
+        tiny_learner(chunk_coordinates=-1)
+
+
 def test_first_order_drops_only_the_gradient_path():
     batch = image_batch()
     full, first = tiny_learner(inner_steps=2), tiny_learner(inner_steps=2, first_order=True)
     loss_full, _ = full.meta_loss(batch)
     loss_first, _ = first.meta_loss(batch)
-    assert float(loss_full) == pytest.approx(float(loss_first))  # the same forward computation
+    assert float(loss_full.detach()) == pytest.approx(
+        float(loss_first.detach())
+    )  # the same forward computation
     grads_full = torch.autograd.grad(loss_full, list(full.parameters()))
     grads_first = torch.autograd.grad(loss_first, list(first.parameters()))
     assert all(torch.isfinite(g).all() for g in grads_first)

@@ -19,6 +19,11 @@ Gates (paper section 3.2, shared across coordinates, so the meta-learner is smal
 
 The initial cell state ``c_0`` is the learner network's own initialisation, meta-learned with the LSTM.
 Meta-training backpropagates the query loss after ``inner_steps`` steps through the unrolled inner loop.
+The coordinate-wise layers run over every task's every parameter (16 tasks of a 112k-parameter Conv4 are 1.8M
+coordinates, each with 20 LSTM units): kept whole, their activations fill gigabytes and every elementwise op
+streams them through memory. So they run in chunks of ``chunk_coordinates`` coordinates whose activations are
+recomputed in the backward pass (:func:`torch.utils.checkpoint.checkpoint`): only each step's inputs are kept,
+and each chunk's work stays in cache.
 ``first_order=True`` is the paper's approximation: the gradient and loss inputs are treated as constants (no
 gradient through the learner's gradients; the meta-gradient still flows through ``c`` and the gates).
 
@@ -35,6 +40,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from metarl.core import Params, loss_gradients, named_params, sgd_step, stack_over_tasks
 from metarl.errors import UserError
@@ -96,6 +102,8 @@ class MetaLSTM(FewShotLearner):
         hidden: units of the first, coordinate-wise LSTM layer (20).
         first_order: the paper's approximation: gradients and losses enter the LSTM as constants.
         vectorize: run the tasks of a batch in one call (``Conv4.forward_tasks`` / vmap), else a loop.
+        chunk_coordinates: coordinates per chunk of the coordinate-wise layers when gradients are recorded
+            (0: all at once, keeping every activation).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class MetaLSTM(FewShotLearner):
         hidden: int = 20,
         first_order: bool = False,
         vectorize: bool = True,
+        chunk_coordinates: int = 8192,
     ):
         super().__init__()
         if inner_steps < 1 or (eval_inner_steps is not None and eval_inner_steps < 1):
@@ -121,6 +130,9 @@ class MetaLSTM(FewShotLearner):
         self.eval_inner_steps = int(inner_steps if eval_inner_steps is None else eval_inner_steps)
         self.first_order = bool(first_order)
         self.vectorize = bool(vectorize)
+        if chunk_coordinates < 0:
+            raise UserError(f"chunk_coordinates must be >= 0 (0: no chunks), got {chunk_coordinates}")
+        self.chunk_coordinates = int(chunk_coordinates)
         self.input_lstm = nn.LSTMCell(4, hidden)
         self.gates = MetaLSTMCell(hidden)
 
@@ -135,8 +147,9 @@ class MetaLSTM(FewShotLearner):
         shapes = [params[n].shape[1:] for n in names]
         sizes = [math.prod(s) for s in shapes]
         coordinates = tasks * sum(sizes)
-        state = None
-        i_prev = f_prev = params[names[0]].new_zeros(coordinates)
+        zeros = params[names[0]].new_zeros
+        h = cell = zeros(coordinates, self.input_lstm.hidden_size)  # the LSTM's zero initial state
+        i_prev = f_prev = zeros(coordinates)
         first_order = self.first_order or not differentiable
         for _ in range(steps):
             outputs = run_per_task(self.model, params, batch.support_x, self.vectorize)
@@ -152,15 +165,31 @@ class MetaLSTM(FewShotLearner):
                 ],
                 -1,
             ).reshape(coordinates, 4)
-            state = self.input_lstm(features, state)
             c_flat = torch.cat([params[n].reshape(tasks, -1) for n in names], 1).reshape(coordinates)
-            i_t, f_t = self.gates(state[0], c_flat, i_prev, f_prev)
+            h, cell, i_t, f_t = self._coordinate_layers(features, h, cell, c_flat, i_prev, f_prev)
             i_prev, f_prev = i_t, f_t
             decayed = self._unflatten((f_t * c_flat).reshape(tasks, -1), names, shapes, sizes)
             rates = self._unflatten(i_t.reshape(tasks, -1), names, shapes, sizes)
             # c_t = f_t * c_{t-1} - i_t * g_t: the core's SGD step on the decayed parameters with rates i_t.
             params = sgd_step(decayed, grads, rates)
         return params
+
+    def _coordinate_step(self, features, h, cell, c, i_prev, f_prev):
+        h, cell = self.input_lstm(features, (h, cell))
+        i_t, f_t = self.gates(h, c, i_prev, f_prev)
+        return h, cell, i_t, f_t
+
+    def _coordinate_layers(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The LSTM layer and the gates over all coordinates: ``(h, cell, i_t, f_t)``, chunked and recomputed in
+        the backward pass when gradients are recorded."""
+        size = self.chunk_coordinates
+        if not torch.is_grad_enabled() or size == 0 or inputs[0].shape[0] <= size:
+            return self._coordinate_step(*inputs)
+        chunks = [
+            checkpoint(self._coordinate_step, *part, use_reentrant=False)
+            for part in zip(*(x.split(size) for x in inputs), strict=True)
+        ]
+        return tuple(torch.cat(outputs) for outputs in zip(*chunks, strict=True))
 
     @staticmethod
     def _unflatten(flat: torch.Tensor, names: list[str], shapes: list, sizes: list[int]) -> Params:
