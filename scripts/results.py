@@ -40,6 +40,7 @@ import csv
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,8 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         title = f"{summary['task']}: {summary['algo']}"
         axis = summary.get("axis", "steps")
         curves = {name: {**v, "steps": v[axis]} for name, v in summary["learners"].items()}
-        labels = {"title": title, "ylabel": summary["metric"]}
+        # a comparison's title names every run: wrapped, it stays inside the figure
+        labels = {"title": textwrap.fill(title, 60, break_on_hyphens=False), "ylabel": summary["metric"]}
         if axis == "experience":
             labels["xlabel"] = "episodes of experience on the task"
         _plot(curves, out_dir / f"{path.stem}.png", log_x=summary["kind"] == "comparison", **labels)
