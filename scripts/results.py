@@ -28,7 +28,8 @@ Two commands::
 learner, one column per adaptation step) and its adaptation-curve plot, also the table alone as ``NAME.md`` for
 the pages that discuss one result; for every pair of CSV files
 ``NAME_eval.csv`` / ``NAME_curve.csv`` (as ``scripts/sb3_ppo_navigation.py`` writes them) the evaluation as a
-table and the learning curves as a plot (the curve file's columns: series, x, y, ...); and the list of metarl's
+table (also alone as ``NAME_eval.md``) and the learning curves as a plot (the curve file's columns: series, x,
+y, ...); and the list of metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
 """
 
@@ -39,6 +40,7 @@ import csv
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +143,24 @@ def _with_ci(mean: float, ci: float) -> str:
     return _number(mean) if ci is None or math.isnan(ci) else f"{_number(mean)} ± {_number(ci)}"
 
 
+def _columns(summary: dict[str, Any], points: list[int]) -> list[str]:
+    """The column headers of a summary's table: "after 1 step", "after 2 episodes", ...; a learner measured
+    once, without adapting (a metric-based few-shot learner), gets its metric as the one header."""
+    axis = summary.get("axis", "steps")
+    if axis == "steps" and points == [0]:
+        return [summary["metric"] + (" (%)" if summary["metric"] == "query accuracy" else "")]
+    unit = "step" if axis == "steps" else "episode"
+    return [f"after {x} {unit}{'' if x == 1 else 's'}" for x in points]
+
+
 def summary_table(summary: dict[str, Any]) -> str:
     """The markdown table of a summary: one row per learner, one column per adaptation step, or per number
     of episodes of experience on the task (a blank where a learner was not measured)."""
     axis = summary.get("axis", "steps")
     points = sorted({x for learner in summary["learners"].values() for x in learner[axis]})
-    label = "step {}" if axis == "steps" else "{} episodes"
     extra = ["train env steps"] if summary["kind"] == "comparison" else []
     lines = [
-        "| learner | " + " | ".join(extra + [label.format(x) for x in points]) + " |",
+        "| learner | " + " | ".join(extra + _columns(summary, points)) + " |",
         "|---|" + "---|" * (len(extra) + len(points)),
     ]
     percent = 100.0 if summary["metric"] == "query accuracy" else 1.0  # accuracies in %, as papers give them
@@ -251,7 +262,8 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         title = f"{summary['task']}: {summary['algo']}"
         axis = summary.get("axis", "steps")
         curves = {name: {**v, "steps": v[axis]} for name, v in summary["learners"].items()}
-        labels = {"title": title, "ylabel": summary["metric"]}
+        # a comparison's title names every run: wrapped, it stays inside the figure
+        labels = {"title": textwrap.fill(title, 60, break_on_hyphens=False), "ylabel": summary["metric"]}
         if axis == "experience":
             labels["xlabel"] = "episodes of experience on the task"
         _plot(curves, out_dir / f"{path.stem}.png", log_x=summary["kind"] == "comparison", **labels)
@@ -263,7 +275,9 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         )
     for eval_path in sorted(data_dir.glob("*_eval.csv")):
         name = eval_path.name.removesuffix("_eval.csv")
-        section = f"### {name}\n\nEvaluation (`{eval_path.name}`):\n\n{_csv_table(_csv_rows(eval_path))}\n"
+        table = _csv_table(_csv_rows(eval_path))
+        _write_if_changed(out_dir / f"{name}_eval.md", f"{table}\n".encode())
+        section = f"### {name}\n\nEvaluation (`{eval_path.name}`):\n\n{table}\n"
         curve_path = data_dir / f"{name}_curve.csv"
         if curve_path.exists():
             curves, xlabel, ylabel = _csv_curves(_csv_rows(curve_path))

@@ -87,10 +87,14 @@ def test_render_tables_plots_and_missing_envs(tmp_path):
     out = tmp_path / "generated"
     markdown = results.render(data, out).read_text()
 
-    assert "| learner | step 0 | step 1 |" in markdown
+    assert "| learner | after 0 steps | after 1 step |" in markdown
     assert "| maml-trpo | 10.00 ± 0.50 | 13.50 ± 0.25 |" in markdown
     assert "| oracle | 14.00 | 14.00 |" in markdown  # an unknown interval is left out
     assert "| mixture | held-out goals | 40 | -38.95 | 4.40 |" in markdown
+    assert (
+        "| mixture | held-out goals | 40 | -38.95 | 4.40 |"
+        in (out / "sb3_ppo_navigation2d_eval.md").read_text()
+    )
     assert "![MetaRL/TabularMDP-v0: maml-trpo](generated/maml-trpo_tabular-mdp.png)" in markdown
     for png in ("maml-trpo_tabular-mdp.png", "sb3_ppo_navigation2d_curve.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
@@ -146,7 +150,8 @@ def test_a_comparison_is_tabled_by_episodes_of_experience_with_blanks_where_a_ru
     assert summary["kind"] == "comparison" and summary["axis"] == "experience"
     assert summary["algo"] == "maml-trpo vs rl2" and "per_task" not in summary["learners"]["rl2"]
     table = results.summary_table(summary)
-    assert "| learner | train env steps | 0 episodes | 1 episodes | 2 episodes | 20 episodes |" in table
+    header = "| learner | train env steps | after 0 episodes | after 1 episode | after 2 episodes | after 20 episodes |"
+    assert header in table
     assert "| maml | 8e+07 | -37.60 ± 4.70 |  |  | -13.30 ± 2.70 |" in table
     assert "| rl2 | 1.2e+07 | -20.00 ± 1.00 | -6.00 ± 0.50 | -5.50 ± 0.50 |  |" in table
     data = tmp_path / "data"
@@ -161,4 +166,13 @@ def test_a_comparison_is_tabled_by_episodes_of_experience_with_blanks_where_a_ru
 
 def test_accuracies_are_tabled_in_percent():
     table = results.summary_table(results.summary_of(FEW_SHOT_EVAL))
+    assert "| learner | after 0 steps | after 1 step | after 2 steps |" in table
     assert "| maml | 20.00 ± 2.00 | 90.00 ± 1.00 | 95.00 ± 1.00 |" in table
+
+
+def test_a_learner_measured_once_is_headed_by_its_metric():
+    evaluation = {**FEW_SHOT_EVAL, "learner": "protonet"}
+    evaluation["per_step"] = {"steps": [0], "mean": [0.9], "ci": [0.01]}
+    table = results.summary_table(results.summary_of(evaluation))
+    assert table.splitlines()[0] == "| learner | query accuracy (%) |"
+    assert "| protonet | 90.00 ± 1.00 |" in table
