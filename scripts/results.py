@@ -21,8 +21,13 @@ Two commands::
       "axis": "steps",                       # or "experience": episodes of experience (RL², PEARL, compare)
       "iterations": 500,                     # meta-iterations of the run
       "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
-      "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...}
+      "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...},
+      "published": {"value": 98.1, "at": 0, "source": "Vinyals et al. 2016, Table 1"}   # optional
     }
+
+``published`` (``extract --published VALUE --source TEXT [--at STEP]``) is the paper's number for the same
+protocol, as the paper prints it (accuracies in %), shown as a last row of the table under the column ``at``
+(default: the last one).
 
 ``ci`` holds 95% confidence-interval half-widths. ``render`` writes, for every summary, a table (one row per
 learner, one column per adaptation step) and its adaptation-curve plot, also the table alone as ``NAME.md`` for
@@ -126,12 +131,23 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
     raise ValueError("not an eval.json of metarl evaluate or metarl fewshot train/evaluate")
 
 
-def extract(eval_path: Path, name: str, data_dir: Path = DATA_DIR) -> Path:
-    """Write the summary of ``eval_path`` as ``data_dir/NAME.json`` and return its path."""
+def extract(
+    eval_path: Path, name: str, data_dir: Path = DATA_DIR, published: dict[str, Any] | None = None
+) -> Path:
+    """Write the summary of ``eval_path`` as ``data_dir/NAME.json`` (atomically) and return its path.
+
+    Args:
+        published: ``{"value", "source"[, "at"]}``, the paper's number for the same protocol (see the module's
+            docstring).
+    """
     summary = summary_of(json.loads(eval_path.read_text(encoding="utf-8")))
+    if published is not None:
+        summary["published"] = published
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / f"{name}.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    temporary.replace(path)
     return path
 
 
@@ -175,6 +191,11 @@ def summary_table(summary: dict[str, Any]) -> str:
             steps = learner["training_env_steps"]
             cells.insert(0, "" if steps is None else f"{steps:.3g}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "published" in summary:
+        published = summary["published"]
+        at = published.get("at", points[-1])
+        cells = [_number(published["value"]) if x == at else "" for x in points]
+        lines.append(f"| published ({published['source']}) | " + " | ".join([""] * len(extra) + cells) + " |")
     return "\n".join(lines)
 
 
@@ -308,12 +329,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("eval_json", type=Path, help="RUN/eval.json of metarl evaluate or metarl fewshot")
     p.add_argument("--name", required=True, help="the summary's file name, without .json")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
+    p.add_argument(
+        "--published", type=float, help="the paper's number for this protocol, as printed (% for accuracy)"
+    )
+    p.add_argument(
+        "--source", help="with --published: where it is published, e.g. 'Vinyals et al. 2016, Table 1'"
+    )
+    p.add_argument(
+        "--at", type=int, help="with --published: the step (or episodes) it is measured at (default: last)"
+    )
     p = sub.add_parser("render", help="write the results' markdown and plots")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the markdown and PNGs go")
     args = parser.parse_args(argv)
     if args.command == "extract":
-        print(f"wrote {extract(args.eval_json, args.name, args.data_dir)}")
+        published = None
+        if (args.published is None) != (args.source is None):
+            parser.error("--published and --source go together: the number and where it is published")
+        if args.published is not None:
+            published = {"value": args.published, "source": args.source}
+            if args.at is not None:
+                published["at"] = args.at
+        print(f"wrote {extract(args.eval_json, args.name, args.data_dir, published)}")
     else:
         print(f"wrote {render(args.data_dir, args.out)}")
     return 0
