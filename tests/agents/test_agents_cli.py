@@ -161,6 +161,7 @@ def test_a_command_without_overrides_says_so(capsys):
         (("train", "--config", "does/not/exist.yaml"), "not found"),
         (("demo", "iterations=many"), "iterations"),
         (("evaluate", "does/not/exist"), "not found"),
+        (("train", "--algo", "pearl", "--env", "MetaRL/Bandit-K5-v0"), "PEARL needs continuous"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, args, needle):
@@ -172,6 +173,7 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, args, needl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists(), "a refused run leaves no run directory behind"
 
 
 @pytest.mark.slow
