@@ -46,8 +46,8 @@ from metarl.agents import MAMLTRPO, TrainConfig
 from metarl.agents.config import SamplerConfig
 from metarl.agents.es import ESMAML
 from metarl.agents.ray_sampler import make_sampler
-from metarl.agents.sampler import sample_tasks
 from metarl.core import stack_over_tasks
+from metarl.envs import sample_tasks
 from metarl.training import config_file, load_config
 from metarl.training.io import write_json_atomic
 

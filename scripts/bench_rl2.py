@@ -35,8 +35,7 @@ import torch
 
 from metarl.agents import RL2, TrainConfig
 from metarl.agents.recurrent_ppo import ppo_update
-from metarl.agents.sampler import sample_tasks
-from metarl.envs import TrialWrapper
+from metarl.envs import TrialWrapper, sample_tasks
 from metarl.training import config_file, load_config
 from metarl.training.io import write_json_atomic
 

@@ -35,7 +35,7 @@ import numpy as np
 
 import metarl.envs  # noqa: F401  (registers the envs)
 from metarl.agents import references as refs
-from metarl.agents.sampler import sample_tasks
+from metarl.envs import sample_tasks
 from metarl.errors import UserError
 from metarl.training import format_ci, mean_ci, write_json_atomic
 

@@ -27,10 +27,10 @@ import torch
 from metarl.agents import load_agent
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
-from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.agents.sampler import BatchedSampler
 from metarl.agents.streams import EVAL_STREAM, stream_rng, torch_generator
 from metarl.core import stack_over_tasks
-from metarl.envs import make_batched
+from metarl.envs import make_batched, sample_tasks
 from metarl.training.io import write_json_atomic
 
 ENV_ID = "MetaRL/Navigation2D-v0"

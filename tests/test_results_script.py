@@ -181,10 +181,16 @@ def test_a_learner_measured_once_is_headed_by_its_metric():
 def test_a_published_number_is_a_last_row_under_its_step(tmp_path, capsys):
     (tmp_path / "eval.json").write_text(json.dumps(FEW_SHOT_EVAL))
     argv = ["extract", str(tmp_path / "eval.json"), "--name", "x", "--data-dir", str(tmp_path)]
-    assert results.main([*argv, "--published", "98.7", "--source", "Finn et al. 2017, Table 1", "--at", "1"]) == 0
+    assert (
+        results.main([*argv, "--published", "98.7", "--source", "Finn et al. 2017, Table 1", "--at", "1"])
+        == 0
+    )
     summary = json.loads((tmp_path / "x.json").read_text())
     assert summary["published"] == {"value": 98.7, "source": "Finn et al. 2017, Table 1", "at": 1}
-    assert results.summary_table(summary).splitlines()[-1] == "| published (Finn et al. 2017, Table 1) |  | 98.70 |  |"
+    assert (
+        results.summary_table(summary).splitlines()[-1]
+        == "| published (Finn et al. 2017, Table 1) |  | 98.70 |  |"
+    )
     del summary["published"]["at"]  # default: the last column
     assert results.summary_table(summary).splitlines()[-1].endswith("|  |  | 98.70 |")
     with pytest.raises(SystemExit):

@@ -108,7 +108,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"resuming {run.path} at iteration {agent.iteration}/{agent.config.iterations}", flush=True)
     else:
         config, source = resolve_config(args)
-        agent = agent_class(config.algo)(config)  # refuses an env it cannot serve before a run directory exists
+        # the agent refuses an env it cannot serve before a run directory exists
+        agent = agent_class(config.algo)(config)
         run = _run_dir_for(config, args)
         print(
             f"training {config.algo} on {config.env} (config: {source or 'defaults'}) -> {run.path}",

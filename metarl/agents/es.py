@@ -37,10 +37,10 @@ import torch
 from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.config import TrainConfig
 from metarl.agents.es_fitness import PopulationFitness, PopulationResult, flat_parameters
-from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.agents.sampler import BatchedSampler
 from metarl.agents.streams import EVAL_STREAM, TRAIN_STREAM, stream_rng, torch_generator
 from metarl.core import antithetic_directions, antithetic_gradient, antithetic_population, unflatten_like
-from metarl.envs import Task
+from metarl.envs import Task, sample_tasks
 from metarl.errors import UserError
 
 EVAL_ROLLOUT_INDEX = 1  # the evaluation stream's rollouts, as the fine-tuning of every learner (0: the tasks)

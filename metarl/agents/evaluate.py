@@ -42,10 +42,10 @@ from metarl.agents.inner import FineTuner
 from metarl.agents.maml_rl import MAMLTRPO
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.registry import load_agent
-from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.agents.sampler import BatchedSampler
 from metarl.agents.streams import EVAL_STREAM, seeded_policy, stream_rng, torch_generator
 from metarl.core import stack_over_tasks
-from metarl.envs import Task, task_to_dict
+from metarl.envs import Task, sample_tasks, task_to_dict
 from metarl.errors import UserError
 from metarl.training import (
     RunDir,

@@ -39,10 +39,10 @@ from metarl.agents.config import TrainConfig
 from metarl.agents.curvature import choose_derivatives
 from metarl.agents.episodes import Episodes, masked_task_mean
 from metarl.agents.inner import compute_advantages
-from metarl.agents.sampler import sample_tasks
 from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
 from metarl.agents.trpo import TRPOResult, mean_kl_curvature, output_space_kl_hvp, trpo_step
 from metarl.core import Params
+from metarl.envs import sample_tasks
 
 
 @dataclass

@@ -42,9 +42,8 @@ from metarl.agents.latent_rollout import LatentRollout, Transitions, context_inp
 from metarl.agents.policies import observation_size
 from metarl.agents.replay import TaskReplayBuffers
 from metarl.agents.sac import QNetwork, TanhGaussianPolicy, policy_loss, q_targets, soft_update, value_targets
-from metarl.agents.sampler import sample_tasks
 from metarl.agents.streams import EVAL_STREAM, INIT_STREAM, TRAIN_STREAM, stream_rng, torch_generator
-from metarl.envs import Task
+from metarl.envs import Task, sample_tasks
 from metarl.errors import UserError
 
 TRAIN_TASKS_INDEX = 1  # (seed, INIT_STREAM, 1) draws the fixed training tasks; index 0 the initial weights

@@ -23,9 +23,9 @@ from metarl.agents.agent import GradientMetaRLAgent, adaptation_metrics
 from metarl.agents.config import TrainConfig
 from metarl.agents.inner import FineTuner
 from metarl.agents.policies import task_slice
-from metarl.agents.sampler import sample_tasks
 from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
 from metarl.core import linear_anneal, load_params_, reptile_update, stack_over_tasks
+from metarl.envs import sample_tasks
 
 
 class ReptilePG(GradientMetaRLAgent):

@@ -37,10 +37,10 @@ from metarl.agents.agent import MetaRLAgent
 from metarl.agents.config import TrainConfig
 from metarl.agents.recurrent import RecurrentActorCritic
 from metarl.agents.recurrent_ppo import ppo_update
-from metarl.agents.sampler import MAX_STEPS_PER_ROUND, EnvActions, sample_tasks
+from metarl.agents.sampler import MAX_STEPS_PER_ROUND, EnvActions
 from metarl.agents.streams import EVAL_STREAM, INIT_STREAM, TRAIN_STREAM, stream_rng, torch_generator
 from metarl.agents.trial_sampler import Trials, sample_trials
-from metarl.envs import Task
+from metarl.envs import Task, sample_tasks
 from metarl.envs.trials import TrialLayout
 from metarl.errors import UserError
 

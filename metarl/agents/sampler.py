@@ -41,18 +41,6 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
     return env
 
 
-def sample_tasks(env: gym.Env, num_tasks: int, seed: int, held_out: bool = False) -> list[Task]:
-    """Draw ``num_tasks`` tasks from the env's distribution with its ``np_random`` seeded by ``seed``.
-
-    The generator is replaced directly rather than through ``reset(seed=...)``, whose side effects (an env
-    drawing a default task on its first reset) would make the tasks depend on the env's history.
-    ``held_out`` draws meta-test tasks (``TaskEnv.sample_held_out_tasks``: a benchmark's test set, if it has one).
-    """
-    env.unwrapped.np_random = np.random.default_rng(int(seed))
-    draw = env.unwrapped.sample_held_out_tasks if held_out else env.unwrapped.sample_tasks
-    return list(draw(int(num_tasks)))
-
-
 class EnvActions:
     """Maps a policy's actions to the env's: ``Discrete`` indices shifted by the space's ``start``; ``Box`` actions
     in ``[-1, 1]`` mapped linearly onto the action box when ``normalized`` (rllab's normalize), else as they are.

@@ -8,6 +8,7 @@ from metarl.envs.base import (
     check_range,
     check_real,
     register_task_type,
+    sample_tasks,
     task_from_dict,
     task_to_dict,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "register_envs",
     "register_task_type",
     "registered_ids",
+    "sample_tasks",
     "task_from_dict",
     "task_to_dict",
 ]

@@ -317,3 +317,15 @@ class TaskEnv(gym.Env, Generic[TaskT]):
     def make_batched(self, tasks: Sequence[TaskT], episodes_per_task: int, seed: int | None):
         """A fast batched engine for these tasks, or ``None`` to use the generic fallback."""
         return None
+
+
+def sample_tasks(env: gym.Env, num_tasks: int, seed: int, held_out: bool = False) -> list[Task]:
+    """Draw ``num_tasks`` tasks from the env's distribution with its ``np_random`` seeded by ``seed``.
+
+    The generator is replaced directly rather than through ``reset(seed=...)``, whose side effects (an env
+    drawing a default task on its first reset) would make the tasks depend on the env's history.
+    ``held_out`` draws meta-test tasks (``TaskEnv.sample_held_out_tasks``: a benchmark's test set, if it has one).
+    """
+    env.unwrapped.np_random = np.random.default_rng(int(seed))
+    draw = env.unwrapped.sample_held_out_tasks if held_out else env.unwrapped.sample_tasks
+    return list(draw(int(num_tasks)))

@@ -154,8 +154,8 @@ def test_sgd_step_and_weight_decay_follow_the_estimate():
     moved = flat_parameters(agent.policy) - theta
     # redo the estimate: same seeds give the same directions and fitness
     twin = OpenAIES(config)
-    from metarl.agents.sampler import sample_tasks
     from metarl.agents.streams import TRAIN_STREAM, stream_rng, torch_generator
+    from metarl.envs import sample_tasks
 
     rng = stream_rng(config.seed, TRAIN_STREAM, 0)
     generator = torch_generator(rng)

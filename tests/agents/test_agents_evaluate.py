@@ -13,9 +13,10 @@ from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig, evaluate_run, format
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.evaluate import held_out_tasks
 from metarl.agents.inner import FineTuner
-from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
+from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.agents.streams import seeded_policy
 from metarl.core import stack_over_tasks
+from metarl.envs import sample_tasks
 
 
 def test_held_out_tasks_are_reproducible_and_not_training_tasks():

@@ -12,8 +12,8 @@ from metarl.agents import MAMLTRPO, ReptilePG, TrainConfig
 from metarl.agents.config import InnerConfig, PolicyConfig
 from metarl.agents.inner import compute_advantages, vpg_losses
 from metarl.agents.registry import agent_class, load_agent
-from metarl.agents.sampler import sample_tasks
 from metarl.core import stack_over_tasks
+from metarl.envs import sample_tasks
 from metarl.envs.registration import ENV_SPECS
 
 ANALYTIC_IDS = sorted(

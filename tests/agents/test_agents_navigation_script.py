@@ -14,7 +14,7 @@ import numpy as np
 import metarl.envs  # noqa: F401  (registers the envs)
 from metarl.agents import MAMLTRPO, TrainConfig, evaluate_run
 from metarl.agents.config import PolicyConfig
-from metarl.agents.sampler import sample_tasks
+from metarl.envs import sample_tasks
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "navigation_adaptation.py"
 

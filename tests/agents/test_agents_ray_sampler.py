@@ -18,8 +18,9 @@ from metarl.agents.episodes import Episodes
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from metarl.agents.ray_sampler import SliceSampler, task_slices
 from metarl.agents.registry import ALGORITHMS
-from metarl.agents.sampler import BatchedSampler, make_env, sample_tasks
+from metarl.agents.sampler import BatchedSampler, make_env
 from metarl.core import stack_over_tasks
+from metarl.envs import sample_tasks
 from metarl.errors import UserError
 
 NAV = "MetaRL/Navigation2D-v0"
@@ -220,7 +221,9 @@ def test_one_es_iteration_on_ray_equals_local(ray_instance, algo, adaptation):
         torch_threads=1,
     )
     local = ALGORITHMS[algo](config)
-    distributed = ALGORITHMS[algo](dataclasses.replace(config, sampler=SamplerConfig(backend="ray", workers=2)))
+    distributed = ALGORITHMS[algo](
+        dataclasses.replace(config, sampler=SamplerConfig(backend="ray", workers=2))
+    )
     try:
         scalars_local, scalars_ray = local.meta_iteration(0), distributed.meta_iteration(0)
     finally:

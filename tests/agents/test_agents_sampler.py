@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, numpy_tanh, tanh, task_slice
-from metarl.agents.sampler import BatchedSampler, sample_tasks
+from metarl.agents.sampler import BatchedSampler
 from metarl.core import stack_over_tasks
+from metarl.envs import sample_tasks
 
 
 def _perturbed_stack(policy, num_tasks, seed=0):

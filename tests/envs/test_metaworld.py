@@ -15,8 +15,7 @@ import pytest
 import metarl  # noqa: F401  (registers the ids)
 from metarl.agents.config import TrainConfig
 from metarl.agents.evaluate import held_out_tasks
-from metarl.agents.sampler import sample_tasks
-from metarl.envs import make_batched, task_from_dict, task_to_dict
+from metarl.envs import make_batched, sample_tasks, task_from_dict, task_to_dict
 from metarl.envs.metaworld.tasks import (
     GOALS_PER_FAMILY,
     ML1_ENV_NAMES,
