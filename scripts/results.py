@@ -34,7 +34,8 @@ learner, one column per adaptation step) and its adaptation-curve plot, also the
 the pages that discuss one result; for every pair of CSV files
 ``NAME_eval.csv`` / ``NAME_curve.csv`` (as ``scripts/sb3_ppo_navigation.py`` writes them) the evaluation as a
 table (also alone as ``NAME_eval.md``) and the learning curves as a plot (the curve file's columns: series, x,
-y, ...); and the list of metarl's
+y, ...); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
+metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
 """
 
@@ -253,6 +254,16 @@ def _plot(curves: dict, path: Path, **labels: Any) -> None:
     scratch.unlink()
 
 
+def _sibling_script(name: str) -> Any:
+    """A script of this folder, imported as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def registered_env_ids() -> list[str]:
     """metarl's own task distributions (``MetaRL/...`` ids), sorted."""
     import gymnasium as gym
@@ -305,6 +316,10 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
             _plot(curves, out_dir / f"{name}_curve.png", title=name, xlabel=xlabel, ylabel=ylabel)
             section += f"\nLearning curves (`{curve_path.name}`):\n\n![{name}]({link}/{name}_curve.png)\n"
         sections.append(section)
+    duan = data_dir / "duan2016" / "tables.json"
+    if duan.exists():  # the references of RL² (scripts/duan_tables.py), shown on docs/results/duan2016.md
+        tables = _sibling_script("duan_tables").markdown(json.loads(duan.read_text(encoding="utf-8")))
+        _write_if_changed(out_dir / "duan2016.md", f"{tables}\n".encode())
     missing = [env_id for env_id in registered_env_ids() if env_id not in with_results]
     sections.append(
         "### Task distributions without a committed meta-learner summary\n\n"

@@ -196,3 +196,19 @@ def test_a_published_number_is_a_last_row_under_its_step(tmp_path, capsys):
     with pytest.raises(SystemExit):
         results.main([*argv, "--published", "98.7"])
     assert "--published and --source go together" in capsys.readouterr().err
+
+
+def test_the_duan_tables_are_rendered_from_their_json(tmp_path):
+    data = tmp_path / "data"
+    (data / "duan2016").mkdir(parents=True)
+    tables = json.loads((ROOT / "docs/results/data/duan2016/tables.json").read_text())
+    tables["bandits"][0]["results"]["ts"].update(mean=1.3, ci=0.5)
+    (data / "duan2016" / "tables.json").write_text(json.dumps(tables))
+    results.render(data, tmp_path / "generated")
+    markdown = (tmp_path / "generated" / "duan2016.md").read_text()
+    assert markdown.startswith("Table 1: Bernoulli bandits")
+    row = markdown.splitlines()[4]  # the first bandit row, K=5 n=10
+    assert (
+        row.startswith("| 5 | 10 |")
+        and f"| 1.3 ± 0.5 ({tables['bandits'][0]['results']['ts']['published']}) |" in row
+    )
