@@ -22,6 +22,7 @@ Two commands::
       "iterations": 500,                     # meta-iterations of the run
       "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
       "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...},
+      # a few-shot learner's further per-episode metrics, [mean, ci]: "extra": {"verification_auc": [0.93, 0.001]}
       "published": {"value": 98.1, "at": 0, "source": "Vinyals et al. 2016, Table 1"}   # optional
     }
 
@@ -54,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "docs" / "results" / "data"
 OUT_DIR = ROOT / "docs" / "results" / "generated"
 FORMAT = 1
+METRIC_LABELS = {"verification_auc": "verification ROC AUC", "verification_eer": "verification EER"}
 
 
 def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +128,15 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
                 "eval_seed": evaluation["eval_seed"],
             },
             "learners": {
-                evaluation["learner"]: {key: evaluation["per_step"][key] for key in ("steps", "mean", "ci")}
+                evaluation["learner"]: {
+                    **{key: evaluation["per_step"][key] for key in ("steps", "mean", "ci")},
+                    # further per-episode metrics (verification ROC AUC and EER): [mean, ci]
+                    **(
+                        {"extra": {k: [v["mean"], v["ci95"]] for k, v in evaluation["extra"].items()}}
+                        if evaluation.get("extra")
+                        else {}
+                    ),
+                }
             },
         }
     raise ValueError("not an eval.json of metarl evaluate or metarl fewshot train/evaluate")
@@ -156,8 +166,10 @@ def _number(value: float, digits: int = 2) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _with_ci(mean: float, ci: float) -> str:
-    return _number(mean) if ci is None or math.isnan(ci) else f"{_number(mean)} ± {_number(ci)}"
+def _with_ci(mean: float, ci: float, digits: int = 2) -> str:
+    if ci is None or math.isnan(ci):
+        return _number(mean, digits)
+    return f"{_number(mean, digits)} ± {_number(ci, digits)}"
 
 
 def _columns(summary: dict[str, Any], points: list[int]) -> list[str]:
@@ -176,9 +188,14 @@ def summary_table(summary: dict[str, Any]) -> str:
     axis = summary.get("axis", "steps")
     points = sorted({x for learner in summary["learners"].values() for x in learner[axis]})
     extra = ["train env steps"] if summary["kind"] == "comparison" else []
+    metrics = sorted({k for learner in summary["learners"].values() for k in learner.get("extra", {})})
     lines = [
-        "| learner | " + " | ".join(extra + _columns(summary, points)) + " |",
-        "|---|" + "---|" * (len(extra) + len(points)),
+        "| learner | "
+        + " | ".join(
+            extra + _columns(summary, points) + [METRIC_LABELS.get(m, m.replace("_", " ")) for m in metrics]
+        )
+        + " |",
+        "|---|" + "---|" * (len(extra) + len(points) + len(metrics)),
     ]
     percent = 100.0 if summary["metric"] == "query accuracy" else 1.0  # accuracies in %, as papers give them
     for name, learner in summary["learners"].items():
@@ -191,12 +208,16 @@ def summary_table(summary: dict[str, Any]) -> str:
         if extra:
             steps = learner["training_env_steps"]
             cells.insert(0, "" if steps is None else f"{steps:.3g}")
+        cells += [
+            _with_ci(*learner["extra"][m], digits=3) if m in learner.get("extra", {}) else "" for m in metrics
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "published" in summary:
         published = summary["published"]
         at = published.get("at", points[-1])
         cells = [_number(published["value"]) if x == at else "" for x in points]
-        lines.append(f"| published ({published['source']}) | " + " | ".join([""] * len(extra) + cells) + " |")
+        cells = [""] * len(extra) + cells + [""] * len(metrics)
+        lines.append(f"| published ({published['source']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

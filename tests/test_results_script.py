@@ -212,3 +212,20 @@ def test_the_duan_tables_are_rendered_from_their_json(tmp_path):
         row.startswith("| 5 | 10 |")
         and f"| 1.3 ± 0.5 ({tables['bandits'][0]['results']['ts']['published']}) |" in row
     )
+
+
+def test_verification_metrics_are_kept_and_tabled_beside_the_accuracy():
+    evaluation = {**FEW_SHOT_EVAL, "learner": "siamese"}
+    evaluation["per_step"] = {"steps": [0], "mean": [0.8], "ci": [0.01]}
+    evaluation["extra"] = {
+        "verification_auc": {"mean": 0.9322, "ci95": 0.0006},
+        "verification_eer": {"mean": 0.1199, "ci95": 0.0013},
+    }
+    summary = results.summary_of(evaluation)
+    assert summary["learners"]["siamese"]["extra"] == {
+        "verification_auc": [0.9322, 0.0006],
+        "verification_eer": [0.1199, 0.0013],
+    }
+    lines = results.summary_table(summary).splitlines()
+    assert lines[0] == "| learner | query accuracy (%) | verification ROC AUC | verification EER |"
+    assert lines[2] == "| siamese | 80.00 ± 1.00 | 0.932 ± 0.001 | 0.120 ± 0.001 |"
