@@ -12,6 +12,10 @@ Every way steps all its envs ``steps`` times with the same uniform random action
 envs) after one reset; throughput is env steps per second of stepping (construction and reset are reported
 apart). Every way runs the same mix of families (``envs / 10`` sub-envs each).
 
+It also projects the sampling time of a full run of the reference config ``maml-trpo/mw-ml10`` (garage's protocol
+behind the paper's MAML numbers) at each way's rate: ``iterations x meta_batch_size x episodes_per_task x horizon
+x (inner steps + 1)`` env steps (6.0e7) divided by the rate, on this machine (the learner's time comes on top).
+
     python scripts/bench_metaworld.py                 # 20 envs x 500 steps
     python scripts/bench_metaworld.py --quick         # 10 envs x 40 steps, under a minute
     python scripts/bench_metaworld.py --json bench_metaworld.json
@@ -35,6 +39,7 @@ from metarl.envs.mujoco.engine import available_cores
 from metarl.training.io import write_json_atomic
 
 ENV_ID = "MetaRL/MW-ML10-v0"
+REFERENCE_CONFIG = "maml-trpo/mw-ml10"
 MODES = ("batched", "sync", "async")
 
 
@@ -102,19 +107,38 @@ def run(num_envs: int, steps: int, seed: int, modes: list[str]) -> dict:
     theirs = [result["rates"][m] for m in ("sync", "async") if m in result["rates"]]
     if "batched" in result["rates"] and theirs:
         result["speedup_vs_faster_metaworld"] = result["rates"]["batched"] / max(theirs)
+    result["full_run_env_steps"] = full_run_env_steps()
+    result["full_run_sampling_hours"] = {
+        mode: result["full_run_env_steps"] / rate / 3600 for mode, rate in result["rates"].items()
+    }
     return result
+
+
+def full_run_env_steps(config_name: str = REFERENCE_CONFIG) -> int:
+    """Env steps of a whole run of ``config_name``: every meta-iteration samples ``inner.steps + 1`` rounds."""
+    from metarl.agents import TrainConfig
+    from metarl.training import config_file, load_config
+
+    config = load_config(TrainConfig, config_file(config_name), [])
+    horizon = config.env_kwargs["horizon"]
+    rounds = config.inner.steps + 1
+    return config.iterations * config.meta_batch_size * config.episodes_per_task * horizon * rounds
 
 
 def table(result: dict) -> str:
     lines = [
         f"ML10 train families, {result['envs']} envs x {result['steps']} steps, random actions "
         f"({available_cores()} usable cores)",
-        f"{'mode':<10}{'env steps/s':>14}{'setup s':>10}",
+        f"{'mode':<10}{'env steps/s':>14}{'setup s':>10}{'full run, h':>13}",
     ]
     for mode, rate in result["rates"].items():
-        lines.append(f"{mode:<10}{rate:>14.0f}{result['setup_seconds'][mode]:>10.1f}")
+        hours = result["full_run_sampling_hours"][mode]
+        lines.append(f"{mode:<10}{rate:>14.0f}{result['setup_seconds'][mode]:>10.1f}{hours:>13.1f}")
     if "speedup_vs_faster_metaworld" in result:
         lines.append(f"batched / faster of Meta-World's: {result['speedup_vs_faster_metaworld']:.2f}x")
+    lines.append(
+        f"full run: sampling hours of {REFERENCE_CONFIG} ({result['full_run_env_steps']:.2g} env steps) at each rate"
+    )
     return "\n".join(lines)
 
 

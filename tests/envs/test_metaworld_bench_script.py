@@ -28,8 +28,14 @@ def test_bench_metaworld_writes_the_rates_it_prints(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert (data["envs"], data["steps"]) == (10, 5) and set(data["rates"]) == {"batched", "sync", "async"}
+    assert data["full_run_env_steps"] == 300 * 20 * 10 * 500 * 2  # maml-trpo/mw-ml10: 2 sampling rounds
     for mode, rate in data["rates"].items():
         assert rate > 0 and f"{mode:<10}{rate:>14.0f}" in result.stdout
+        hours = data["full_run_sampling_hours"][mode]
+        assert (
+            hours == pytest.approx(data["full_run_env_steps"] / rate / 3600)
+            and f"{hours:>13.1f}" in result.stdout
+        )
     assert data["speedup_vs_faster_metaworld"] == data["rates"]["batched"] / max(
         data["rates"]["sync"], data["rates"]["async"]
     )
