@@ -23,6 +23,7 @@ Two commands::
       "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
       "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...},
       # a few-shot learner's further per-episode metrics, [mean, ci]: "extra": {"verification_auc": [0.93, 0.001]}
+      # a meta-RL learner on an env that reports success (Meta-World): "success": {"mean": [...], "ci": [...]}
       "published": {"value": 98.1, "at": 0, "source": "Vinyals et al. 2016, Table 1"}   # optional
     }
 
@@ -105,7 +106,15 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
             "iterations": evaluation["meta_iterations"],
             "protocol": protocol,
             "learners": {
-                name: {key: learner[key] for key in (axis, "mean", "ci")}
+                name: {
+                    **{key: learner[key] for key in (axis, "mean", "ci")},
+                    # an env that reports success (Meta-World): the success rate at the same points
+                    **(
+                        {"success": {key: learner["success"][key] for key in ("mean", "ci")}}
+                        if "success" in learner
+                        else {}
+                    ),
+                }
                 for name, learner in evaluation["learners"].items()
             },
         }
@@ -212,6 +221,16 @@ def summary_table(summary: dict[str, Any]) -> str:
             _with_ci(*learner["extra"][m], digits=3) if m in learner.get("extra", {}) else "" for m in metrics
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if "success" in learner:  # the success rate in %, a row under the learner's returns
+            rates = dict(
+                zip(
+                    learner[axis],
+                    zip(learner["success"]["mean"], learner["success"]["ci"], strict=True),
+                    strict=True,
+                )
+            )
+            cells = [_with_ci(100 * rates[x][0], 100 * rates[x][1]) if x in rates else "" for x in points]
+            lines.append(f"| {name}: success rate (%) | " + " | ".join([""] * len(extra) + cells) + " |")
     if "published" in summary:
         published = summary["published"]
         at = published.get("at", points[-1])

@@ -229,3 +229,21 @@ def test_verification_metrics_are_kept_and_tabled_beside_the_accuracy():
     lines = results.summary_table(summary).splitlines()
     assert lines[0] == "| learner | query accuracy (%) | verification ROC AUC | verification EER |"
     assert lines[2] == "| siamese | 80.00 ± 1.00 | 0.932 ± 0.001 | 0.120 ± 0.001 |"
+
+
+def test_a_success_rate_is_kept_and_tabled_under_the_returns():
+    evaluation = json.loads(json.dumps(META_RL_EVAL))
+    evaluation["env"] = "MetaRL/MW-ML1-reach-v3-v0"
+    evaluation["learners"]["maml-trpo"]["success"] = {
+        "mean": [0.1, 0.25],
+        "ci": [0.05, 0.125],
+        "per_task": [],
+    }
+    summary = results.summary_of(evaluation)
+    assert summary["learners"]["maml-trpo"]["success"] == {"mean": [0.1, 0.25], "ci": [0.05, 0.125]}
+    assert "success" not in summary["learners"]["oracle"]
+    lines = results.summary_table(summary).splitlines()
+    assert lines[2:4] == [
+        "| maml-trpo | 10.00 ± 0.50 | 13.50 ± 0.25 |",
+        "| maml-trpo: success rate (%) | 10.00 ± 5.00 | 25.00 ± 12.50 |",
+    ]
