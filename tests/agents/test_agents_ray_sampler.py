@@ -134,6 +134,20 @@ def test_no_cluster_at_the_address_is_a_one_line_user_error():
         connect(f"127.0.0.1:{port}")
 
 
+def test_train_refuses_an_unreachable_address_before_making_a_run_directory(tmp_path, capsys):
+    pytest.importorskip("ray")
+    from metarl.cli import main
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_dir = tmp_path / "run"
+    argv = ["train", "--run-dir", str(run_dir), "sampler.backend=ray", f"sampler.address=127.0.0.1:{port}"]
+    assert main(argv) == 2
+    assert f"no Ray cluster at 127.0.0.1:{port}" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     if ray is None:
