@@ -69,22 +69,6 @@ def held_out_tasks(config: TrainConfig, num_tasks: int, env) -> list[Task]:
     return sample_tasks(env, num_tasks, int(rng.integers(2**31)), held_out=True)
 
 
-def adaptation_curve(
-    policy: MLPPolicy,
-    params: dict[str, torch.Tensor],
-    config: TrainConfig,
-    tasks: list[Task],
-    adapt_steps: int,
-    lr: float | dict[str, torch.Tensor] | None = None,
-    oracle: bool = False,
-) -> np.ndarray:
-    """Per-task mean return ``(tasks, adapt_steps + 1)`` before and after each fine-tuning step.
-
-    The env seeds and action noise come from the evaluation stream, identical for every learner.
-    """
-    return adaptation_curves(policy, params, config, tasks, adapt_steps, lr, oracle)[0]
-
-
 def adaptation_curves(
     policy: MLPPolicy,
     params: dict[str, torch.Tensor],
@@ -94,8 +78,12 @@ def adaptation_curves(
     lr: float | dict[str, torch.Tensor] | None = None,
     oracle: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`adaptation_curve`'s returns, and the per-task success rates at the same points (an episode
-    succeeds if the env's ``info["success"]`` is set at any step) or ``None`` for an env without success."""
+    """Per-task mean return ``(tasks, adapt_steps + 1)`` before and after each fine-tuning step, and the per-task
+    success rates at the same points (an episode succeeds if the env's ``info["success"]`` is set at any step) or
+    ``None`` for an env without success.
+
+    The env seeds and action noise come from the evaluation stream, identical for every learner.
+    """
     sampler = BatchedSampler.from_config(config, policy, task_features=oracle)
     tuner = FineTuner(policy, config.inner, config.gamma, config.gae_lambda)
     rng = stream_rng(config.seed, EVAL_STREAM, 1)

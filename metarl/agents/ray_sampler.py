@@ -183,7 +183,6 @@ class RaySampler(BatchedSampler):
         imports: Sequence[str] = (),
     ) -> None:
         super().__init__(env_id, env_kwargs, policy, episodes_per_task, task_features, normalized_actions)
-        self.normalized_actions = bool(normalized_actions)
         self.workers = int(workers)
         if address not in (None, "auto"):
             _check_reachable(address)  # at once, before a run directory exists (the cluster is joined later)

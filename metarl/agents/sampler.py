@@ -114,10 +114,11 @@ class BatchedSampler:
         self.policy = policy
         self.episodes_per_task = int(episodes_per_task)
         self.use_task_features = bool(task_features)
+        self.normalized_actions = bool(normalized_actions)
         self.env = make_env(env_id, self.env_kwargs)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
-        self.env_actions = EnvActions(self.action_space, normalized_actions, env_id)
+        self.env_actions = EnvActions(self.action_space, self.normalized_actions, env_id)
 
     @classmethod
     def from_config(

@@ -7,7 +7,7 @@ of the other baselines: ``iterations`` TRPO iterations of ``meta_batch_size x ep
 (inner.steps + 1)`` episodes of ``horizon`` steps. Its policy network has the run's architecture, activation
 and initial std; with ``policy.normalized_actions`` it acts in ``[-1, 1]`` mapped onto the action box, as the
 sampler does. Its actor (mean network and log-std; PPO's value network is not used) is then copied into the
-run's policy, which :func:`metarl.agents.evaluate.adaptation_curve` fine-tunes. The trained model is kept in
+run's policy, which :func:`metarl.agents.evaluate.adaptation_curves` fine-tunes. The trained model is kept in
 ``RUN/baselines/sb3-ppo/`` with the budget it was trained for, and reused.
 """
 
