@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from metarl.envs import registered_ids
+from metarl.supervised.data.episodes import EpisodeBatch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if SHARED_DATA.is_dir():
@@ -34,6 +35,32 @@ def env_ids_under_test() -> list[str]:
 def is_metaworld(env_id: str) -> bool:
     """Whether ``env_id`` is one of the Meta-World ids (deterministic episodes given task and actions)."""
     return env_id.startswith("MetaRL/MW-")
+
+
+def random_image_batch(
+    seed: int = 0,
+    tasks: int = 2,
+    ways: int = 2,
+    shots: int = 2,
+    queries: int = 2,
+    size: int = 8,
+    dtype: torch.dtype = torch.float64,
+    class_ids: torch.Tensor | None = None,
+) -> EpisodeBatch:
+    """A few-shot batch of uniform random 1-channel ``size`` x ``size`` images, labels ``0..ways-1`` in order, for the
+    learners' gradient tests."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(ways)
+    return EpisodeBatch(
+        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=dtype),
+        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
+        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=dtype),
+        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
+        ways,
+        shots,
+        queries,
+        class_ids,
+    )
 
 
 @pytest.fixture(autouse=True)

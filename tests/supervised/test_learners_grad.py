@@ -5,26 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch as image_batch
 
 from metarl.core import adapt, functional_forward, load_params_, named_params
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners import build_learner
 from metarl.supervised.learners.maml import ANIL, MAML, MetaSGD
 from metarl.supervised.models import MLP, Conv4
-
-
-def image_batch(seed: int, tasks=2, ways=2, shots=2, queries=2, size=8, dtype=torch.float64) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=dtype),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=dtype),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-    )
 
 
 def tiny_conv(ways: int = 2) -> Conv4:

@@ -7,26 +7,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch
 
 from metarl.core import named_params
 from metarl.supervised.data import SinusoidTasks
-from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.reptile import Reptile
 from metarl.supervised.models import MLP, Conv4
-
-
-def image_batch(seed: int, tasks=2, ways=2, shots=2, queries=2, size=8) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-    )
 
 
 def test_outer_update_interpolates_toward_adam_adapted_copies():
@@ -80,7 +66,7 @@ def test_predict_is_deterministic_and_leaves_the_training_stream_alone():
     reptile = Reptile(
         Conv4(1, 8, ways=2, hidden=3, blocks=2), inner_steps=2, inner_batch=2, eval_inner_steps=4
     )
-    batch = image_batch(1)
+    batch = random_image_batch(1, dtype=torch.float32)
     state = reptile.generator.get_state()
     first, second = reptile.predict(batch), reptile.predict(batch)
     torch.testing.assert_close(first, second)

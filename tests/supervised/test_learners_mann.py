@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
-from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.mann import LRUAMemory, MemoryAugmentedNetwork
 from metarl.training import config_file, load_config
 
@@ -76,20 +76,6 @@ def test_lrua_memory_equals_the_textbook_loop():
         torch.testing.assert_close(batched[b], textbook_mann(net, inputs[b], previous[b]))
 
 
-def sequence_batch(tasks=2, ways=3, shots=1, queries=2, size=4, seed=0) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-    )
-
-
 class Backbone:
     in_channels, image_size = 1, 4
 
@@ -101,7 +87,7 @@ def tiny_mann() -> MemoryAugmentedNetwork:
 
 
 def test_meta_gradient_matches_finite_differences():
-    learner, batch = tiny_mann(), sequence_batch()
+    learner, batch = tiny_mann(), random_image_batch(ways=3, shots=1, size=4)
     params = list(learner.parameters())
     state = learner.order_generator.get_state()
     loss, _ = learner.meta_loss(batch)
@@ -122,7 +108,7 @@ def test_meta_gradient_matches_finite_differences():
 
 
 def test_sequence_shows_labels_one_step_late_and_counts_instances():
-    learner, batch = tiny_mann(), sequence_batch(shots=1, queries=2)
+    learner, batch = tiny_mann(), random_image_batch(ways=3, shots=1, size=4)
     seen = {}
 
     def record(inputs, previous):
@@ -144,7 +130,7 @@ def test_sequence_shows_labels_one_step_late_and_counts_instances():
 
 
 def test_evaluation_orders_repeat_and_training_orders_advance():
-    learner, batch = tiny_mann(), sequence_batch()
+    learner, batch = tiny_mann(), random_image_batch(ways=3, shots=1, size=4)
     learner.eval()
     with torch.no_grad():
         first = learner.sequences(batch)["position"]

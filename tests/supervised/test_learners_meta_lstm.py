@@ -8,28 +8,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch as image_batch
 
 from metarl.errors import UserError
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
-from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.meta_lstm import MetaLSTM, preprocess
 from metarl.supervised.models import Conv4
 from metarl.training import config_file, load_config
-
-
-def image_batch(seed=0, tasks=2, ways=2, shots=2, queries=2, size=8) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-    )
 
 
 def tiny_learner(**options) -> MetaLSTM:

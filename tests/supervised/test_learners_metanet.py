@@ -6,27 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
-from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.metanet import MetaNetwork
 from metarl.supervised.models import Conv4
 from metarl.training import config_file, load_config
-
-
-def image_batch(seed=0, tasks=2, ways=3, shots=2, queries=2, size=8) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-    )
 
 
 def tiny(first_order=True) -> MetaNetwork:
@@ -69,7 +55,7 @@ def textbook_logits(net: MetaNetwork, support_x, support_y, query_x) -> torch.Te
 
 
 def test_fast_weights_memory_and_attention_equal_the_textbook_loop():
-    net, batch = tiny(), image_batch()
+    net, batch = tiny(), random_image_batch(ways=3)
     logits = net.predict(batch)
     for t in range(batch.num_tasks):
         expected = textbook_logits(net, batch.support_x[t], batch.support_y[t], batch.query_x[t])
@@ -78,7 +64,7 @@ def test_fast_weights_memory_and_attention_equal_the_textbook_loop():
 
 @pytest.mark.parametrize("first_order", [True, False])
 def test_meta_gradient_matches_finite_differences(first_order):
-    net, batch = tiny(first_order), image_batch()
+    net, batch = tiny(first_order), random_image_batch(ways=3)
     names, params = zip(*net.named_parameters(), strict=True)
     grads = torch.autograd.grad(net.meta_loss(batch)[0], params, allow_unused=True)
     # Every slow weight learns, but a convolution's bias, which the batch norm after it cancels.

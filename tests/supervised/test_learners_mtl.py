@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_image_batch
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
@@ -16,19 +17,8 @@ from metarl.supervised.models import Conv4
 from metarl.training import config_file, load_config
 
 
-def image_batch(seed=0, tasks=2, ways=2, shots=2, queries=2, size=8) -> EpisodeBatch:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(ways)
-    return EpisodeBatch(
-        torch.rand(tasks, ways * shots, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(shots).expand(tasks, -1).clone(),
-        torch.rand(tasks, ways * queries, 1, size, size, generator=gen, dtype=torch.float64),
-        labels.repeat_interleave(queries).expand(tasks, -1).clone(),
-        ways,
-        shots,
-        queries,
-        torch.tensor([[0, 3], [2, 1]]),
-    )
+def image_batch(seed=0, tasks=2) -> EpisodeBatch:
+    return random_image_batch(seed, tasks, class_ids=torch.tensor([[0, 3], [2, 1]]))
 
 
 def tiny(pretrain_iterations=0, **options) -> MetaTransferLearner:
