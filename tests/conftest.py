@@ -6,6 +6,7 @@ The few-shot commands find datasets under ``$METARL_DATA`` (else the user cache)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from pathlib import Path
@@ -61,6 +62,22 @@ def random_image_batch(
         queries,
         class_ids,
     )
+
+
+def stopped_after_one_iteration(config, run_dir: Path):
+    """A run of ``config`` stopped after its first iteration, loaded back from its checkpoint by a fresh agent and
+    set to continue to ``config.iterations`` (the kill-and-resume tests compare it with an uninterrupted run)."""
+    from metarl.agents import agent_class, load_agent
+
+    agent_class(config.algo)(dataclasses.replace(config, iterations=1)).train(run_dir, progress=False)
+    resumed = load_agent(run_dir)
+    resumed.config = config
+    return resumed
+
+
+def without_timings(history: list[dict]) -> list[dict]:
+    """A run's logged scalars without its wall-clock ones (``charts/...``), which differ between runs."""
+    return [{k: v for k, v in m.items() if not k.startswith("charts/")} for m in history]
 
 
 @pytest.fixture(autouse=True)
