@@ -8,48 +8,17 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import stopped_after_one_iteration, without_timings
+from textbook_policy import EPISODES, HORIZON, TASKS, gaussian_policy, masked_mean, random_episodes
 from torch.distributions import Normal, kl_divergence
 
 from metarl.agents import MAMLPPO, ProMP, TrainConfig, evaluate_run
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import InnerConfig, PolicyConfig, ProMPConfig
-from metarl.agents.episodes import Episodes
 from metarl.agents.inner import compute_advantages
 from metarl.agents.promp import adapt_kl_coefficients
 from metarl.agents.registry import agent_class, load_agent
 from metarl.errors import UserError
-
-TASKS, EPISODES, HORIZON = 3, 4, 6
-
-
-def _episodes(gen: torch.Generator) -> Episodes:
-    shape = (TASKS, EPISODES, HORIZON)
-    mask = torch.ones(shape, dtype=torch.float64)
-    mask[0, 1, 4:] = 0.0  # one episode reached its goal early
-    rewards = -torch.rand(shape, generator=gen, dtype=torch.float64) * mask
-    return Episodes(
-        observations=0.3 * torch.randn(*shape, 2, generator=gen, dtype=torch.float64),
-        actions=torch.randn(*shape, 2, generator=gen, dtype=torch.float64),
-        rewards=rewards,
-        mask=mask,
-    )
-
-
-def _gaussian(params: list[torch.Tensor], obs: torch.Tensor) -> Normal:
-    """The agent's policy written out: tanh hidden layers, linear mean, state-independent log-std."""
-    *layers, log_std = params
-    x = obs
-    for i in range(0, len(layers), 2):
-        x = F.linear(x, layers[i], layers[i + 1])
-        if i + 2 < len(layers):
-            x = torch.tanh(x)
-    return Normal(x, log_std.exp().expand_as(x))
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum()
 
 
 class _Reference:
@@ -70,19 +39,19 @@ class _Reference:
         """The policy before each inner step and after the last: their distributions on their episodes."""
         dists = []
         for k, episodes in enumerate(self.rounds):
-            pi = _gaussian(values, episodes.observations[task])
+            pi = gaussian_policy(values, episodes.observations[task])
             dists.append(pi)
             lp = pi.log_prob(episodes.actions[task]).sum(-1)
             sampled = self.old[task][k].log_prob(episodes.actions[task]).sum(-1) if self.old[task:] else lp
             ratio = torch.exp(lp - sampled.detach())
             adv, mask = self.advantages[k][task], episodes.mask[task]
             if self.lvc:
-                inner = -_masked_mean(ratio * adv, mask)
+                inner = -masked_mean(ratio * adv, mask)
             else:
-                inner = -_masked_mean(ratio.detach() * lp * adv, mask)
+                inner = -masked_mean(ratio.detach() * lp * adv, mask)
             grads = torch.autograd.grad(inner, values, create_graph=not self.first_order)
             values = [v - self.lr * g for v, g in zip(values, grads, strict=True)]
-        dists.append(_gaussian(values, self.post.observations[task]))
+        dists.append(gaussian_policy(values, self.post.observations[task]))
         return dists
 
     def loss(self, values):
@@ -91,13 +60,13 @@ class _Reference:
             dists = self._forward(values, task)
             for k, episodes in enumerate(self.rounds):
                 kl = kl_divergence(self.old[task][k], dists[k]).sum(-1)
-                kls[k].append(_masked_mean(kl, episodes.mask[task]))
+                kls[k].append(masked_mean(kl, episodes.mask[task]))
             actions, mask, adv = self.post.actions[task], self.post.mask[task], self.advantages[-1][task]
             ratio = torch.exp(
                 dists[-1].log_prob(actions).sum(-1) - self.old[task][-1].log_prob(actions).sum(-1)
             )
             clipped = torch.min(ratio * adv, ratio.clamp(1 - self.clip, 1 + self.clip) * adv)
-            surrogates.append(-_masked_mean(clipped, mask))
+            surrogates.append(-masked_mean(clipped, mask))
         mean_kls = [sum(k) / TASKS for k in kls]
         penalty = sum(c * kl for c, kl in zip(self.coefficients, mean_kls, strict=True)) / len(mean_kls)
         return sum(surrogates) / TASKS + penalty, [float(kl.detach()) for kl in mean_kls]
@@ -120,7 +89,7 @@ def _agent_and_reference(algo: str, steps: int, **inner):
     agent.policy.double()
     agent.optimizer = torch.optim.Adam(agent._meta_parameters(), lr=config.promp.learning_rate)
     gen = torch.Generator().manual_seed(5)
-    batches = [_episodes(gen) for _ in range(steps + 1)]
+    batches = [random_episodes(gen) for _ in range(steps + 1)]
     feed = iter(batches)
     agent.sampler.sample = lambda *args, **kwargs: next(feed)  # the same episodes for both forms
     names = sorted(agent.policy.params(), key=lambda n: n == "log_std")  # the layers in order, then log_std

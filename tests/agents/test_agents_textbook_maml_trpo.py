@@ -11,44 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from textbook_policy import EPISODES, HORIZON, TASKS, gaussian_policy, masked_mean, random_episodes
 from torch.distributions import Normal, kl_divergence
 
 from metarl.agents import MAMLTRPO, TrainConfig
 from metarl.agents.baseline import LinearFeatureBaseline
 from metarl.agents.config import InnerConfig, PolicyConfig, TRPOConfig
-from metarl.agents.episodes import Episodes
 from metarl.agents.inner import compute_advantages
-
-TASKS, EPISODES, HORIZON = 3, 4, 6
-
-
-def _episodes(gen: torch.Generator) -> Episodes:
-    shape = (TASKS, EPISODES, HORIZON)
-    mask = torch.ones(shape, dtype=torch.float64)
-    mask[0, 1, 4:] = 0.0  # one episode reached its goal early
-    rewards = -torch.rand(shape, generator=gen, dtype=torch.float64) * mask
-    return Episodes(
-        observations=0.3 * torch.randn(*shape, 2, generator=gen, dtype=torch.float64),
-        actions=torch.randn(*shape, 2, generator=gen, dtype=torch.float64),
-        rewards=rewards,
-        mask=mask,
-    )
-
-
-def _gaussian(params: list[torch.Tensor], obs: torch.Tensor) -> Normal:
-    """The policy of the agent, written out: tanh hidden layers, linear mean, state-independent log-std."""
-    *layers, log_std = params
-    x = obs
-    for i in range(0, len(layers), 2):
-        x = F.linear(x, layers[i], layers[i + 1])
-        if i + 2 < len(layers):
-            x = torch.tanh(x)
-    return Normal(x, log_std.exp().expand_as(x))
-
-
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum()
 
 
 def _conjugate_gradient(
@@ -71,20 +40,20 @@ def _textbook_step(theta, pre, post, pre_adv, post_adv, config: TrainConfig) -> 
     params = [p.detach().clone().requires_grad_(True) for p in theta]
 
     def adapted(values, task, create_graph):
-        pi = _gaussian(values, pre.observations[task])
-        inner_loss = -_masked_mean(pi.log_prob(pre.actions[task]).sum(-1) * pre_adv[task], pre.mask[task])
+        pi = gaussian_policy(values, pre.observations[task])
+        inner_loss = -masked_mean(pi.log_prob(pre.actions[task]).sum(-1) * pre_adv[task], pre.mask[task])
         grads = torch.autograd.grad(inner_loss, values, create_graph=create_graph and not first_order)
         return [v - lr * g for v, g in zip(values, grads, strict=True)]
 
     def surrogate_and_kl(values, old=None):
         losses, kls, olds = [], [], []
         for task in range(TASKS):
-            pi = _gaussian(adapted(values, task, create_graph=old is None), post.observations[task])
+            pi = gaussian_policy(adapted(values, task, create_graph=old is None), post.observations[task])
             pi_old = old[task] if old is not None else Normal(pi.loc.detach(), pi.scale.detach())
             actions, mask = post.actions[task], post.mask[task]
             ratio = torch.exp(pi.log_prob(actions).sum(-1) - pi_old.log_prob(actions).sum(-1))
-            losses.append(-_masked_mean(ratio * post_adv[task], mask))
-            kls.append(_masked_mean(kl_divergence(pi_old, pi).sum(-1), mask))
+            losses.append(-masked_mean(ratio * post_adv[task], mask))
+            kls.append(masked_mean(kl_divergence(pi_old, pi).sum(-1), mask))
             olds.append(pi_old)
         return sum(losses) / TASKS, sum(kls) / TASKS, olds
 
@@ -128,7 +97,7 @@ def test_a_meta_iteration_equals_the_textbook_per_task_algorithm(first_order):
     agent = MAMLTRPO(config)
     agent.policy.double()
     gen = torch.Generator().manual_seed(3)
-    pre, post = _episodes(gen), _episodes(gen)
+    pre, post = random_episodes(gen), random_episodes(gen)
     batches = iter([pre, post])
     agent.sampler.sample = lambda *args, **kwargs: next(batches)  # the same episodes for both forms
     names = sorted(agent.policy.params(), key=lambda n: n == "log_std")  # the layers in order, then log_std
