@@ -12,8 +12,10 @@ PPO a user would otherwise pick, on the same trials and the same batch.
   LSTM has 4 gates to the GRU's 3: the recurrence costs it about 4/3 of metarl's at the same width.
 
 Both count the env steps a round actually took (a trial that reaches its goal ends early in metarl; the vector
-env starts another trial). The update's rate is the round's env steps over the update's seconds. Prints a table;
-``--json PATH`` writes the numbers. Take timings on an otherwise idle machine.
+env starts another trial). The update's rate is the round's env steps over the update's seconds, the round's
+over sampling and update together. Freed memory is kept for reuse (:func:`metarl.memory.keep_freed_memory`, as
+training runs do by default, for both implementations; ``--system-malloc`` leaves malloc as it is). Prints a
+table; ``--json PATH`` writes the numbers. Take timings on an otherwise idle machine.
 
     python scripts/bench_rl2.py                  # the reference batch, 3 measured rounds each (after 1 warm-up)
     python scripts/bench_rl2.py --quick          # 8 trials of 2 episodes of 20 steps, 1 round: a smoke run
@@ -36,6 +38,7 @@ import torch
 from metarl.agents import RL2, TrainConfig
 from metarl.agents.recurrent_ppo import ppo_update
 from metarl.envs import TrialWrapper, sample_tasks
+from metarl.memory import keep_freed_memory
 from metarl.training import config_file, load_config
 from metarl.training.io import write_json_atomic
 
@@ -118,6 +121,7 @@ def _summary(name: str, rows: list[tuple[float, float, int]]) -> dict:
         "env_steps_per_round": steps,
         "sampling_steps_per_s": steps / sampling,
         "update_steps_per_s": steps / update,
+        "round_steps_per_s": steps / (sampling + update),
         "rounds_measured": len(rows),
     }
 
@@ -130,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds per implementation")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--system-malloc", action="store_true", help="do not keep freed memory for reuse")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds and --threads must be at least 1")
     torch.set_num_threads(args.threads)
+    kept = False if args.system_malloc else keep_freed_memory()
     overrides = [*QUICK] if args.quick else []
     config = load_config(TrainConfig, config_file(CONFIG), [*overrides, f"torch_threads={args.threads}"])
     rounds, warmup = (1, 0) if args.quick else (args.rounds, 1)
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     speedup = {
         "sampling": ours["sampling_steps_per_s"] / theirs["sampling_steps_per_s"],
         "update": ours["update_steps_per_s"] / theirs["update_steps_per_s"],
+        "round": ours["round_steps_per_s"] / theirs["round_steps_per_s"],
     }
     trials = config.meta_batch_size * config.episodes_per_task
     env = {
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": config.rl2.epochs,
         "minibatches": config.rl2.minibatches,
         "torch_threads": args.threads,
+        "freed_memory_kept": kept,
         "cpus": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
         "python": platform.python_version(),
@@ -162,18 +170,22 @@ def main(argv: list[str] | None = None) -> int:
         f"RL^2 on {config.env}: {trials} parallel trials x {config.rl2.episodes_per_trial} episodes, hidden "
         f"{config.rl2.hidden_size}, {config.rl2.epochs} epochs x {config.rl2.minibatches} minibatches, "
         f"{args.threads} torch thread(s), load average {env['load_average_1min']:.1f} on {env['cpus']} CPUs; "
-        f"median of {rounds} round(s)"
+        f"median of {rounds} round(s); freed memory kept: {'yes' if kept else 'no'}"
     )
-    header = f"{'implementation':<34} {'sampling s':>10} {'update s':>9} {'sampling steps/s':>17} {'update steps/s':>15}"
+    header = (
+        f"{'implementation':<34} {'sampling s':>10} {'update s':>9} {'sampling steps/s':>17} "
+        f"{'update steps/s':>15} {'round steps/s':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
             f"{r['implementation']:<34} {r['sampling_seconds']:>10.3f} {r['update_seconds']:>9.3f} "
-            f"{r['sampling_steps_per_s']:>17,.0f} {r['update_steps_per_s']:>15,.0f}"
+            f"{r['sampling_steps_per_s']:>17,.0f} {r['update_steps_per_s']:>15,.0f} {r['round_steps_per_s']:>14,.0f}"
         )
     print(
-        f"{'speedup (metarl / sb3-contrib)':<34} {'':>10} {'':>9} {speedup['sampling']:>16.1f}x {speedup['update']:>14.1f}x"
+        f"{'speedup (metarl / sb3-contrib)':<34} {'':>10} {'':>9} {speedup['sampling']:>16.1f}x "
+        f"{speedup['update']:>14.1f}x {speedup['round']:>13.1f}x"
     )
     if args.json:
         write_json_atomic(args.json, {"environment": env, "results": results, "speedup": speedup})

@@ -4,7 +4,9 @@ state) and a value head.
 
 The same module runs a trial one step at a time while sampling (:meth:`RecurrentActorCritic.act`, the hidden
 state carried by the caller) and whole trials at once while learning (:meth:`RecurrentActorCritic.forward`, from
-the zero state: full-trial recurrence, so the hidden states are recomputed with the current weights).
+the zero state: full-trial recurrence, so the hidden states are recomputed with the current weights). Both run
+the GRUs' recurrence in :func:`metarl.agents.fused_gru.stacked_gru` (compiled, with its own backward pass) on
+``torch.nn.GRU`` parameters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from metarl.agents.fused_gru import stacked_gru
 from metarl.agents.policies import MLPPolicy, make_policy
 
 OBSERVATION_CLIP = 10.0  # standardised inputs are clipped to +-10, as SB3's VecNormalize does
@@ -123,11 +126,9 @@ class RecurrentActorCritic(nn.Module):
         """GRU outputs of the policy and value sides for ``obs (B, L, D)``, and the new state."""
         if self.observation_moments is not None:
             obs = self.observation_moments.standardize(obs).clamp(-OBSERVATION_CLIP, OBSERVATION_CLIP)
-        policy_out, policy_state = self.gru(obs, None if state is None else state[:1].contiguous())
-        if self.value_gru is None:
-            return policy_out, policy_out, policy_state
-        value_out, value_state = self.value_gru(obs, None if state is None else state[1:].contiguous())
-        return policy_out, value_out, torch.cat([policy_state, value_state])
+        grus = [self.gru] if self.value_gru is None else [self.gru, self.value_gru]
+        out = stacked_gru(obs, grus, state)
+        return out[0], out[-1], out[:, :, -1]
 
     def _value(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.value_head(hidden).squeeze(-1) * self.value_moments.std() + self.value_moments.mean

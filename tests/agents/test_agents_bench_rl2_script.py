@@ -34,4 +34,8 @@ def test_bench_rl2_quick_writes_json(tmp_path):
     assert 0 < ours["env_steps_per_round"] <= 8 * 2 * 20
     for row in data["results"]:
         assert row["sampling_steps_per_s"] == row["env_steps_per_round"] / row["sampling_seconds"]
+        seconds = row["sampling_seconds"] + row["update_seconds"]
+        assert row["round_steps_per_s"] == pytest.approx(row["env_steps_per_round"] / seconds)
     assert f"{data['speedup']['update']:.1f}x" in result.stdout
+    assert f"{data['speedup']['round']:.1f}x" in result.stdout
+    assert data["environment"]["freed_memory_kept"] in (True, False)
