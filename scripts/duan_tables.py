@@ -12,7 +12,8 @@ RL^2's own results fill the ``rl2`` column from JSON files named on the command 
 
     --rl2 k5-n10=runs/rl2-k5-n10/refs.json --rl2 mdp-n10=runs/rl2-mdp-n10/refs.json
 
-holding ``{"per_task": [total reward of each held-out trial, ...]}`` or ``{"mean": m, "ci": half_width}``.
+each either the ``eval.json`` that ``metarl evaluate`` wrote for an RL^2 run (a trial's total: the sum of its
+episodes' returns) or ``{"per_task": [total reward of each held-out trial, ...]}`` or ``{"mean": m, "ci": half_width}``.
 
 Usage::
 
@@ -260,13 +261,18 @@ def load_rl2(specs: list[str]) -> dict[str, dict[str, float]]:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise UserError(f"--rl2 {key}: cannot read {path}: {error}") from None
-        if "per_task" in data:
+        source: Any = path
+        if "learners" in data and "rl2" in data["learners"]:  # metarl evaluate's eval.json of an RL^2 run
+            episodes = data["learners"]["rl2"]["per_task"]
+            mean, ci = mean_ci([sum(trial) for trial in episodes])
+            source = {"env": data["env"], "meta_iterations": data["meta_iterations"], "tasks": len(episodes)}
+        elif "per_task" in data:
             mean, ci = mean_ci(data["per_task"])
         elif "mean" in data:
             mean, ci = float(data["mean"]), float(data.get("ci", float("nan")))
         else:
             raise UserError(f'--rl2 {key}: {path} needs "per_task" (a list of totals) or "mean" and "ci"')
-        found[key] = {"mean": mean, "ci": ci, "source": path}
+        found[key] = {"mean": mean, "ci": ci, "source": source}
     return found
 
 

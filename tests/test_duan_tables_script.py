@@ -32,6 +32,19 @@ def test_rl2_results_fill_their_cells_and_others_stay_blank(tmp_path):
     assert duan.format_cell(table["mdps"][0]["results"]["rl2"]) == "150.0 ± 3.0 (156.2)"
 
 
+def test_an_rl2_eval_json_counts_each_trial_as_the_sum_of_its_episodes(tmp_path):
+    evaluation = {
+        "env": "MetaRL/TabularMDP-v0",
+        "algo": "rl2",
+        "meta_iterations": 500,
+        "learners": {"rl2": {"per_task": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}},
+    }
+    (tmp_path / "eval.json").write_text(json.dumps(evaluation))
+    rl2 = duan.load_rl2([f"mdp-n10={tmp_path / 'eval.json'}"])["mdp-n10"]
+    assert rl2["mean"] == pytest.approx(10.5)  # trials of 6 and 15
+    assert rl2["source"] == {"env": "MetaRL/TabularMDP-v0", "meta_iterations": 500, "tasks": 2}
+
+
 @pytest.mark.parametrize("spec", ["k5-n10", "nonsense=x.json", "k5-n10=/does/not/exist.json"])
 def test_bad_rl2_arguments_are_user_errors(spec):
     with pytest.raises(UserError):
