@@ -28,8 +28,8 @@ from torch import nn
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _TANH_CLAMP = np.float32(7.90531110763549805)  # tanh(x) rounds to +-1 in float32 beyond this
-# Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2).
-# Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2), written out so that the loops vectorise.
+# Eigen's generic_fast_tanh_float: tanh(x) ~ x P(x^2) / Q(x^2), written out (and compiled with fastmath and numpy's
+# error model, which drops the division's zero check) so that the gate loops vectorise.
 _P0, _P1, _P2, _P3, _P4, _P5, _P6 = (
     np.float32(c)
     for c in (
