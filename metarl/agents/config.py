@@ -269,6 +269,13 @@ class PEARLConfig:
         "a context transition is (s, a, r, s') instead of (s, a, r): for tasks that change the dynamics",
         default=False,
     )
+    max_path_length: int | None = doc(
+        "collected episodes end after this many steps, the last transition bootstrapped like any truncation "
+        "(oyster max_path_length: more, shorter episodes per task give the encoder varied context); null: the "
+        "env's whole episodes. Evaluation and the logged trials always play whole episodes",
+        default=None,
+        minimum=1,
+    )
     initial_episodes: int = doc(
         "episodes per training task with z ~ prior before the first update (oyster num_initial_steps)",
         default=10,

@@ -106,6 +106,7 @@ class LatentRollout:
         seed: int,
         generator: torch.Generator,
         deterministic: bool = False,
+        max_steps: int | None = None,
     ) -> Transitions:
         """One episode in each of the ``(len(tasks), E)`` copies, copy ``(i, j)`` acting with ``latents[i, j]``.
 
@@ -116,6 +117,8 @@ class LatentRollout:
             seed: base seed of the env copies.
             generator: source of the action noise.
             deterministic: act with ``tanh(mean)`` (evaluation) instead of sampling.
+            max_steps: stop the episodes after this many steps (None: the env's horizon); a transition cut off
+                this way is not terminal, so its target bootstraps.
         """
         episodes = int(latents.shape[1])
         benv = make_batched(self.env_id, list(tasks), episodes, seed=int(seed), **self.env_kwargs)
@@ -124,7 +127,7 @@ class LatentRollout:
         }
         try:
             obs = encode_observations(self.observation_space, benv.reset(seed=int(seed)))
-            for _ in range(benv.horizon):
+            for _ in range(min(benv.horizon, max_steps or benv.horizon)):
                 inputs = torch.cat([obs, latents], dim=-1)
                 if deterministic:
                     action = policy.deterministic(inputs)

@@ -188,9 +188,17 @@ class PEARL(MetaRLAgent):
         generator: torch.Generator,
         encoder_buffer: bool = True,
     ) -> Transitions:
-        """Play one episode per ``latents[i, j]`` on training task ``rows[i]`` and store the transitions."""
+        """Play one episode per ``latents[i, j]`` on training task ``rows[i]`` (at most ``max_path_length`` steps)
+        and store the transitions."""
         tasks = [self.train_tasks[int(r)] for r in rows]
-        transitions = self.rollout.run(self.policy, tasks, latents, int(rng.integers(2**31)), generator)
+        transitions = self.rollout.run(
+            self.policy,
+            tasks,
+            latents,
+            int(rng.integers(2**31)),
+            generator,
+            max_steps=self.config.pearl.max_path_length,
+        )
         fields, valid = transitions.flat()
         self.rl_buffer.add(rows, fields, valid)
         if encoder_buffer:

@@ -277,6 +277,17 @@ def test_collection_fills_the_encoder_buffer_with_prior_episodes_only():
     assert agent.rl_buffer.sizes[collected].tolist() == [60, 60]  # 1 initial + 2 prior + 3 extra
 
 
+def test_max_path_length_cuts_collected_episodes_but_not_evaluation_trials():
+    agent = PEARL(tiny(max_path_length=4, prior_episodes=2, extra_posterior_episodes=3, initial_episodes=1))
+    metrics = agent.meta_iteration(0)
+    # initial episodes on all 4 tasks, then 2 prior + 3 extra on 2 tasks, 4 steps each (10 without the cut)
+    assert metrics["env_steps"] == 4 * (4 + 2 * 5)
+    assert int(agent.rl_buffer.sizes.sum()) == metrics["env_steps"]
+    assert float(agent.rl_buffer.data["terminal"].sum()) == 0  # cut, not ended: the targets bootstrap
+    trial = agent.rollout.run(agent.policy, agent.train_tasks[:2], torch.zeros(2, 1, 2), 0, torch.Generator())
+    assert trial.mask.shape[-1] == 10 and trial.num_steps == 20  # evaluation plays the env's whole episodes
+
+
 def test_experience_returns_are_deterministic_per_seed_and_shaped_tasks_by_episodes():
     agent = PEARL(tiny())
     agent.meta_iteration(0)
