@@ -10,7 +10,7 @@ scale) are chosen per row on separate tuning tasks (best mean total), then evalu
 
 RL^2's own results fill the ``rl2`` column from JSON files named on the command line::
 
-    --rl2 k5-n10=runs/rl2-k5-n10/refs.json --rl2 mdp-n10=runs/rl2-mdp-n10/refs.json
+    --rl2 k5-n10=runs/rl2-k5-n10/eval.json --rl2 mdp-n10=runs/rl2-mdp-n10/eval.json
 
 each either the ``eval.json`` that ``metarl evaluate`` wrote for an RL^2 run (a trial's total: the sum of its
 episodes' returns) or ``{"per_task": [total reward of each held-out trial, ...]}`` or ``{"mean": m, "ci": half_width}``.
@@ -271,7 +271,10 @@ def load_rl2(specs: list[str]) -> dict[str, dict[str, float]]:
         elif "mean" in data:
             mean, ci = float(data["mean"]), float(data.get("ci", float("nan")))
         else:
-            raise UserError(f'--rl2 {key}: {path} needs "per_task" (a list of totals) or "mean" and "ci"')
+            raise UserError(
+                f'--rl2 {key}: {path} is not an RL^2 eval.json and has neither "per_task" (a list of totals) nor '
+                '"mean" and "ci"'
+            )
         found[key] = {"mean": mean, "ci": ci, "source": source}
     return found
 
