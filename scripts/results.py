@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="the summary's file name, without .json")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
     p.add_argument(
-        "--published", type=float, help="the paper's number for this protocol, as printed (% for accuracy)"
+        "--published", type=float, help="the paper's number for this protocol, as printed (%% for accuracy)"
     )
     p.add_argument(
         "--source", help="with --published: where it is published, e.g. 'Vinyals et al. 2016, Table 1'"

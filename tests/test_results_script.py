@@ -116,6 +116,14 @@ def test_command_line(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [[], ["extract"], ["render"]])
+def test_every_help_page_prints(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        results.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 COMPARE = {
     "env": "MetaRL/Navigation2D-v0",
     "tasks": 40,
