@@ -8,7 +8,7 @@ runs oyster's ``PEARLSoftActorCritic`` unchanged with its ``point-robot.json`` s
 episodes, as metarl's ``pearl/navigation2d`` config), and evaluates the trained agent with oyster's own
 ``collect_paths`` (episode 1 with z from the prior, then z from the posterior of all episodes so far,
 deterministic actions) in the evaluation's 100-step episodes, on the 40 held-out goals ``metarl evaluate``
-draws for a seed-0 run. It writes the per-episode returns (mean and 95% CI) and the training curve as CSV.
+draws for a seed-0 run. It writes the per-episode returns (mean and 95% CI) as CSV, next to oyster's own logs.
 
 Oyster needs old ``gym``, ``gtimer``, ``click``, ``joblib`` and ``python-dateutil``; gym is replaced by
 gymnasium (the point env uses only ``Env`` and ``spaces.Box``), the rest go in a side directory::
@@ -195,7 +195,7 @@ def evaluate(algorithm) -> np.ndarray:
     return np.array(rows)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--oyster", required=True, help="a checkout of github.com/katerakelly/oyster")
     parser.add_argument("--deps", help="directory holding gtimer, click, joblib, dateutil (pip --target)")
@@ -204,9 +204,15 @@ def main() -> int:
     parser.add_argument("--net-size", type=int, default=None, help="hidden width (oyster: 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 tiny iterations: checks the set-up only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.iterations = 2
+    if args.iterations < 1:
+        parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    if not (Path(args.oyster) / "rlkit" / "torch" / "sac" / "sac.py").is_file():
+        parser.error(
+            f"--oyster {args.oyster} is not a checkout of github.com/katerakelly/oyster (no rlkit/torch/sac/sac.py)"
+        )
     for path in (args.deps, args.oyster):
         if path:
             sys.path.insert(0, str(Path(path).resolve()))

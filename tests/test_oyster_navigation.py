@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import metarl  # noqa: F401  (registers the ids)
 from metarl.envs.navigation import GoalTask
@@ -62,3 +63,11 @@ def test_the_ported_env_plays_navigation2d_step_for_step():
             if done:
                 break
         assert done == (idx == 1), "only the second goal is reached"
+
+
+def test_a_folder_that_is_not_oyster_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        oyster_navigation.main(["--oyster", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "is not a checkout of github.com/katerakelly/oyster" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
