@@ -54,23 +54,29 @@ def install_shims() -> None:
     sys.modules["gym.spaces"] = gymnasium.spaces
 
 
+def env_registry(name: str) -> types.ModuleType:
+    """A module with oyster's env registry: an ``ENVS`` dict and the ``register_env(name)`` decorator."""
+    module = types.ModuleType(name)
+    module.ENVS = {}
+
+    def register_env(env_name):
+        def register_env_fn(fn):
+            module.ENVS[env_name] = fn
+            return fn
+
+        return register_env_fn
+
+    module.register_env = register_env
+    return module
+
+
 def import_envs_registry(oyster: Path) -> types.ModuleType:
     """``rlkit.envs`` without its ``__init__``, which imports every env module (the MuJoCo ones need
     mujoco_py): the package with oyster's ``ENVS`` registry and ``register_env`` only."""
     import rlkit
 
-    envs = types.ModuleType("rlkit.envs")
+    envs = env_registry("rlkit.envs")
     envs.__path__ = [str(oyster / "rlkit" / "envs")]
-    envs.ENVS = {}
-
-    def register_env(name):
-        def register_env_fn(fn):
-            envs.ENVS[name] = fn
-            return fn
-
-        return register_env_fn
-
-    envs.register_env = register_env
     sys.modules["rlkit.envs"] = envs
     rlkit.envs = envs
     return envs

@@ -7,7 +7,6 @@ do not need it are tested: the env it registers inside oyster.
 from __future__ import annotations
 
 import importlib.util
-import types
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,23 +22,8 @@ oyster_navigation = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(oyster_navigation)
 
 
-def _registry() -> types.ModuleType:
-    module = types.ModuleType("registry")
-    module.ENVS = {}
-
-    def register_env(name):
-        def register(fn):
-            module.ENVS[name] = fn
-            return fn
-
-        return register
-
-    module.register_env = register_env
-    return module
-
-
 def test_the_ported_env_plays_navigation2d_step_for_step():
-    registry = _registry()
+    registry = oyster_navigation.env_registry("registry")
     cls = oyster_navigation.point_env_class(registry)
     assert registry.ENVS[oyster_navigation.ENV_NAME] is cls
     goals = [np.array([0.31, -0.22]), np.array([0.02, 0.015])]
