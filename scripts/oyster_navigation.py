@@ -2,8 +2,9 @@
 
 Oyster's point robot differs from MetaRL/Navigation2D-v0 (MAML's task): it starts each episode at a random
 point of [-1, 1]^2, its goals fill [-1, 1]^2, its episodes are 20 steps and it never terminates. This script
-registers, inside oyster, a point env with Navigation2D's rules (start at the origin, goal ~ U[-0.5, 0.5]^2,
-actions clipped to [-0.1, 0.1]^2, reward -distance after the move, done within 0.01 of the goal per axis), then
+registers, inside oyster, metarl's Navigation2D env behind oyster's env interface (start at the origin, goal ~
+U[-0.5, 0.5]^2, actions clipped to [-0.1, 0.1]^2, reward -distance after the move, done within 0.01 of the
+goal per axis), then
 runs oyster's ``PEARLSoftActorCritic`` unchanged with its ``point-robot.json`` settings (collection in 20-step
 episodes, as metarl's ``pearl/navigation2d`` config), and evaluates the trained agent with oyster's own
 ``collect_paths`` (episode 1 with z from the prior, then z from the posterior of all episodes so far,
@@ -32,10 +33,9 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 
+from metarl.envs.navigation import GOAL_HIGH, GOAL_LOW, GoalTask, Navigation2DEnv
+
 ENV_NAME = "metarl-navigation2d"
-GOAL_HALF_RANGE = 0.5
-MAX_ACTION = 0.1
-GOAL_TOLERANCE = 0.01
 TRAIN_TASKS = 80
 HELD_OUT = 40
 EVAL_EPISODES = 3
@@ -83,13 +83,15 @@ def import_envs_registry(oyster: Path) -> types.ModuleType:
 
 
 def point_env_class(env_module):
-    """Navigation2D's rules in oyster's env interface (old gym API: ``reset() -> obs``, 4-tuple ``step``)."""
+    """``MetaRL/Navigation2D-v0`` in oyster's env interface (old gym API: ``reset() -> obs``, 4-tuple ``step``;
+    ``reset_task(idx)`` picks one of a fixed list of goals), registered as :data:`ENV_NAME`."""
 
     class NavigationPointEnv(gymnasium.Env):
         def __init__(self, goals: list[np.ndarray]) -> None:
             self.goals = [np.asarray(g, dtype=np.float64) for g in goals]
-            self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, shape=(2,))
-            self.action_space = gymnasium.spaces.Box(-MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32)
+            self.navigation = Navigation2DEnv()
+            self.observation_space = self.navigation.observation_space
+            self.action_space = self.navigation.action_space
             self.reset_task(0)
 
         def get_all_task_idx(self):
@@ -97,17 +99,15 @@ def point_env_class(env_module):
 
         def reset_task(self, idx: int) -> None:
             self._goal = self.goals[idx]
+            self.navigation.set_task(GoalTask(goal_x=float(self._goal[0]), goal_y=float(self._goal[1])))
             self.reset()
 
         def reset(self):
-            self._state = np.zeros(2)
-            return np.copy(self._state)
+            return self.navigation.reset()[0]
 
         def step(self, action):
-            self._state = self._state + np.clip(action, -MAX_ACTION, MAX_ACTION)
-            offset = self._state - self._goal
-            done = bool(np.all(np.abs(offset) < GOAL_TOLERANCE))
-            return np.copy(self._state), -float(np.sqrt(np.sum(offset**2))), done, {}
+            obs, reward, terminated, _, info = self.navigation.step(action)
+            return obs, reward, terminated, info
 
     env_module.register_env(ENV_NAME)(NavigationPointEnv)
     return NavigationPointEnv
@@ -124,7 +124,7 @@ def goals(seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         t.goal for t in held_out_tasks(TrainConfig(algo="pearl", env="MetaRL/Navigation2D-v0"), HELD_OUT, env)
     ]
     rng = np.random.default_rng(seed)
-    train = [rng.uniform(-GOAL_HALF_RANGE, GOAL_HALF_RANGE, size=2) for _ in range(TRAIN_TASKS)]
+    train = [rng.uniform(GOAL_LOW, GOAL_HIGH, size=2) for _ in range(TRAIN_TASKS)]
     return train, held_out
 
 
@@ -226,7 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    import metarl  # noqa: F401  (registers MetaRL/Navigation2D-v0 for the held-out goals)
     from metarl.training.stats import mean_ci
 
     out = Path(args.out)

@@ -1,4 +1,5 @@
-"""scripts/oyster_navigation.py: the point env it gives oyster plays MetaRL/Navigation2D-v0 step for step.
+"""scripts/oyster_navigation.py: the env it gives oyster (Navigation2D behind oyster's old-gym interface, goals
+picked by index) plays MetaRL/Navigation2D-v0 step for step.
 
 Oyster itself (github.com/katerakelly/oyster) is not installable here, so only the parts of the script that
 do not need it are tested: the env it registers inside oyster.
