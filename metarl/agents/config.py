@@ -203,8 +203,9 @@ class RL2Config:
         default=False,
     )
     normalize_observations: bool = doc(
-        "standardise each input of the GRUs (observation, previous action, reward, done flag) by its running "
-        "mean and std over the trials seen so far",
+        "standardise the continuous inputs of the GRUs (a Box observation or action, the previous reward) by their "
+        "running mean and std over the trials seen so far; one-hot encodings of Discrete spaces and the done flag "
+        "stay 0/1 (standardised, a rarely taken action would become a large input)",
         default=True,
     )
     lr: float = doc("Adam learning rate", default=1e-3, above=0)

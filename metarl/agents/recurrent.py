@@ -85,8 +85,10 @@ class RecurrentActorCritic(nn.Module):
             ``RL2Config``: the value loss cannot disturb the policy's memory).
         init_std: initial action std of a Gaussian head.
         min_std: floor of that std.
-        normalize_observations: standardise each input feature by its running mean and std (updated by the
-            caller with :meth:`update_observation_statistics` between rounds of sampling and learning).
+        normalized_features: bool mask over the inputs: standardise these features by their running mean and
+            std (updated by the caller with :meth:`update_observation_statistics` between rounds of sampling and
+            learning); ``None``: no standardisation. RL^2 passes
+            :meth:`metarl.envs.trials.TrialLayout.continuous_features`.
     """
 
     def __init__(
@@ -97,7 +99,7 @@ class RecurrentActorCritic(nn.Module):
         shared_gru: bool = False,
         init_std: float = 1.0,
         min_std: float = 1e-6,
-        normalize_observations: bool = False,
+        normalized_features: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.hidden_size = int(hidden_size)
@@ -110,7 +112,11 @@ class RecurrentActorCritic(nn.Module):
         # rewards) are fitted at the pace of Adam's unit steps.
         self.value_moments = RunningMoments(())
         # Inputs standardised per feature (Navigation2D's previous action spans +-0.1, its reward differences less).
-        self.observation_moments = RunningMoments((int(input_size),)) if normalize_observations else None
+        self.observation_moments: RunningMoments | None = None
+        if normalized_features is not None:
+            mask = torch.as_tensor(np.asarray(normalized_features, dtype=bool).reshape(int(input_size)))
+            self.register_buffer("normalized_features", mask, persistent=False)
+            self.observation_moments = RunningMoments((int(input_size),))
 
     @property
     def num_grus(self) -> int:
@@ -125,7 +131,10 @@ class RecurrentActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """GRU outputs of the policy and value sides for ``obs (B, L, D)``, and the new state."""
         if self.observation_moments is not None:
-            obs = self.observation_moments.standardize(obs).clamp(-OBSERVATION_CLIP, OBSERVATION_CLIP)
+            standardized = self.observation_moments.standardize(obs).clamp(
+                -OBSERVATION_CLIP, OBSERVATION_CLIP
+            )
+            obs = torch.where(self.normalized_features, standardized, obs)
         grus = [self.gru] if self.value_gru is None else [self.gru, self.value_gru]
         out = stacked_gru(obs, grus, state)
         return out[0], out[-1], out[:, :, -1]

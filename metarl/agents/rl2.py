@@ -78,7 +78,9 @@ class RL2(MetaRLAgent):
                 shared_gru=cfg.rl2.shared_gru,
                 init_std=cfg.policy.init_std,
                 min_std=cfg.policy.min_std,
-                normalize_observations=cfg.rl2.normalize_observations,
+                normalized_features=self.layout.continuous_features()
+                if cfg.rl2.normalize_observations
+                else None,
             )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.rl2.lr)
 

@@ -65,6 +65,19 @@ class TrialLayout:
         high = np.concatenate([obs_high, action_high, flags[1]]).astype(np.float32)
         self.space = gym.spaces.Box(low, high, dtype=np.float32)
 
+    def continuous_features(self) -> np.ndarray:
+        """Bool mask over the augmented observation: True for the features on a continuous scale (a ``Box``
+        observation or action, the previous reward), False for the one-hot encodings of ``Discrete`` spaces and
+        the done flag. Standardising a 0/1 indicator by its running std blows a rare value up (an action taken
+        1% of the time becomes an input of about 10), so only the continuous features should be standardised."""
+        return np.concatenate(
+            [
+                np.full(self.observation_size, isinstance(self.observation_space, gym.spaces.Box)),
+                np.full(self.action_size, isinstance(self.action_space, gym.spaces.Box)),
+                [True, False],  # previous reward, done flag
+            ]
+        )
+
     def no_action(self, batch_shape: tuple[int, ...] = ()) -> np.ndarray:
         """The "previous action" of a trial's first step: zeros (clipped into a ``Box`` that excludes 0)."""
         if isinstance(self.action_space, gym.spaces.Discrete):

@@ -82,6 +82,29 @@ def test_the_memory_carries_episode_one_into_episode_two_and_resets_between_tria
     torch.testing.assert_close(step.values, policy(trials[:, 3:4])[1][:, 0])
 
 
+def test_only_the_marked_inputs_are_standardised():
+    """A one-hot input standardised by its running std turns a rare action into a large input (about 10 for an
+    action taken 1% of the time), which biased the value after rare actions down and collapsed RL^2's policy on
+    TabularMDP; inputs outside the mask reach the GRUs as they are."""
+    policy = RecurrentActorCritic(
+        3, gym.spaces.Discrete(2), hidden_size=8, normalized_features=np.array([True, False, False])
+    )
+    obs = torch.tensor([[[5.0, 1.0, 0.0], [-3.0, 0.0, 1.0]]])
+    policy.update_observation_statistics(obs, torch.ones(1, 2))  # mean (1, 0.5, 0.5), std (4, 0.5, 0.5)
+    with torch.no_grad():
+        _, values = policy(obs)
+        policy.observation_moments.mean[1:] = 7.0  # moments of the unmarked inputs: not read
+        policy.observation_moments.var[1:] = 9.0
+        torch.testing.assert_close(policy(obs)[1], values)
+        policy.observation_moments.mean[0] = 7.0  # the marked input is standardised
+        assert not torch.allclose(policy(obs)[1], values)
+        bare = RecurrentActorCritic(3, gym.spaces.Discrete(2), hidden_size=8)
+        bare.load_state_dict(policy.state_dict(), strict=False)
+        scaled = obs.clone()
+        scaled[..., 0] = (obs[..., 0] - 7.0) / 4.0
+        torch.testing.assert_close(bare(scaled)[1], policy(obs)[1])
+
+
 def test_running_moments_equal_the_moments_of_everything_seen():
     generator = torch.Generator().manual_seed(2)
     batches = [torch.randn(3, 5, 4, generator=generator) * 3 + 1 for _ in range(2)]

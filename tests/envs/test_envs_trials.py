@@ -64,6 +64,21 @@ def test_discrete_actions_are_one_hot_and_a_terminated_episode_starts_the_next()
     assert env.unwrapped.get_task().probabilities == probabilities
 
 
+@pytest.mark.parametrize(
+    ("env_id", "expected"),
+    [
+        ("MetaRL/Navigation2D-v0", [True] * 2 + [True] * 2 + [True, False]),
+        ("MetaRL/Bandit-K5-v0", [True] + [False] * 5 + [True, False]),
+        ("MetaRL/TabularMDP-v0", [True] * 10 + [False] * 5 + [True, False]),
+    ],
+)
+def test_continuous_features_are_box_parts_and_the_reward_not_one_hots_or_the_done_flag(env_id, expected):
+    layout = TrialWrapper(gym.make(env_id), episodes_per_trial=2).layout
+    mask = layout.continuous_features()
+    assert mask.dtype == bool and mask.shape == layout.space.shape
+    assert mask.tolist() == expected
+
+
 def test_reset_draws_a_new_task_per_trial_seeded_by_the_reset_seed():
     env = TrialWrapper(gym.make("MetaRL/Navigation2D-v0"), episodes_per_trial=2)
     env.reset(seed=5)
