@@ -147,7 +147,7 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController().select(user_api="blas")
 
 
-def _one_blas_thread() -> AbstractContextManager:
+def one_blas_thread() -> AbstractContextManager:
     """BLAS on one thread while a kernel runs. Its products are small (one step of a batch of trials); OpenBLAS's
     threads, which spin while they wait, would only compete with torch's and other processes' (on a busy 2-core
     machine a bandit update took 10.7 s instead of 0.8 s)."""
@@ -169,7 +169,7 @@ def _recurrence(x, h0, w_ih, w_hh, b_ih, b_hh):
     gates = np.empty((num_grus, length, batch, width), np.float32)
     gh_n = np.empty((num_grus, length, batch, hidden), np.float32)
     w_hh_t = np.ascontiguousarray(w_hh.numpy().transpose(0, 2, 1))
-    with _one_blas_thread():
+    with one_blas_thread():
         _forward(
             gi.view(num_grus, length, batch, width).numpy(),
             w_hh_t,
@@ -209,7 +209,7 @@ class _StackedGRU(torch.autograd.Function):
         d_h0 = np.empty((num_grus, batch, hidden), np.float32)
         d_bias = np.empty((num_grus, 4 * hidden), np.float32)
         grad = grad_out.detach().float().contiguous().numpy()
-        with _one_blas_thread():
+        with one_blas_thread():
             _backward(grad, np.ascontiguousarray(w_hh.numpy()), hs, gates, gh_n, d_gi, d_gh_n, d_h0, d_bias)
         d_gi_t = torch.from_numpy(d_gi).view(num_grus, rows, width)
         d_gh_n_t = torch.from_numpy(d_gh_n).view(num_grus, rows, hidden)

@@ -2,16 +2,14 @@
 Gaussian or categorical policy of :mod:`metarl.agents.policies` with no hidden layer: a linear map of the GRU's
 state) and a value head.
 
-The same module runs a trial one step at a time while sampling (:meth:`RecurrentActorCritic.act`, the hidden
-state carried by the caller) and whole trials at once while learning (:meth:`RecurrentActorCritic.forward`, from
-the zero state: full-trial recurrence, so the hidden states are recomputed with the current weights). Both run
-the GRUs' recurrence in :func:`metarl.agents.fused_gru.stacked_gru` (compiled, with its own backward pass) on
-``torch.nn.GRU`` parameters.
+Learning runs whole trials at once (:meth:`RecurrentActorCritic.forward`, from the zero state: full-trial
+recurrence, so the hidden states are recomputed with the current weights), the GRUs' recurrence in
+:func:`metarl.agents.fused_gru.stacked_gru` (compiled, with its own backward pass) on ``torch.nn.GRU``
+parameters. Sampling runs a trial one step at a time, the hidden state carried by the caller, in
+:class:`metarl.agents.recurrent_step.RecurrentStep` (the same cell, one compiled call per step).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -62,16 +60,6 @@ class RunningMoments(nn.Module):
         self.mean.copy_(self.mean.double() + delta * count / total)
         self.var.copy_((moment / total).clamp_min(1e-8))
         self.count.copy_(total)
-
-
-@dataclass
-class StepOutput:
-    """One step of :meth:`RecurrentActorCritic.act` for a batch of trials."""
-
-    actions: torch.Tensor
-    log_probs: torch.Tensor
-    values: torch.Tensor
-    state: torch.Tensor
 
 
 class RecurrentActorCritic(nn.Module):
@@ -163,11 +151,3 @@ class RecurrentActorCritic(nn.Module):
         state; returns the distribution over ``(B, L)`` and values ``(B, L)``."""
         policy_out, value_out, _ = self._run(obs, None)
         return self.head.distribution(policy_out), self._value(value_out)
-
-    def act(self, obs: torch.Tensor, state: torch.Tensor, generator: torch.Generator) -> StepOutput:
-        """One step of ``B`` trials: actions drawn with ``generator`` at ``obs (B, D)`` given ``state``."""
-        policy_out, value_out, state = self._run(obs.unsqueeze(1), state)
-        dist = self.head.distribution(policy_out.squeeze(1))
-        actions = self.head.sample(dist, generator)
-        values = self._value(value_out.squeeze(1))
-        return StepOutput(actions, dist.log_prob(actions), values, state)

@@ -1,6 +1,7 @@
 """Rolls out a recurrent policy over trials on a task distribution's batched engine: every trial of every task
-in one loop over time steps (one engine call and one batched GRU step per step, no loop over envs), the hidden
-state carried across the episodes of a trial (:mod:`metarl.envs.trials`)."""
+in one loop over time steps (one engine call and one compiled policy step per step,
+:class:`~metarl.agents.recurrent_step.RecurrentStep`; no loop over envs), the hidden state carried across the
+episodes of a trial (:mod:`metarl.envs.trials`). The round's action noise is drawn at its start."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from metarl.agents.fused_gru import one_blas_thread
 from metarl.agents.recurrent import RecurrentActorCritic
+from metarl.agents.recurrent_step import RecurrentStep
 from metarl.agents.sampler import EnvActions
 from metarl.envs import Task, make_batched_trials
 from metarl.errors import TrainingDiverged
@@ -83,34 +87,50 @@ def sample_trials(
     """
     trials = make_batched_trials(env_id, tasks, episodes_per_trial, trials_per_task, int(seed), **env_kwargs)
     count = trials.batch_shape[0] * trials.batch_shape[1]
-    columns: dict[str, list[torch.Tensor]] = {
-        k: [] for k in ("observations", "actions", "log_probs", "values", "rewards", "mask", "episode")
+    horizon = trials.horizon
+    noise = policy.head.action_noise((horizon, count), generator).numpy()
+    step = RecurrentStep(policy)
+    columns = {
+        "observations": np.zeros((count, horizon, trials.layout.space.shape[0]), np.float32),
+        "actions": np.zeros((count, horizon, *step.action_shape), step.action_dtype),
+        "log_probs": np.zeros((count, horizon), np.float32),
+        "values": np.zeros((count, horizon), np.float32),
+        "rewards": np.zeros((count, horizon), np.float32),
+        "mask": np.zeros((count, horizon), np.float32),
+        "episode": np.zeros((count, horizon), np.int64),
     }
+    steps = 0
     try:
-        obs = trials.reset(seed=int(seed))
-        state = policy.initial_state(count)
-        for _ in range(trials.horizon):
-            observation = torch.from_numpy(obs.reshape(count, -1))
-            step = policy.act(observation, state, generator)
-            if not bool(torch.isfinite(step.actions).all()):
-                raise TrainingDiverged(
-                    "the policy's actions are not finite: its parameters diverged (a learning rate too large?)"
+        obs = trials.reset(seed=int(seed)).reshape(count, -1)
+        state = policy.initial_state(count).numpy()
+        with one_blas_thread():
+            for t in range(horizon):
+                actions, log_probs, values, state = step(obs, state, noise[t])
+                if not np.isfinite(actions).all():
+                    raise TrainingDiverged(
+                        "the policy's actions are not finite: its parameters diverged (a learning rate too large?)"
+                    )
+                env_action = env_actions(torch.from_numpy(actions))
+                next_obs, reward, _, _, info = trials.step(
+                    env_action.reshape(trials.batch_shape + env_action.shape[1:])
                 )
-            env_action = env_actions(step.actions)
-            obs, reward, _, _, info = trials.step(
-                env_action.reshape(trials.batch_shape + env_action.shape[1:])
-            )
-            state = step.state
-            columns["observations"].append(observation)
-            columns["actions"].append(step.actions)
-            columns["log_probs"].append(step.log_probs)
-            columns["values"].append(step.values)
-            columns["rewards"].append(torch.as_tensor(reward.reshape(count), dtype=torch.float32))
-            columns["mask"].append(torch.as_tensor(info["active"].reshape(count), dtype=torch.float32))
-            columns["episode"].append(torch.as_tensor(info["episode"].reshape(count)))
-            if trials.done.all():
-                break
+                for name, value in (
+                    ("observations", obs),
+                    ("actions", actions),
+                    ("log_probs", log_probs),
+                    ("values", values),
+                    ("rewards", reward.reshape(count)),
+                    ("mask", info["active"].reshape(count)),
+                    ("episode", info["episode"].reshape(count)),
+                ):
+                    columns[name][:, t] = value
+                obs = next_obs.reshape(count, -1)
+                steps = t + 1
+                if trials.done.all():
+                    break
     finally:
         trials.close()
-    stacked = {k: torch.stack(v, dim=1) for k, v in columns.items()}
-    return Trials(**stacked, episodes_per_trial=int(episodes_per_trial))
+    return Trials(
+        **{name: torch.from_numpy(np.ascontiguousarray(array[:, :steps])) for name, array in columns.items()},
+        episodes_per_trial=int(episodes_per_trial),
+    )

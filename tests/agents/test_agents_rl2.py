@@ -16,8 +16,10 @@ from conftest import stopped_after_one_iteration, without_timings
 import metarl.envs  # noqa: F401  (registers the ids)
 from metarl.agents import RL2, RL2Config, TrainConfig
 from metarl.agents.config import PolicyConfig
+from metarl.agents.fused_gru import stacked_gru
 from metarl.agents.recurrent import RecurrentActorCritic, RunningMoments
 from metarl.agents.recurrent_ppo import ppo_losses, ppo_update, trial_advantages
+from metarl.agents.recurrent_step import RecurrentStep
 from metarl.agents.trial_sampler import Trials
 from metarl.envs import registered_ids
 from metarl.envs.registration import ENV_SPECS
@@ -77,9 +79,46 @@ def test_the_memory_carries_episode_one_into_episode_two_and_resets_between_tria
     assert not torch.allclose(mean[0, 3:], mean[1, 3:])  # episode 2 remembers episode 1
     with torch.no_grad():  # a new trial starts from the zero state: its first step ignores everything before
         fresh_mean = policy(trials[:, 3:])[0].base_dist.loc
-        step = policy.act(trials[:, 3], policy.initial_state(2), generator)
+        _, _, values, _ = RecurrentStep(policy)(
+            trials[:, 3].numpy(), policy.initial_state(2).numpy(), np.zeros((2, 2), np.float32)
+        )
     torch.testing.assert_close(fresh_mean[0, 0], fresh_mean[1, 0])
-    torch.testing.assert_close(step.values, policy(trials[:, 3:4])[1][:, 0])
+    torch.testing.assert_close(torch.from_numpy(values), policy(trials[:, 3:4])[1][:, 0])
+
+
+@pytest.mark.parametrize("action_space", [gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(4)])
+def test_the_compiled_step_equals_the_whole_trial_recurrence_and_the_heads_draws(action_space):
+    """Stepping :class:`RecurrentStep` through trials, state carried, gives the states' log-probabilities and
+    values of one pass of the torch module over the whole trials, and the actions ``act_with_noise`` draws there
+    from the same noise (standardised inputs, both GRUs)."""
+    policy = RecurrentActorCritic(
+        5, action_space, hidden_size=8, normalized_features=np.array([True, True, False, True, False])
+    )
+    generator = torch.Generator().manual_seed(3)
+    obs = torch.randn(3, 6, 5, generator=generator) * 2 + 1
+    policy.update_observation_statistics(obs, torch.ones(3, 6))
+    policy.update_value_statistics(torch.randn(3, 6, generator=generator) * 5 + 2, torch.ones(3, 6))
+    noise = policy.head.action_noise((6, 3), generator)
+    step, state = RecurrentStep(policy), policy.initial_state(3).numpy()
+    columns = []
+    for t in range(6):
+        actions, log_probs, values, state = step(obs[:, t].numpy(), state, noise[t].numpy())
+        columns.append((torch.from_numpy(actions), torch.from_numpy(log_probs), torch.from_numpy(values)))
+    actions, log_probs, values = (torch.stack(c, dim=1) for c in zip(*columns, strict=True))
+    with torch.no_grad():
+        dist, expected_values = policy(obs)
+        policy_out = stacked_gru(obs_standardised(policy, obs), [policy.gru, policy.value_gru])[0]
+        expected_actions = policy.head.act_with_noise(policy_out, policy.head.params(), noise.transpose(0, 1))
+    assert actions.dtype == expected_actions.dtype and actions.shape == expected_actions.shape
+    torch.testing.assert_close(actions, expected_actions, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log_probs, dist.log_prob(actions), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(values, expected_values, rtol=1e-5, atol=1e-5)
+
+
+def obs_standardised(policy: RecurrentActorCritic, obs: torch.Tensor) -> torch.Tensor:
+    """The GRUs' inputs: the marked features standardised by the policy's moments, clipped at +-10."""
+    standardised = policy.observation_moments.standardize(obs).clamp(-10.0, 10.0)
+    return torch.where(policy.normalized_features, standardised, obs)
 
 
 def test_only_the_marked_inputs_are_standardised():
