@@ -31,8 +31,8 @@ def textbook_mann(net: LRUAMemory, inputs: torch.Tensor, previous: torch.Tensor)
         h, c = net.controller(x, (h, c))
         keys = net.keys(h)[0].view(heads, width)
         gates = torch.sigmoid(net.write_gates(h)[0])
-        nth = sorted(usage)[heads - 1]
-        least_used = [1.0 if u <= nth else 0.0 for u in usage]
+        smallest = sorted(range(slots), key=lambda i: (usage[i], i))[:heads]
+        least_used = [1.0 if i in smallest else 0.0 for i in range(slots)]
         oldest = min(range(slots), key=lambda i: (usage[i], i))
         memory[oldest] = torch.zeros(width, dtype=inputs.dtype)
         w_write = [
@@ -74,6 +74,15 @@ def test_lrua_memory_equals_the_textbook_loop():
     batched = net(inputs, previous)
     for b in range(3):
         torch.testing.assert_close(batched[b], textbook_mann(net, inputs[b], previous[b]))
+
+
+def test_least_used_marks_exactly_one_slot_per_head_even_when_usages_tie():
+    """A fresh memory has every unused slot at usage 0: the paper's "at most the n-th smallest" would mark all
+    of them, and every write would then go to every slot."""
+    net = LRUAMemory(input_size=2, ways=2, controller_size=3, memory_slots=6, memory_width=2, read_heads=2)
+    usage = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.5, 0.1, 0.9, 0.1, 0.3, 0.2]])
+    expected = torch.tensor([[0.0, 1.0, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]])
+    torch.testing.assert_close(net.least_used(usage), expected)
 
 
 class Backbone:

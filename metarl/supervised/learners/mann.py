@@ -12,7 +12,7 @@ At step ``t`` (paper section 3, notation in comments):
   and a write gate ``alpha_t = W_a h_t``.
 * read: ``w^r_t = softmax_i cos(k_t, M_t(i))`` and ``r_t = sum_i w^r_t(i) M_t(i)``.
 * least-recently-used access (LRUA): usage ``w^u_t = gamma w^u_{t-1} + w^r_t + w^w_t``; the least-used weights
-  ``w^lu_t(i) = 1`` if ``w^u_t(i)`` is at most the ``n``-th smallest usage (``n`` = read heads), else 0; write
+  ``w^lu_t(i) = 1`` for the ``n`` slots of smallest usage (``n`` = read heads, ties to the lower index), else 0; write
   weights ``w^w_t = sigmoid(alpha_t) w^r_{t-1} + (1 - sigmoid(alpha_t)) w^lu_{t-1}`` interpolate between the
   slot just read (update a memory) and an unused slot (a new memory); before writing, the least-used slot is
   erased, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) k_t``.
@@ -105,9 +105,16 @@ class LRUAMemory(nn.Module):
         return torch.stack(outputs, 1)
 
     def least_used(self, usage: torch.Tensor) -> torch.Tensor:
-        """``w^lu``: 1 where the usage is at most the n-th smallest (n = read heads), else 0; ``(B, slots)``."""
-        nth_smallest = usage.kthvalue(self.heads, dim=1, keepdim=True).values
-        return (usage <= nth_smallest).to(usage.dtype)
+        """``w^lu``: 1 at the n slots of smallest usage (n = read heads; ties go to the lower index), else 0;
+        ``(B, slots)``.
+
+        The paper's "1 where the usage is at most the n-th smallest" marks *every* slot tied at the n-th value:
+        in a fresh memory all unused slots are tied at 0, so each write went to all of them, their usages stayed
+        tied, and the memory held one blurred sum of every key (training stalled at 30% accuracy, below the
+        paper's plain LSTM). Exactly n slots, as the reference implementations pick them (tristandeleu's
+        ``argsort``, snowkylin's ``top_k``), keeps one write per step in its own slots."""
+        order = torch.sort(usage, dim=1, stable=True).indices[:, : self.heads]
+        return torch.zeros_like(usage).scatter_(1, order, 1.0)
 
 
 class MemoryAugmentedNetwork(FewShotLearner):
