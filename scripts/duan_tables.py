@@ -20,6 +20,9 @@ Usage::
     python scripts/duan_tables.py                       # 1000 held-out tasks per row (a few minutes)
     python scripts/duan_tables.py --quick               # 100 tasks, n <= 100, small grids (seconds)
     python scripts/duan_tables.py --json docs/results/data/duan2016/tables.json
+    # a new RL^2 cell: keep the reference columns of the committed tables, refill the rl2 column (seconds)
+    python scripts/duan_tables.py --references docs/results/data/duan2016/tables.json \
+        --json docs/results/data/duan2016/tables.json --rl2 k5-n10=runs/rl2-k5-n10/eval.json ...
 """
 
 from __future__ import annotations
@@ -279,6 +282,23 @@ def load_rl2(specs: list[str]) -> dict[str, dict[str, float]]:
     return found
 
 
+def load_tables(path: Path) -> dict[str, Any]:
+    """The tables an earlier ``--json`` wrote.
+
+    Raises:
+        UserError: not such a file.
+    """
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"--references: cannot read {path}: {error}") from None
+    if not isinstance(table, dict) or not {"bandits", "mdps", "protocol"} <= table.keys():
+        raise UserError(
+            f"--references: {path} is not a tables file written by --json (bandits, mdps, protocol)"
+        )
+    return table
+
+
 def attach_rl2(table: dict[str, Any], rl2: dict[str, dict[str, float]]) -> None:
     for row in table["bandits"]:
         key = f"k{row['arms']}-n{row['pulls']}"
@@ -330,9 +350,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("bandits", "mdps"), default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the tables here")
     parser.add_argument("--rl2", action="append", default=[], metavar="KEY=PATH", help="RL^2 results")
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="take the reference columns from these tables (an earlier --json) instead of recomputing them; "
+        "the rl2 column is refilled from --rl2",
+    )
     args = parser.parse_args(argv)
     try:
         rl2 = load_rl2(args.rl2)
+        if args.references is not None:
+            table = load_tables(args.references)
+            attach_rl2(table, rl2)
+            print(markdown(table))
+            if args.json:
+                write_json_atomic(args.json, table)
+            return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -65,3 +65,39 @@ def test_every_published_row_has_every_column():
         assert set(values) == set(duan.BANDIT_COLUMNS)
     for values in duan.PUBLISHED_MDPS.values():
         assert set(values) == set(duan.MDP_COLUMNS)
+
+
+def test_references_are_reused_and_only_the_rl2_column_is_refilled(tmp_path, capsys):
+    tables = {
+        "format": 1,
+        "protocol": {"tasks": 1000},
+        "bandits": [
+            {"arms": 5, "pulls": 10, "results": {"random": {"mean": 5.0, "ci": 0.1}, "rl2": {"mean": 1.0}}}
+        ],
+        "mdps": [{"episodes": 10, "results": {"psrl": {"mean": 140.0, "ci": 1.0}}}],
+    }
+    (tmp_path / "tables.json").write_text(json.dumps(tables))
+    (tmp_path / "cell.json").write_text(json.dumps({"mean": 150.0, "ci": 3.0}))
+    out = tmp_path / "new.json"
+    code = duan.main(
+        [
+            "--references",
+            str(tmp_path / "tables.json"),
+            "--json",
+            str(out),
+            "--rl2",
+            f"mdp-n10={tmp_path / 'cell.json'}",
+        ]
+    )
+    assert code == 0
+    written = json.loads(out.read_text())
+    assert written["bandits"][0]["results"]["random"] == {"mean": 5.0, "ci": 0.1}
+    assert written["bandits"][0]["results"]["rl2"] == {"published": 6.7}  # not passed again: blank
+    assert written["mdps"][0]["results"]["rl2"]["mean"] == 150.0
+    assert "150.0 ± 3.0 (156.2)" in capsys.readouterr().out
+
+
+def test_a_references_file_that_is_not_tables_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "x.json").write_text(json.dumps({"learners": {}}))
+    assert duan.main(["--references", str(tmp_path / "x.json")]) == 2
+    assert "not a tables file" in capsys.readouterr().err
