@@ -17,7 +17,7 @@ from metarl.training import config_file, load_config
 
 
 def textbook_mann(net: LRUAMemory, inputs: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """One sequence, the paper's equations written slot by slot with Python lists (no batching)."""
+    """One sequence, the module docstring's equations written slot by slot with Python lists (no batching)."""
     slots, width, heads = net.slots, net.width, net.heads
     h = torch.zeros(1, net.controller.hidden_size, dtype=inputs.dtype)
     c = torch.zeros_like(h)
@@ -29,7 +29,8 @@ def textbook_mann(net: LRUAMemory, inputs: torch.Tensor, previous: torch.Tensor)
     for t in range(inputs.shape[0]):
         x = torch.cat([inputs[t], previous[t], reads]).unsqueeze(0)
         h, c = net.controller(x, (h, c))
-        keys = net.keys(h)[0].view(heads, width)
+        keys = torch.tanh(net.keys(h)[0]).view(heads, width)
+        adds = torch.tanh(net.adds(h)[0]).view(heads, width)
         gates = torch.sigmoid(net.write_gates(h)[0])
         smallest = sorted(range(slots), key=lambda i: (usage[i], i))[:heads]
         least_used = [1.0 if i in smallest else 0.0 for i in range(slots)]
@@ -39,7 +40,7 @@ def textbook_mann(net: LRUAMemory, inputs: torch.Tensor, previous: torch.Tensor)
             [gates[r] * w_read[r][i] + (1 - gates[r]) * least_used[i] for i in range(slots)]
             for r in range(heads)
         ]
-        memory = [memory[i] + sum(w_write[r][i] * keys[r] for r in range(heads)) for i in range(slots)]
+        memory = [memory[i] + sum(w_write[r][i] * adds[r] for r in range(heads)) for i in range(slots)]
         new_reads = []
         for r in range(heads):
             sims = torch.stack(

@@ -8,15 +8,20 @@ between episodes except what the network learned about how to use its memory.
 
 At step ``t`` (paper section 3, notation in comments):
 
-* controller input ``[x_t, y_{t-1}, r_{t-1}]`` -> LSTM -> ``h_t``; each read head emits a key ``k_t = W_k h_t``
-  and a write gate ``alpha_t = W_a h_t``.
+* controller input ``[x_t, y_{t-1}, r_{t-1}]`` -> LSTM -> ``h_t``; each head emits a key ``k_t = tanh(W_k h_t)``,
+  an add vector ``a_t = tanh(W_add h_t)`` and a write gate ``alpha_t = W_alpha h_t``.
 * read: ``w^r_t = softmax_i cos(k_t, M_t(i))`` and ``r_t = sum_i w^r_t(i) M_t(i)``.
 * least-recently-used access (LRUA): usage ``w^u_t = gamma w^u_{t-1} + w^r_t + w^w_t``; the least-used weights
   ``w^lu_t(i) = 1`` for the ``n`` slots of smallest usage (``n`` = read heads, ties to the lower index), else 0; write
   weights ``w^w_t = sigmoid(alpha_t) w^r_{t-1} + (1 - sigmoid(alpha_t)) w^lu_{t-1}`` interpolate between the
   slot just read (update a memory) and an unused slot (a new memory); before writing, the least-used slot is
-  erased, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) k_t``.
+  erased, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) a_t``.
 * output ``softmax(W_o [h_t, r_t])`` over the episode's classes; the loss is the cross-entropy of every step.
+
+The paper writes the key itself (``M_t(i) = M_{t-1}(i) + w^w_t(i) k_t``, linear keys); the two public
+reproductions (tristandeleu/ntm-one-shot in Theano, snowkylin/ntm in TensorFlow) write a separate ``tanh`` add
+vector and squash the key with ``tanh``, and so does this one: with the key written as it was, training stayed
+at 30% accuracy (the label bookkeeping of first appearances learned, no recall) for 72k episodes.
 
 How this fits the few-shot runner (the one run loop, config and evaluation): an episode of the sampler with
 ``shots + queries`` instances per class *is* the paper's sequence (5 classes x 10 instances = ``ways=5, shots=1,
@@ -70,6 +75,7 @@ class LRUAMemory(nn.Module):
         self.usage_decay = usage_decay
         self.controller = nn.LSTMCell(input_size + ways + read_heads * memory_width, controller_size)
         self.keys = nn.Linear(controller_size, read_heads * memory_width)
+        self.adds = nn.Linear(controller_size, read_heads * memory_width)
         self.write_gates = nn.Linear(controller_size, read_heads)
         self.output = nn.Linear(controller_size + read_heads * memory_width, ways)
 
@@ -90,13 +96,14 @@ class LRUAMemory(nn.Module):
             hidden, cell = self.controller(
                 torch.cat([inputs[:, t], previous_labels[:, t], reads], 1), (hidden, cell)
             )
-            keys = self.keys(hidden).view(batch, self.heads, self.width)
+            keys = torch.tanh(self.keys(hidden)).view(batch, self.heads, self.width)
+            adds = torch.tanh(self.adds(hidden)).view(batch, self.heads, self.width)
             gate = torch.sigmoid(self.write_gates(hidden)).unsqueeze(-1)  # sigmoid(alpha_t), (B, heads, 1)
             least_used = self.least_used(usage)  # w^lu_{t-1}
             write_weights = gate * read_weights + (1 - gate) * least_used.unsqueeze(1)
-            # Erase the least-used slot, then add each head's key with its write weights.
+            # Erase the least-used slot, then add each head's add vector with its write weights.
             erase = F.one_hot(usage.argmin(1), self.slots).to(dtype).unsqueeze(-1)
-            memory = memory * (1 - erase) + write_weights.transpose(1, 2) @ keys
+            memory = memory * (1 - erase) + write_weights.transpose(1, 2) @ adds
             similarity = F.cosine_similarity(keys.unsqueeze(2), memory.unsqueeze(1), dim=-1, eps=1e-8)
             read_weights = similarity.softmax(-1)
             reads = (read_weights @ memory).flatten(1)
