@@ -84,8 +84,9 @@ class RecurrentStep:
     round's noise for this step (``policy.head.action_noise((B,), generator)``: standard normals ``(B, A)`` for
     a Gaussian head, exponentials ``(B, n)`` for a categorical one) and returns numpy arrays: the actions
     (``(B, A)`` float32 or ``(B,)`` int64), their log-probabilities ``(B,)``, the values ``(B,)`` and the new
-    states ``(G, B, H)``. ``action_shape`` and ``action_dtype`` describe one trial's action. The weights are copied: build a new step after the policy changes. Call it under
-    :func:`metarl.agents.fused_gru.one_blas_thread` (its products are tiny; BLAS threads would only spin).
+    states ``(G, B, H)``. ``action_shape`` and ``action_dtype`` describe one trial's action. The weights are
+    copied: build a new step after the policy changes. Call it under :func:`metarl.agents.fused_gru.one_blas_thread`
+    (its products are tiny; BLAS threads would only spin).
     """
 
     def __init__(self, policy: RecurrentActorCritic) -> None:
