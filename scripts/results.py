@@ -197,7 +197,12 @@ def summary_table(summary: dict[str, Any]) -> str:
     axis = summary.get("axis", "steps")
     points = sorted({x for learner in summary["learners"].values() for x in learner[axis]})
     extra = ["train env steps"] if summary["kind"] == "comparison" else []
-    metrics = sorted({k for learner in summary["learners"].values() for k in learner.get("extra", {})})
+    metrics = sorted(
+        {k for learner in summary["learners"].values() for k in learner.get("extra", {})},
+        key=lambda name: [
+            int(part) if part.isdigit() else part for part in name.split("_")
+        ],  # instance_2 < _10
+    )
     lines = [
         "| learner | "
         + " | ".join(

@@ -255,3 +255,12 @@ def test_a_success_rate_is_kept_and_tabled_under_the_returns():
         "| maml-trpo | 10.00 ± 0.50 | 13.50 ± 0.25 |",
         "| maml-trpo: success rate (%) | 10.00 ± 5.00 | 25.00 ± 12.50 |",
     ]
+
+
+def test_numbered_metrics_are_tabled_in_numeric_order():
+    """MANN's accuracy by instance: the 10th after the 9th, not after the 1st."""
+    evaluation = {**FEW_SHOT_EVAL, "learner": "mann"}
+    evaluation["per_step"] = {"steps": [0], "mean": [0.8], "ci": [0.01]}
+    evaluation["extra"] = {f"instance_{k}_accuracy": {"mean": k / 10, "ci95": 0.01} for k in (10, 1, 2)}
+    header = results.summary_table(results.summary_of(evaluation)).splitlines()[0]
+    assert header.endswith("| instance 1 accuracy | instance 2 accuracy | instance 10 accuracy |")
