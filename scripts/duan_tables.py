@@ -341,41 +341,8 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=None, help="held-out tasks per row (default 1000)")
-    parser.add_argument("--tuning-tasks", type=int, default=None, help="tasks to tune on (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="100 tasks, n <= 100, small grids")
-    parser.add_argument("--only", choices=("bandits", "mdps"), default=None)
-    parser.add_argument("--json", type=Path, default=None, help="write the tables here")
-    parser.add_argument("--rl2", action="append", default=[], metavar="KEY=PATH", help="RL^2 results")
-    parser.add_argument(
-        "--references",
-        type=Path,
-        default=None,
-        metavar="JSON",
-        help="take the reference columns from these tables (an earlier --json) instead of recomputing them; "
-        "the rl2 column is refilled from --rl2",
-    )
-    args = parser.parse_args(argv)
-    try:
-        rl2 = load_rl2(args.rl2)
-        if args.references is not None:
-            table = load_tables(args.references)
-            attach_rl2(table, rl2)
-            print(markdown(table))
-            if args.json:
-                write_json_atomic(args.json, table)
-            return 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    args.tasks = args.tasks or (100 if args.quick else 1000)
-    args.tuning_tasks = args.tuning_tasks or (30 if args.quick else 200)
-    if args.tasks < 2 or args.tuning_tasks < 1:
-        print("error: --tasks must be >= 2 and --tuning-tasks >= 1", file=sys.stderr)
-        return 2
+def reference_tables(args: argparse.Namespace) -> dict[str, Any]:
+    """Both tables with every reference algorithm tuned and run (the rl2 column not yet attached)."""
     pulls = (10, 100) if args.quick else (10, 100, 500)
     started = time.perf_counter()
     table: dict[str, Any] = {
@@ -399,8 +366,42 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bandits K={arms} n={n} done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     if args.only != "bandits":
         table["mdps"] = mdp_rows([10, 25, 50, 75, 100], args, mdp_grids(args.quick))
-    attach_rl2(table, rl2)
     table["seconds"] = round(time.perf_counter() - started, 1)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=None, help="held-out tasks per row (default 1000)")
+    parser.add_argument("--tuning-tasks", type=int, default=None, help="tasks to tune on (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="100 tasks, n <= 100, small grids")
+    parser.add_argument("--only", choices=("bandits", "mdps"), default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the tables here")
+    parser.add_argument("--rl2", action="append", default=[], metavar="KEY=PATH", help="RL^2 results")
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="take the reference columns from these tables (an earlier --json) instead of recomputing them; "
+        "the rl2 column is refilled from --rl2",
+    )
+    args = parser.parse_args(argv)
+    try:
+        rl2 = load_rl2(args.rl2)
+        table = load_tables(args.references) if args.references is not None else None
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if table is None:
+        args.tasks = args.tasks or (100 if args.quick else 1000)
+        args.tuning_tasks = args.tuning_tasks or (30 if args.quick else 200)
+        if args.tasks < 2 or args.tuning_tasks < 1:
+            print("error: --tasks must be >= 2 and --tuning-tasks >= 1", file=sys.stderr)
+            return 2
+        table = reference_tables(args)
+    attach_rl2(table, rl2)
     print(markdown(table))
     if args.json:
         write_json_atomic(args.json, table)
