@@ -49,7 +49,8 @@ _Q0, _Q1, _Q2, _Q3 = (
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _tanh(x):
+def fast_tanh(x):
+    """float32 tanh to within a few ulps (Eigen's rational approximation), for compiled loops that vectorise."""
     x = _TANH_CLAMP if x > _TANH_CLAMP else (-_TANH_CLAMP if x < -_TANH_CLAMP else x)
     x2 = x * x
     p = ((((((_P0 * x2 + _P1) * x2 + _P2) * x2 + _P3) * x2 + _P4) * x2 + _P5) * x2 + _P6) * x
@@ -58,8 +59,9 @@ def _tanh(x):
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _sigmoid(x):
-    return _HALF * _tanh(_HALF * x) + _HALF
+def fast_sigmoid(x):
+    """The logistic function through :func:`fast_tanh`."""
+    return _HALF * fast_tanh(_HALF * x) + _HALF
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
@@ -80,11 +82,11 @@ def _forward(gi, w_hh_t, b_hn, hs, gates, gh_n):  # pragma: no cover - compiled
                 gate = gates[g, t, b]
                 hn = gh_n[g, t, b]
                 for j in range(2 * hidden):  # r and z
-                    gate[j] = _sigmoid(x[j] + gh[b, j])
+                    gate[j] = fast_sigmoid(x[j] + gh[b, j])
                 for j in range(hidden):
                     hn[j] = gh[b, 2 * hidden + j] + b_hn[g, j]
                 for j in range(hidden):
-                    n = _tanh(x[2 * hidden + j] + gate[j] * hn[j])
+                    n = fast_tanh(x[2 * hidden + j] + gate[j] * hn[j])
                     gate[2 * hidden + j] = n
                     out[j] = n + gate[hidden + j] * (h[j] - n)
 

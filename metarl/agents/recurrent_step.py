@@ -17,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-from metarl.agents.fused_gru import _sigmoid, _tanh
+from metarl.agents.fused_gru import fast_sigmoid, fast_tanh
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from metarl.agents.recurrent import OBSERVATION_CLIP, RecurrentActorCritic
 
@@ -63,9 +63,9 @@ def _step(
         gh = np.dot(h[g], w_hh_t[g])
         for b in range(batch):
             for j in range(hidden):
-                r = _sigmoid(gi[b, j] + b_i[g, j] + gh[b, j])
-                z = _sigmoid(gi[b, hidden + j] + b_i[g, hidden + j] + gh[b, hidden + j])
-                n = _tanh(
+                r = fast_sigmoid(gi[b, j] + b_i[g, j] + gh[b, j])
+                z = fast_sigmoid(gi[b, hidden + j] + b_i[g, hidden + j] + gh[b, hidden + j])
+                n = fast_tanh(
                     gi[b, 2 * hidden + j] + b_i[g, 2 * hidden + j] + r * (gh[b, 2 * hidden + j] + b_hn[g, j])
                 )
                 h_out[g, b, j] = n + z * (h[g, b, j] - n)
