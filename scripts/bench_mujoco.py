@@ -3,7 +3,10 @@
 For HalfCheetahVel and AntVel, collects ``tasks x episodes`` episodes of ``horizon`` steps with a 64x64 tanh
 MLP Gaussian policy evaluated on every step, four ways, in one run:
 
-- ``batched``: ``metarl.envs.make_batched`` (the thread-pool engine, all copies in one call);
+- ``batched``: ``metarl.envs.make_batched`` (the thread-pool engine, all copies in one call, each thread's
+  slice stepped in one compiled call without the GIL: ``metarl.envs.mujoco.native_step``);
+- ``bindings``: the same engine stepping each copy through the Python bindings (``native=False``), as it did
+  before the compiled step;
 - ``sync``: a per-task loop over one Gymnasium ``SyncVectorEnv`` of ``episodes`` envs;
 - ``async``: the same loop over an ``AsyncVectorEnv`` (one process per env);
 - ``ceiling``: bare ``mujoco.mj_step`` on one thread (one ``nstep=frame_skip`` call per env step, random
@@ -33,8 +36,7 @@ import torch
 from torch import nn
 
 import metarl  # noqa: F401  (registers the ids)
-from metarl.envs import make_batched
-from metarl.envs.mujoco.engine import available_cores
+from metarl.envs.mujoco.engine import MujocoBatchedEnv, available_cores
 from metarl.training.io import write_json_atomic
 
 ENV_IDS = ["MetaRL/HalfCheetahVel-v0", "MetaRL/AntVel-v0"]
@@ -57,8 +59,8 @@ class Policy(nn.Module):
         return (mean + self.log_std.exp() * noise).numpy()
 
 
-def bench_batched(env_id, tasks, episodes, policy, seed) -> tuple[int, float]:
-    benv = make_batched(env_id, tasks, episodes, seed=seed)
+def bench_batched(env, tasks, episodes, policy, seed, native=True) -> tuple[int, float]:
+    benv = MujocoBatchedEnv(env, tasks, episodes, seed=seed, native=native)
     generator = torch.Generator().manual_seed(seed)
     obs = benv.reset()
     steps, start = 0, time.perf_counter()
@@ -148,9 +150,10 @@ def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, mod
     ceiling_runs: list[tuple[float, float]] = []
     if "ceiling" in modes:
         ceiling_runs.append(measure_ceilings(env_id, seconds, seed, cores))
-    if "batched" in modes:
-        steps, elapsed = bench_batched(env_id, tasks, episodes, policy, seed)
-        rates["batched"] = steps / elapsed
+    for mode, native in [("batched", True), ("bindings", False)]:
+        if mode in modes:
+            steps, elapsed = bench_batched(env, tasks, episodes, policy, seed, native)
+            rates[mode] = steps / elapsed
     if "ceiling" in modes:
         ceiling_runs.append(measure_ceilings(env_id, seconds, seed, cores))
         one_thread = float(np.mean([r[0] for r in ceiling_runs]))
@@ -172,12 +175,14 @@ def run(env_id: str, num_tasks: int, episodes: int, horizon: int, seed: int, mod
         )
     if "batched" in rates and "sync" in rates:
         result["batched_speedup_over_sync"] = rates["batched"] / rates["sync"]
+    if "batched" in rates and "bindings" in rates:
+        result["batched_speedup_over_bindings"] = rates["batched"] / rates["bindings"]
     return result
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        f"{'env':<26} {'copies':>12} {'batched':>10} {'sync':>10} {'async':>10} {'ceiling':>10} "
+        f"{'env':<26} {'copies':>12} {'batched':>10} {'bindings':>10} {'sync':>10} {'async':>10} {'ceiling':>10} "
         f"{'batched/ceiling':>16} {'batched/sync':>13} {'physics all thr':>15} {'batched/that':>13}",
     ]
     for r in results:
@@ -191,7 +196,7 @@ def table(results: list[dict]) -> str:
         speedup = r.get("batched_speedup_over_sync")
         copies = f"{r['tasks']}x{r['episodes_per_task']}x{r['horizon']}"
         lines.append(
-            f"{r['env']:<26} {copies:>12} {fmt('batched')} {fmt('sync')} {fmt('async')} {fmt('ceiling')} "
+            f"{r['env']:<26} {copies:>12} {fmt('batched')} {fmt('bindings')} {fmt('sync')} {fmt('async')} {fmt('ceiling')} "
             f"{(f'{frac:.0%}' if frac is not None else '-'):>16} {(f'{speedup:.1f}x' if speedup else '-'):>13} "
             f"{fmt('physics_all_threads'):>15} {(f'{frac_measured:.0%}' if frac_measured else '-'):>13}"
         )
@@ -209,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--envs", nargs="+", default=ENV_IDS, help="env ids to measure")
-    parser.add_argument("--modes", nargs="+", default=["batched", "sync", "async", "ceiling"])
+    parser.add_argument("--modes", nargs="+", default=["batched", "bindings", "sync", "async", "ceiling"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -156,3 +156,31 @@ def test_engines_built_one_after_another_do_not_accumulate_memory():
     assert sizes[-1] - sizes[0] < 30, sizes
     with pytest.raises(RuntimeError, match="closed"):
         benv.reset()
+
+
+@pytest.mark.parametrize("env_id", MUJOCO_IDS)
+def test_native_stepping_equals_the_bindings_bit_for_bit(env_id):
+    """The compiled GIL-free step (native_step) makes the bindings' C calls: identical episodes, also after some
+    rows get new tasks (new MjData copies, whose addresses the engine must follow)."""
+    from metarl.envs.mujoco.native_step import native_stepper
+
+    if native_stepper() is None:
+        pytest.skip("no libmujoco next to the mujoco bindings")
+    tasks, actions = sample_setup(env_id)
+    env = gym.make(env_id, horizon=HORIZON).unwrapped
+    new_tasks = env.sample_tasks(NUM_TASKS)
+    results = []
+    for native in (True, False):
+        benv = MujocoBatchedEnv(env, list(tasks), EPISODES, seed=SEED, num_threads=2, native=native)
+        assert (benv._stepper is not None) == native
+        first = rollout_batched(benv, actions)
+        benv.reset(seed=SEED + 1, tasks={1: new_tasks[1]})
+        second = [benv.step(step_actions)[:3] for step_actions in actions[: HORIZON // 2]]
+        results.append((first, second))
+        benv.close()
+    (native_first, native_second), (bindings_first, bindings_second) = results
+    for a, b in zip(native_first, bindings_first, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for step_native, step_bindings in zip(native_second, bindings_second, strict=True):
+        for a, b in zip(step_native, step_bindings, strict=True):
+            np.testing.assert_array_equal(a, b)

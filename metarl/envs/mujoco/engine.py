@@ -1,7 +1,9 @@
 """Batched MuJoCo engine: ``num_tasks x episodes_per_task`` ``MjData`` copies stepped by a thread pool.
 
-``mujoco.mj_step`` releases the GIL, so threads that each step a slice of the copies run the physics on
-all cores; what stays in Python per copy is setting ``ctrl`` and copying a few arrays out of ``MjData``.
+Each thread steps a slice of the copies in one compiled call that holds no GIL
+(:mod:`metarl.envs.mujoco.native_step`: MuJoCo's C API on the raw pointers, bit for bit ``mujoco.mj_step``), so
+the physics runs on all cores; without ``libmujoco`` next to the bindings, the slice is stepped through them
+(``mujoco.mj_step`` releases the GIL, but setting ``ctrl`` and copying arrays out of ``MjData`` hold it).
 Observations, rewards and terminations are then computed for all copies at once by the env's own
 vectorised hooks (:class:`metarl.envs.mujoco.locomotion.LocomotionTaskEnv`), and reset noise comes from
 per-copy generators seeded like ``env.reset(seed=...)``, so the engine reproduces the single env.
@@ -25,6 +27,7 @@ from gymnasium.utils import seeding
 
 from metarl.envs.base import Task, TaskEnv
 from metarl.envs.batched import BatchedEnv
+from metarl.envs.mujoco.native_step import CopyAddresses, native_stepper, step_copies
 from metarl.memory import release_freed_memory
 
 
@@ -46,6 +49,8 @@ class MujocoBatchedEnv(BatchedEnv):
         episodes_per_task: copies per task.
         seed: base seed; copy ``(i, j)`` is reset like ``env.reset(seed=seed + i * episodes_per_task + j)``.
         num_threads: worker threads (default: the number of usable cores).
+        native: step through MuJoCo's C API without the GIL where ``libmujoco`` is found (``False``: through the
+            Python bindings, the reference the tests compare with).
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class MujocoBatchedEnv(BatchedEnv):
         episodes_per_task: int,
         seed: int | None = None,
         num_threads: int | None = None,
+        native: bool = True,
     ) -> None:
         super().__init__(tasks, episodes_per_task, env.observation_space, env.action_space, env.horizon, seed)
         for task in self.tasks:
@@ -63,6 +69,7 @@ class MujocoBatchedEnv(BatchedEnv):
         self._models: list[mujoco.MjModel | None] = [None] * self.num_copies
         self._datas: list[mujoco.MjData | None] = [None] * self.num_copies
         self._params = np.zeros((self.num_copies, len(env.reward_params(self.tasks[0]))))
+        self._addresses: CopyAddresses | None = None
         self._load_tasks(range(self.num_tasks))
         self._frame_skip = int(env.frame_skip)
         self._post_constraint = bool(env.uses_contact_forces)
@@ -70,12 +77,17 @@ class MujocoBatchedEnv(BatchedEnv):
             name: np.zeros((self.num_copies,) + np.shape(getattr(self._datas[0], name)))
             for name in env.gathered_fields
         }
+        self._stepper = native_stepper() if native else None
+        if self._stepper is not None:
+            self._addresses = CopyAddresses(self.num_copies, self._state)
+            for k in range(self.num_copies):
+                self._addresses.set_copy(k, self._models[k], self._datas[k])
         self._position = np.zeros((self.num_copies,) + env.position(env.gather()).shape[1:])
         self._rngs: list[np.random.Generator | None] = [None] * self.num_copies
         self.num_threads = max(1, min(int(num_threads or available_cores()), self.num_copies))
         self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
 
-    # --- per-copy work (runs in the pool; mj_* calls release the GIL) ------------------------------
+    # --- per-copy work (runs in the pool, without the GIL: native_step, or mj_* calls release it) ---------
     def _gather(self, k: int) -> None:
         data = self._datas[k]
         for name, buffer in self._state.items():
@@ -83,6 +95,9 @@ class MujocoBatchedEnv(BatchedEnv):
 
     def _advance(self, indices: np.ndarray, ctrl: np.ndarray) -> None:
         frame_skip, post_constraint = self._frame_skip, self._post_constraint
+        if self._stepper is not None:
+            step_copies(self._stepper, self._addresses, indices, ctrl, frame_skip, post_constraint)
+            return
         for k in indices:
             model, data = self._models[k], self._datas[k]
             data.ctrl[:] = ctrl[k]
@@ -107,6 +122,8 @@ class MujocoBatchedEnv(BatchedEnv):
             for k in self.copies_of_row(row):
                 if self._models[k] is not model:
                     self._models[k], self._datas[k] = model, mujoco.MjData(model)
+                    if self._addresses is not None:
+                        self._addresses.set_copy(k, model, self._datas[k])
                 self._params[k] = self._env.reward_params(task)
 
     def _reset(self, seeds: list[int | None], mask: np.ndarray) -> np.ndarray:
@@ -130,7 +147,8 @@ class MujocoBatchedEnv(BatchedEnv):
         self._check_open()
         env = self._env
         flat_actions = actions.reshape((self.num_copies, -1)).astype(np.float64)
-        self._run(np.flatnonzero(active.reshape(-1)), env.to_ctrl(flat_actions))
+        ctrl = np.ascontiguousarray(env.to_ctrl(flat_actions), dtype=np.float64)
+        self._run(np.flatnonzero(active.reshape(-1)), ctrl)
         obs, reward, terminated, self._position, info = env.outcome(
             self._position, self._state, flat_actions, self._params
         )
@@ -150,7 +168,7 @@ class MujocoBatchedEnv(BatchedEnv):
             self._pool.shutdown(wait=True)
             self._pool = None
         if self._datas:
-            self._datas, self._models = [], []
+            self._datas, self._models, self._addresses = [], [], None
             release_freed_memory()
 
     def _check_open(self) -> None:
