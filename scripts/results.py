@@ -3,9 +3,11 @@
 Nothing on the results page is typed by hand: a rerun that writes a new summary updates the page at the next
 build (``mkdocs.yml`` names this file as a hook, so ``make docs`` runs ``render``).
 
-Two commands::
+Three commands::
 
     python scripts/results.py extract runs/maml-trpo-navigation2d-s0/eval.json --name maml-trpo_navigation2d
+    python scripts/results.py curve --name pearl-halfcheetah-vel \
+        --series "PEARL, episode 2" runs/pearl-hc/metrics.jsonl meta/return_episode2
     python scripts/results.py render     # docs/results/generated/: summaries.md and one PNG per figure
 
 ``extract`` trims the ``eval.json`` of ``metarl evaluate`` or ``metarl fewshot train|evaluate``, or the
@@ -33,10 +35,11 @@ protocol, as the paper prints it (accuracies in %), shown as a last row of the t
 
 ``ci`` holds 95% confidence-interval half-widths. ``render`` writes, for every summary, a table (one row per
 learner, one column per adaptation step) and its adaptation-curve plot, also the table alone as ``NAME.md`` for
-the pages that discuss one result; for every pair of CSV files
-``NAME_eval.csv`` / ``NAME_curve.csv`` (as ``scripts/sb3_ppo_navigation.py`` writes them) the evaluation as a
-table (also alone as ``NAME_eval.md``) and the learning curves as a plot (the curve file's columns: series, x,
-y, ...); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
+the pages that discuss one result; for every CSV file ``NAME_eval.csv`` (as ``scripts/sb3_ppo_navigation.py``
+writes it) the evaluation as a table (also alone as ``NAME_eval.md``); for every ``NAME_curve.csv`` (that script's,
+or ``curve``'s: one metric of ``metrics.jsonl`` files against the runs' env steps) the learning curves as a plot
+``NAME_curve.png`` (the curve file's columns: series, x, y, ...; the x axis is logarithmic when it spans more than
+three decades); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
 metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
 """
@@ -167,6 +170,37 @@ def extract(
     path = data_dir / f"{name}.json"
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def learning_curve(
+    name: str,
+    series: list[tuple[str, Path, str]],
+    x: str = "charts/env_steps_total",
+    data_dir: Path = DATA_DIR,
+) -> Path:
+    """Write ``data_dir/NAME_curve.csv`` (atomically): for each ``(label, metrics.jsonl, metric)``, the metric
+    of every logged iteration against ``x`` (by default the run's env steps so far); returns its path.
+
+    Raises:
+        ValueError: a file without a record that has both keys.
+    """
+    from metarl.training.logger import read_metrics
+
+    rows = []
+    for label, metrics_path, metric in series:
+        records = [r for r in read_metrics(metrics_path) if metric in r and x in r]
+        if not records:
+            raise ValueError(f"{metrics_path} has no record with both {x} and {metric}")
+        rows += [(label, r[x], r[metric]) for r in records]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"{name}_curve.csv"
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["series", x.rsplit("/", 1)[-1], "mean_return"])
+        writer.writerows(rows)
     temporary.replace(path)
     return path
 
@@ -350,15 +384,23 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
             f"### {title}\n\n{_protocol(summary)} (`{path.name}`).\n\n{summary_table(summary)}\n\n"
             f"![{title}]({link}/{path.stem}.png)\n"
         )
-    for eval_path in sorted(data_dir.glob("*_eval.csv")):
-        name = eval_path.name.removesuffix("_eval.csv")
-        table = _csv_table(_csv_rows(eval_path))
-        _write_if_changed(out_dir / f"{name}_eval.md", f"{table}\n".encode())
-        section = f"### {name}\n\nEvaluation (`{eval_path.name}`):\n\n{table}\n"
-        curve_path = data_dir / f"{name}_curve.csv"
+    csv_names = {
+        p.name.rsplit("_", 1)[0] for p in [*data_dir.glob("*_eval.csv"), *data_dir.glob("*_curve.csv")]
+    }
+    for name in sorted(csv_names):
+        section = f"### {name}\n"
+        eval_path, curve_path = data_dir / f"{name}_eval.csv", data_dir / f"{name}_curve.csv"
+        if eval_path.exists():
+            table = _csv_table(_csv_rows(eval_path))
+            _write_if_changed(out_dir / f"{name}_eval.md", f"{table}\n".encode())
+            section += f"\nEvaluation (`{eval_path.name}`):\n\n{table}\n"
         if curve_path.exists():
             curves, xlabel, ylabel = _csv_curves(_csv_rows(curve_path))
-            _plot(curves, out_dir / f"{name}_curve.png", title=name, xlabel=xlabel, ylabel=ylabel)
+            xs = [x for curve in curves.values() for x in curve["steps"] if x > 0]
+            log_x = bool(xs) and max(xs) > 1000 * min(xs)
+            _plot(
+                curves, out_dir / f"{name}_curve.png", title=name, xlabel=xlabel, ylabel=ylabel, log_x=log_x
+            )
             section += f"\nLearning curves (`{curve_path.name}`):\n\n![{name}]({link}/{name}_curve.png)\n"
         sections.append(section)
     duan = data_dir / "duan2016" / "tables.json"
@@ -398,6 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--at", type=int, help="with --published: the step (or episodes) it is measured at (default: last)"
     )
+    p = sub.add_parser("curve", help="one metric of metrics.jsonl files against env steps, as NAME_curve.csv")
+    p.add_argument("--name", required=True, help="the curve file's name, without _curve.csv")
+    p.add_argument(
+        "--series",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("LABEL", "METRICS_JSONL", "METRIC"),
+        help="a line of the plot: its label, a run's metrics.jsonl and the metric (repeatable)",
+    )
+    p.add_argument("--x", default="charts/env_steps_total", help="the x axis's metric (default: env steps)")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
     p = sub.add_parser("render", help="write the results' markdown and plots")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="where the markdown and PNGs go")
@@ -411,6 +465,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.at is not None:
                 published["at"] = args.at
         print(f"wrote {extract(args.eval_json, args.name, args.data_dir, published)}")
+    elif args.command == "curve":
+        series = [(label, Path(path), metric) for label, path, metric in args.series]
+        try:
+            path = learning_curve(args.name, series, args.x, args.data_dir)
+        except (OSError, ValueError) as exc:
+            parser.exit(2, f"results.py curve: {exc}\n")
+        print(f"wrote {path}")
     else:
         print(f"wrote {render(args.data_dir, args.out)}")
     return 0

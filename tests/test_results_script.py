@@ -116,7 +116,7 @@ def test_command_line(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [[], ["extract"], ["render"]])
+@pytest.mark.parametrize("command", [[], ["extract"], ["curve"], ["render"]])
 def test_every_help_page_prints(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         results.main([*command, "--help"])
@@ -264,3 +264,53 @@ def test_numbered_metrics_are_tabled_in_numeric_order():
     evaluation["extra"] = {f"instance_{k}_accuracy": {"mean": k / 10, "ci95": 0.01} for k in (10, 1, 2)}
     header = results.summary_table(results.summary_of(evaluation)).splitlines()[0]
     assert header.endswith("| instance 1 accuracy | instance 2 accuracy | instance 10 accuracy |")
+
+
+def _metrics_file(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_a_learning_curve_of_two_runs_is_written_and_plotted_on_its_own(tmp_path, capsys):
+    pearl = _metrics_file(
+        tmp_path / "pearl.jsonl",
+        [
+            {"step": i, "meta/return_episode2": -100.0 + i, "charts/env_steps_total": 5000.0 * i}
+            for i in (1, 2)
+        ],
+    )
+    maml = _metrics_file(
+        tmp_path / "maml.jsonl",
+        [
+            {"step": 1, "meta/return_after_step1": -300.0, "charts/env_steps_total": 320000.0},
+            {"step": 2, "losses/kl": 0.01},  # a record without the metric is skipped
+            {"step": 3, "meta/return_after_step1": -250.0, "charts/env_steps_total": 960000.0},
+        ],
+    )
+    data = tmp_path / "data"
+    argv = ["curve", "--name", "hc", "--data-dir", str(data)]
+    argv += ["--series", "PEARL", str(pearl), "meta/return_episode2"]
+    argv += ["--series", "MAML", str(maml), "meta/return_after_step1"]
+    assert results.main(argv) == 0
+    rows = (data / "hc_curve.csv").read_text().splitlines()
+    assert rows == [
+        "series,env_steps_total,mean_return",
+        "PEARL,5000.0,-99.0",
+        "PEARL,10000.0,-98.0",
+        "MAML,320000.0,-300.0",
+        "MAML,960000.0,-250.0",
+    ]
+    out = tmp_path / "out"
+    markdown = results.render(data, out).read_text()
+    assert "### hc\n" in markdown and "hc_curve.png" in markdown and "Evaluation" not in markdown
+    assert (out / "hc_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_curve_of_a_metric_the_run_never_logged_is_refused_in_one_line(tmp_path, capsys):
+    run = _metrics_file(tmp_path / "m.jsonl", [{"step": 1, "charts/env_steps_total": 1.0}])
+    argv = ["curve", "--name", "x", "--data-dir", str(tmp_path), "--series", "a", str(run), "meta/nope"]
+    with pytest.raises(SystemExit) as exit_info:
+        results.main(argv)
+    assert exit_info.value.code == 2
+    assert "no record with both charts/env_steps_total and meta/nope" in capsys.readouterr().err
+    assert not (tmp_path / "x_curve.csv").exists()
