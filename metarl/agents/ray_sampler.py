@@ -23,7 +23,7 @@ from metarl.agents.config import TrainConfig
 from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
-from metarl.envs import BatchedEnv, Task, make_batched
+from metarl.envs import Task
 from metarl.envs.plugins import import_env_modules
 from metarl.errors import UserError
 
@@ -108,7 +108,6 @@ class SliceSampler:
         torch.set_num_threads(1)
         import_env_modules(imports)
         self.sampler = BatchedSampler(**sampler_args)
-        self.engine: BatchedEnv | None = None
 
     def pid(self) -> int:
         """The actor's process id (a test kills it by this)."""
@@ -130,19 +129,11 @@ class SliceSampler:
         start, stop = rows
         sampler = self.sampler
         seed = int(seed) + start * sampler.episodes_per_task  # the seeds these copies have in the whole round
-        if self.engine is None or self.engine.num_tasks != len(tasks):
-            if self.engine is not None:
-                self.engine.close()
-            self.engine = make_batched(
-                sampler.env_id, tasks, sampler.episodes_per_task, seed=seed, **sampler.env_kwargs
-            )
-            first_obs = self.engine.reset(seed=seed)
-        else:
-            first_obs = self.engine.reset(seed=seed, tasks=dict(enumerate(tasks)))
+        engine, first_obs = sampler.engine_for(tasks, seed)
         mine = {name: p[start:stop] for name, p in params.items()}
         policy = sampler.policy
         return sampler.rollout(
-            self.engine,
+            engine,
             first_obs,
             features,
             lambda obs, t: policy.act_with_noise(obs, mine, noise[t]),
@@ -321,7 +312,8 @@ class RaySampler(BatchedSampler):
         return [results[k] for k in range(len(jobs))]
 
     def close(self) -> None:
-        """Stop the actors (and Ray, if this sampler started it)."""
+        """Stop the actors (and Ray, if this sampler started it), and close the in-process engine."""
+        super().close()
         if self.actors:
             ray = _ray()
             for actor in self.actors:

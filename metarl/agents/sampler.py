@@ -7,7 +7,8 @@ Randomness comes only from the explicit seed of the env copies and the ``torch.G
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +40,26 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
             "run `metarl envs` for the ones metarl knows"
         )
     return env
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the block, as many as before after it.
+
+    Sampling's products are small (one step of the batch): torch's OpenMP threads gain nothing there, and while
+    they spin between ops they take the cores from the engine's own threads (MuJoCo's physics). A HalfCheetahVel
+    round of MAML-TRPO's reference config took 4.2 s with torch on both cores, 2.9 s with one
+    (``BENCHMARKS.md``); the learner keeps every thread.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class EnvActions:
@@ -119,6 +140,7 @@ class BatchedSampler:
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.env_actions = EnvActions(self.action_space, self.normalized_actions, env_id)
+        self._engine: BatchedEnv | None = None
 
     @classmethod
     def from_config(
@@ -191,14 +213,36 @@ class BatchedSampler:
         """
         self.check_round_size(len(tasks))
         features = self.task_features(tasks) if self.use_task_features else None
-        benv = make_batched(self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs)
-        try:
-            first_obs = benv.reset(seed=int(seed))
-            return self.rollout(
-                benv, first_obs, features, lambda obs, _: self.policy.act(obs, params, generator)
+        benv, first_obs = self.engine_for(tasks, seed)
+        return self.rollout(benv, first_obs, features, lambda obs, _: self.policy.act(obs, params, generator))
+
+    def engine_for(self, tasks: Sequence[Task], seed: int) -> tuple[BatchedEnv, np.ndarray]:
+        """The batched engine of ``tasks``, reset with ``seed`` (copy ``(i, j)`` seeded ``seed + i * E + j``), and
+        its first observations.
+
+        One engine serves every round of the same number of tasks: a reset that sets the rows' tasks gives the
+        episodes a new engine would (``tests/agents/test_agents_sampler.py``), without building its copies (800
+        MuJoCo ``MjData`` for MAML-TRPO's HalfCheetahVel round) and its threads again.
+        """
+        engine = self._engine
+        if engine is None or engine.num_tasks != len(tasks):
+            self.release_engine()
+            engine = make_batched(
+                self.env_id, tasks, self.episodes_per_task, seed=int(seed), **self.env_kwargs
             )
-        finally:
-            benv.close()
+            self._engine = engine
+            return engine, engine.reset(seed=int(seed))
+        return engine, engine.reset(seed=int(seed), tasks=dict(enumerate(tasks)))
+
+    def release_engine(self) -> None:
+        """Close the engine kept for the next round (its threads and copies); the next round builds a new one."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def close(self) -> None:
+        """Release everything the sampler holds (here the kept engine; the Ray sampler also stops its actors)."""
+        self.release_engine()
 
     @torch.no_grad()
     def rollout(
@@ -218,6 +262,17 @@ class BatchedSampler:
             min_steps: keep stepping finished copies (frozen: masked) up to this many steps, so that a slice of
                 a round's tasks has the length of the whole round (:class:`~metarl.agents.ray_sampler.RaySampler`).
         """
+        with one_torch_thread():
+            return self._rollout(benv, first_obs, features, act, min_steps)
+
+    def _rollout(
+        self,
+        benv: BatchedEnv,
+        first_obs: np.ndarray,
+        features: torch.Tensor | None,
+        act: Callable[[torch.Tensor, int], torch.Tensor],
+        min_steps: int,
+    ) -> Episodes:
         raw_obs = first_obs
         observations, actions, rewards, masks, successes = [], [], [], [], []
         for step in range(benv.horizon):

@@ -95,6 +95,10 @@ class RunLoop:
         iterations; logged as they are, not averaged. ``write`` prints a line above the progress bar."""
         return {}
 
+    def release_resources(self) -> None:
+        """Free what only the iterations use (a sampler's kept engine) when :meth:`train` returns or fails;
+        default: nothing. Anything released must be rebuilt on demand."""
+
     def progress_postfix(self, scalars: Mapping[str, float]) -> dict[str, float]:
         """The numbers shown next to the progress bar when ``scalars`` are logged."""
         return {k.split("/")[-1]: v for k, v in scalars.items() if not k.startswith("charts/")}
@@ -215,6 +219,7 @@ class RunLoop:
             bar.close()
             if logger is not None:
                 logger.close()
+            self.release_resources()
         return history
 
     def _check_finite(self, scalars: Mapping[str, float]) -> None:

@@ -101,6 +101,48 @@ def test_sampler_is_deterministic_and_seed_dependent():
     assert a.actions.dtype == torch.int64 and a.actions.shape == (3, 4, 10)
 
 
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "MetaRL/Navigation2D-v0",
+        "MetaRL/TabularMDP-v0",
+        "MetaRL/HalfCheetahVel-v0",
+        "MetaRL/HopperRandParams-v0",  # a model per task: new MjData copies when a row's task changes
+        "MetaRL/MW-ML1-reach-v3-v0",
+    ],
+)
+def test_an_engine_reused_across_rounds_gives_the_episodes_of_a_new_one(env_id):
+    if "HalfCheetah" in env_id or "Hopper" in env_id:
+        pytest.importorskip("mujoco")
+    if "MW-" in env_id:
+        pytest.importorskip("metaworld")
+    probe = gym.make(env_id).unwrapped
+    policy_class = (
+        CategoricalMLPPolicy if isinstance(probe.action_space, gym.spaces.Discrete) else GaussianMLPPolicy
+    )
+    obs_dim = (
+        int(np.prod(probe.observation_space.shape))
+        if probe.observation_space.shape
+        else probe.observation_space.n
+    )
+    act_dim = probe.action_space.n if policy_class is CategoricalMLPPolicy else probe.action_space.shape[0]
+    policy = policy_class(obs_dim, act_dim, (8,))
+    kept = BatchedSampler(env_id, {"horizon": 12}, policy, episodes_per_task=2)
+    rounds = [(3, 5, 0), (3, 6, 1), (2, 7, 2), (3, 8, 3)]  # tasks, env seed, task seed: the third resizes it
+    for num_tasks, seed, task_seed in rounds:
+        tasks = sample_tasks(kept.env, num_tasks, seed=task_seed)
+        params = _perturbed_stack(policy, num_tasks, seed=seed)
+        reused = kept.sample(params, tasks, seed=seed, generator=torch.Generator().manual_seed(seed))
+        fresh_sampler = BatchedSampler(env_id, {"horizon": 12}, policy, episodes_per_task=2)
+        fresh = fresh_sampler.sample(params, tasks, seed=seed, generator=torch.Generator().manual_seed(seed))
+        fresh_sampler.close()
+        for name in ("observations", "actions", "rewards", "mask"):
+            assert torch.equal(getattr(reused, name), getattr(fresh, name)), (env_id, num_tasks, name)
+    engine = kept._engine
+    kept.close()
+    assert kept._engine is None and engine is not None
+
+
 def test_oracle_sampler_appends_task_features():
     policy = GaussianMLPPolicy(4, 2, (8,))
     sampler = BatchedSampler("MetaRL/Navigation2D-v0", {"horizon": 5}, policy, 2, task_features=True)
