@@ -127,6 +127,10 @@ class MAMLAgent(GradientMetaRLAgent):
             env_steps += episodes.num_steps
         with clock("sampling"):  # 2. sample with the adapted parameters
             post = self.sampler.sample(adaptation.params, tasks, int(rng.integers(2**31)), generator)
+            # The last round of the iteration: free the engine before the outer step. Its copies (450 MB for
+            # HalfCheetahVel's 800) left in the heap made the outer step's large tensors page-fault 5x as often
+            # (TRPO 3.6 -> 5.4 s, BENCHMARKS.md); the next iteration's first round builds it again.
+            self.sampler.release_engine()
         with clock("adaptation"):
             post_advantages = self._advantages(post)
         returns.append(post.task_returns().mean().item())
