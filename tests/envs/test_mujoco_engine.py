@@ -184,3 +184,18 @@ def test_native_stepping_equals_the_bindings_bit_for_bit(env_id):
     for step_native, step_bindings in zip(native_second, bindings_second, strict=True):
         for a, b in zip(step_native, step_bindings, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_without_libmujoco_the_engine_steps_through_the_bindings(monkeypatch):
+    from metarl.envs.mujoco import native_step
+
+    monkeypatch.setattr(native_step, "mujoco_library_path", lambda: None)
+    native_step.native_stepper.cache_clear()
+    try:
+        tasks, actions = sample_setup("MetaRL/HalfCheetahVel-v0")
+        benv = make_batched("MetaRL/HalfCheetahVel-v0", tasks, EPISODES, seed=SEED, horizon=HORIZON)
+        assert benv._stepper is None
+        obs, _, _, _ = rollout_batched(benv, actions[:5])
+        assert np.isfinite(obs).all() and not np.array_equal(obs[0], obs[-1])
+    finally:
+        native_step.native_stepper.cache_clear()

@@ -50,14 +50,20 @@ def _c_function(library: ctypes.CDLL, name: str, arguments: int) -> Any:
 
 @functools.cache
 def native_stepper() -> Callable[..., None] | None:
-    """The compiled slice step (see :func:`step_copies` for its arguments), or ``None`` without ``libmujoco``."""
+    """The compiled slice step (see :func:`step_copies` for its arguments), or ``None`` where ``libmujoco`` or the C
+    library's ``memcpy`` cannot be loaded."""
     path = mujoco_library_path()
     if path is None:
         return None
-    library = ctypes.CDLL(path)  # the library the bindings loaded: the same process-wide state
-    mj_step = _c_function(library, "mj_step", 2)
-    mj_rne_post_constraint = _c_function(library, "mj_rnePostConstraint", 2)
-    memcpy = _c_function(ctypes.CDLL(None), "memcpy", 3)
+    try:
+        library = ctypes.CDLL(path)  # the library the bindings loaded: the same process-wide state
+        mj_step = _c_function(library, "mj_step", 2)
+        mj_rne_post_constraint = _c_function(library, "mj_rnePostConstraint", 2)
+        memcpy = _c_function(
+            ctypes.CDLL(None), "memcpy", 3
+        )  # the C library's (not found this way on Windows)
+    except (OSError, AttributeError, TypeError):
+        return None
 
     addresses = numba.int64[:]
     signature = numba.void(
