@@ -39,7 +39,7 @@ the pages that discuss one result; for every CSV file ``NAME_eval.csv`` (as ``sc
 writes it) the evaluation as a table (also alone as ``NAME_eval.md``); for every ``NAME_curve.csv`` (that script's,
 or ``curve``'s: one metric of ``metrics.jsonl`` files against the runs' env steps) the learning curves as a plot
 ``NAME_curve.png`` (the curve file's columns: series, x, y, ...; the x axis is logarithmic when it spans more than
-three decades); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
+two decades); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
 metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
 """
@@ -397,7 +397,7 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
         if curve_path.exists():
             curves, xlabel, ylabel = _csv_curves(_csv_rows(curve_path))
             xs = [x for curve in curves.values() for x in curve["steps"] if x > 0]
-            log_x = bool(xs) and max(xs) > 1000 * min(xs)
+            log_x = bool(xs) and max(xs) > 100 * min(xs)
             _plot(
                 curves, out_dir / f"{name}_curve.png", title=name, xlabel=xlabel, ylabel=ylabel, log_x=log_x
             )
