@@ -49,3 +49,16 @@ def test_the_oracle_and_sb3_rows_are_their_committed_numbers():
         )
     expected = f"{float(mixture['mean_return']):.2f} ± {float(mixture['ci95']):.2f}"
     assert rows["Stable-Baselines3 PPO on the task mixture (no adaptation)"][0] == expected
+
+
+def test_the_halfcheetah_sentence_is_the_comparison_summary():
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("## Headline results", 1)[1]
+    text = " ".join(text.split())  # the sentence wraps
+    pearl = _cell("halfcheetah-vel-compare.json", "pearl-halfcheetah-vel-small", 1)
+    values = json.loads((DATA / "halfcheetah-vel-compare.json").read_text())["learners"][
+        "maml-trpo-halfcheetah-vel"
+    ]
+    maml = f"{values['mean'][1]:.2f} ± {values['ci'][1]:.2f}"  # its first step, at 20 episodes of experience
+    assert values["experience"][1] == 20
+    assert f"PEARL after one episode on a held-out task scores {pearl}" in text
+    assert f"MAML-TRPO after its step of 20 episodes {maml}" in text
