@@ -179,9 +179,11 @@ def learning_curve(
     series: list[tuple[str, Path, str]],
     x: str = "charts/env_steps_total",
     data_dir: Path = DATA_DIR,
+    y_label: str = "mean_return",
 ) -> Path:
     """Write ``data_dir/NAME_curve.csv`` (atomically): for each ``(label, metrics.jsonl, metric)``, the metric
-    of every logged iteration against ``x`` (by default the run's env steps so far); returns its path.
+    of every logged iteration against ``x`` (by default the run's env steps so far), in a column named
+    ``y_label``; returns its path.
 
     Raises:
         ValueError: a file without a record that has both keys.
@@ -199,7 +201,7 @@ def learning_curve(
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["series", x.rsplit("/", 1)[-1], "mean_return"])
+        writer.writerow(["series", x.rsplit("/", 1)[-1], y_label])
         writer.writerows(rows)
     temporary.replace(path)
     return path
@@ -451,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a line of the plot: its label, a run's metrics.jsonl and the metric (repeatable)",
     )
     p.add_argument("--x", default="charts/env_steps_total", help="the x axis's metric (default: env steps)")
+    p.add_argument("--y-label", default="mean_return", help="the y axis's name (default: mean_return)")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
     p = sub.add_parser("render", help="write the results' markdown and plots")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where summaries live")
@@ -468,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "curve":
         series = [(label, Path(path), metric) for label, path, metric in args.series]
         try:
-            path = learning_curve(args.name, series, args.x, args.data_dir)
+            path = learning_curve(args.name, series, args.x, args.data_dir, args.y_label)
         except (OSError, ValueError) as exc:
             parser.exit(2, f"results.py curve: {exc}\n")
         print(f"wrote {path}")
