@@ -44,7 +44,7 @@ def make_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.En
 
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
-    """torch on one thread inside the block, as many as before after it.
+    """torch on one thread inside the block (or the decorated function), as many as before after it.
 
     Sampling's products are small (one step of the batch): torch's OpenMP threads gain nothing there, and while
     they spin between ops they take the cores from the engine's own threads (MuJoCo's physics). A HalfCheetahVel
@@ -245,6 +245,7 @@ class BatchedSampler:
         self.release_engine()
 
     @torch.no_grad()
+    @one_torch_thread()
     def rollout(
         self,
         benv: BatchedEnv,
@@ -262,17 +263,6 @@ class BatchedSampler:
             min_steps: keep stepping finished copies (frozen: masked) up to this many steps, so that a slice of
                 a round's tasks has the length of the whole round (:class:`~metarl.agents.ray_sampler.RaySampler`).
         """
-        with one_torch_thread():
-            return self._rollout(benv, first_obs, features, act, min_steps)
-
-    def _rollout(
-        self,
-        benv: BatchedEnv,
-        first_obs: np.ndarray,
-        features: torch.Tensor | None,
-        act: Callable[[torch.Tensor, int], torch.Tensor],
-        min_steps: int,
-    ) -> Episodes:
         raw_obs = first_obs
         observations, actions, rewards, masks, successes = [], [], [], [], []
         for step in range(benv.horizon):

@@ -178,3 +178,30 @@ def test_normalized_actions_need_a_bounded_action_space(monkeypatch):
     monkeypatch.setattr(type(sampler.env), "action_space", unbounded, raising=False)
     with pytest.raises(ValueError, match="normalized_actions=false"):
         BatchedSampler("MetaRL/Navigation2D-v0", {}, policy, 1, normalized_actions=True)
+
+
+def test_a_rollout_runs_torch_on_one_thread_and_gives_the_threads_back():
+    policy = GaussianMLPPolicy(2, 2, (8,))
+    sampler = BatchedSampler("MetaRL/Navigation2D-v0", {"horizon": 5}, policy, episodes_per_task=2)
+    tasks = sample_tasks(sampler.env, 2, seed=0)
+    params = _perturbed_stack(policy, 2)
+    generator = torch.Generator().manual_seed(0)
+    seen = []
+
+    def act(obs, _):
+        seen.append(torch.get_num_threads())
+        return policy.act(obs, params, generator)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        engine, first_obs = sampler.engine_for(tasks, seed=0)
+        sampler.rollout(engine, first_obs, None, act)
+        assert seen == [1] * 5
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ZeroDivisionError):  # given back when the rollout fails too
+            sampler.rollout(engine, first_obs, None, lambda obs, _: 1 / 0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        sampler.close()
