@@ -5,7 +5,7 @@ meta-iteration, inner lr 0.1, TRPO max KL 0.01, 500 meta-iterations) and prints 
 return of the sampled tasks before and after one adaptation step. Each run lives in ``OUT/<env>/`` (config,
 checkpoint after every iteration, metrics.jsonl, TensorBoard events); rerunning the script resumes it.
 
-    python scripts/reproduce_halfcheetah.py                        # the full reproduction (hours on 2 cores)
+    python scripts/reproduce_halfcheetah.py                        # the full reproduction (about 1.3 h per env on 2 cores)
     python scripts/reproduce_halfcheetah.py --envs vel --iterations 50 --meta-batch-size 20
     python scripts/reproduce_halfcheetah.py --summary-only         # just print the curves of existing runs
 
