@@ -163,15 +163,12 @@ def extract(
         published: ``{"value", "source"[, "at"]}``, the paper's number for the same protocol (see the module's
             docstring).
     """
+    from metarl.training.io import atomic_write_text
+
     summary = summary_of(json.loads(eval_path.read_text(encoding="utf-8")))
     if published is not None:
         summary["published"] = published
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / f"{name}.json"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return atomic_write_text(data_dir / f"{name}.json", json.dumps(summary, indent=1) + "\n")
 
 
 def learning_curve(
@@ -188,6 +185,7 @@ def learning_curve(
     Raises:
         ValueError: a file without a record that has both keys.
     """
+    from metarl.training.io import atomic_open
     from metarl.training.logger import read_metrics
 
     rows = []
@@ -196,14 +194,11 @@ def learning_curve(
         if not records:
             raise ValueError(f"{metrics_path} has no record with both {x} and {metric}")
         rows += [(label, r[x], r[metric]) for r in records]
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / f"{name}_curve.csv"
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w") as f:
         writer = csv.writer(f)
         writer.writerow(["series", x.rsplit("/", 1)[-1], y_label])
         writer.writerows(rows)
-    temporary.replace(path)
     return path
 
 
