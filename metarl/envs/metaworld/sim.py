@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.envs.metaworld.fast import fast_methods
 from metarl.envs.metaworld.tasks import MetaWorldTask
 from metarl.errors import UserError
 
@@ -49,7 +50,8 @@ _SHARED_MODEL: contextvars.ContextVar[Any] = contextvars.ContextVar("metarl_meta
 
 @functools.cache
 def _sharing_class(env_cls: type) -> type:
-    """A subclass of a Meta-World env class that takes its MjModel from :data:`_SHARED_MODEL` when set."""
+    """A subclass of a Meta-World env class that takes its MjModel from :data:`_SHARED_MODEL` when set, with
+    the exact, faster helpers of :mod:`metarl.envs.metaworld.fast`."""
 
     def _initialize_simulation(self):
         model = _SHARED_MODEL.get()
@@ -58,7 +60,8 @@ def _sharing_class(env_cls: type) -> type:
         return model, mujoco.MjData(model)
 
     # The same name: Meta-World reports a task's family by its class name (``task_name``).
-    return type(env_cls.__name__, (env_cls,), {"_initialize_simulation": _initialize_simulation})
+    methods = {**fast_methods(env_cls), "_initialize_simulation": _initialize_simulation}
+    return type(env_cls.__name__, (env_cls,), methods)
 
 
 @functools.lru_cache(maxsize=8)
