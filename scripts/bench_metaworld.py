@@ -1,7 +1,8 @@
 """Throughput of metarl's batched Meta-World engine against Meta-World's own vector envs, on ML10's training
 families, the same number of envs each way:
 
-- ``batched``: ``metarl.envs.make_batched("MetaRL/MW-ML10-v0", tasks, 1)`` (one copy per task, the thread pool);
+- ``batched``: ``metarl.envs.make_batched("MetaRL/MW-ML10-v0", tasks, 1)`` (one copy per task, one process per
+  usable core);
 - ``sync`` / ``async``: Meta-World's ``gym.make_vec("Meta-World/ML10-train", vector_strategy=...,
   meta_batch_size=envs)`` (a ``SyncVectorEnv`` / ``AsyncVectorEnv`` of one Meta-World env per sub-env, each
   holding an equal share of the families). It is built with the function that id calls
@@ -92,7 +93,7 @@ def run(num_envs: int, steps: int, seed: int, modes: list[str]) -> dict:
         if mode == "batched":
             engine = make_batched(ENV_ID, subenv_tasks(env, num_envs), 1, seed=seed)
             engine.reset()
-            result["threads"] = engine.num_threads
+            result["workers"] = engine.num_workers
             step = lambda a, engine=engine: engine.step(a[:, None])  # noqa: E731
         else:
             engine = metaworld_vector_env(env, num_envs, mode, seed)

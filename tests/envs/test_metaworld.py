@@ -4,6 +4,7 @@ one-line error without metaworld."""
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 import sys
@@ -29,7 +30,7 @@ metaworld = pytest.importorskip("metaworld")
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3, ML45_V3  # noqa: E402
 from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
 
-from metarl.envs.metaworld.engine import MetaWorldBatchedEnv  # noqa: E402
+from metarl.envs.metaworld.engine import CopySlice, MetaWorldBatchedEnv  # noqa: E402
 from metarl.envs.metaworld.sim import native_task  # noqa: E402
 
 REACH = "MetaRL/MW-ML1-reach-v3-v0"
@@ -182,10 +183,12 @@ def _rollout_batched(benv, row_tasks, horizon, seed, **reset_kwargs):
     return np.array(obs), np.array(rewards), np.array(successes), np.array(actions)
 
 
-def test_batched_engine_equals_single_env_over_whole_episodes():
+@pytest.mark.parametrize("num_workers", [1, 4])
+def test_batched_engine_equals_single_env_over_whole_episodes(num_workers):
     """Train and test families of ML10, two copies each, whole episodes of 150 steps: the same observations,
     rewards and success flags as the single env (which ran other tasks before: episodes do not depend on the
-    env's history); then a round with new tasks for some rows (a family change, a same-family goal change)."""
+    env's history); then a round with new tasks for some rows (a family change, a same-family goal change).
+    With 4 processes the 6 copies are cut 2, 2, 1, 1: the last row is split between two workers."""
     horizon = 150
     env = gym.make("MetaRL/MW-ML10-v0", horizon=horizon).unwrapped
     tasks = [
@@ -193,8 +196,8 @@ def test_batched_engine_equals_single_env_over_whole_episodes():
         env.task("train", "pick-place-v3", 9),
         env.task("test", "door-close-v3", 1),
     ]
-    benv = make_batched("MetaRL/MW-ML10-v0", tasks, 2, seed=0, horizon=horizon)
-    assert isinstance(benv, MetaWorldBatchedEnv) and benv.batch_shape == (3, 2)
+    benv = MetaWorldBatchedEnv(env, tasks, 2, seed=0, num_workers=num_workers)
+    assert benv.batch_shape == (3, 2) and len(benv._workers) == num_workers - 1
     *batched, actions = _rollout_batched(benv, tasks, horizon, seed=5)
     single = _rollout_single(env, tasks[::-1], 2, actions[:, ::-1])  # another order: other histories
     for ours, reference in zip(batched, single, strict=True):
@@ -229,6 +232,39 @@ def test_partial_reset_restarts_only_the_masked_copies():
     np.testing.assert_array_equal(obs[0, 0], first[0, 0])
     assert not np.array_equal(obs[0, 1], first[0, 1]) and benv.copy_steps.tolist() == [[0, 5], [5, 5]]
     benv.close()
+
+
+def test_a_failing_or_dead_worker_process_is_an_error_and_workers_end_with_their_engine(monkeypatch):
+    env = gym.make(REACH, horizon=20).unwrapped
+    tasks = [env.task("train", "reach-v3", 0), env.task("train", "reach-v3", 1)]
+    step = CopySlice.step
+
+    def failing_step(self, argument=None):
+        if self.start > 0:
+            raise ValueError("boom in a worker")
+        step(self, argument)
+
+    monkeypatch.setattr(CopySlice, "step", failing_step)  # before the workers are forked
+    benv = MetaWorldBatchedEnv(env, tasks, 1, seed=0, num_workers=2)
+    benv.reset()
+    with pytest.raises(RuntimeError, match="(?s)worker process failed.*ValueError: boom in a worker"):
+        benv.step(np.zeros((2, 1, 4)))
+    benv.reset()  # the worker still serves
+    (worker,) = benv._workers
+    worker.process.kill()
+    with pytest.raises(RuntimeError, match="died with exit code -9"):
+        benv.reset()
+    with pytest.raises(RuntimeError, match="died"):
+        benv.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        benv.reset()
+
+    dropped = MetaWorldBatchedEnv(env, tasks, 1, seed=0, num_workers=2)
+    (worker,) = dropped._workers
+    del dropped
+    gc.collect()
+    worker.process.join(timeout=10)
+    assert worker.process.exitcode == 0  # told to close by the engine's finalizer
 
 
 def test_making_an_env_without_metaworld_is_a_one_line_error(monkeypatch):

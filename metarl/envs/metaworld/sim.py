@@ -64,10 +64,15 @@ def _sharing_class(env_cls: type) -> type:
     return type(env_cls.__name__, (env_cls,), methods)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _template(env_name: str):
     """A Meta-World env of ``env_name`` made from its XML and never stepped: its model is copied for new tasks."""
     return _sharing_class(ALL_V3_ENVIRONMENTS[env_name])()
+
+
+def preload_model(env_name: str) -> None:
+    """Parse the model of ``env_name`` now, for :func:`new_model` (and processes forked after this) to copy."""
+    _template(env_name)
 
 
 def new_model(env_name: str):
