@@ -18,7 +18,7 @@ from metarl.errors import MissingFileError, UserError
 from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.cache import default_cache_dir
 from metarl.supervised.learners import learner_entry
-from metarl.supervised.models import MLP, Conv4
+from metarl.supervised.models import MLP, Conv4, ResNet12
 from metarl.training.config import check_declared_bounds, doc, run_field
 
 MAX_EXAMPLES = 100_000  # classes per task, and examples per class, far beyond any few-shot protocol
@@ -103,7 +103,9 @@ class DataConfig:
 class ModelConfig:
     """The backbone network."""
 
-    kind: Literal["conv4", "mlp"] = doc("conv4 for images, mlp for vectors (sinusoid)", default="conv4")
+    kind: Literal["conv4", "resnet12", "mlp"] = doc(
+        "conv4 or resnet12 for images, mlp for vectors (sinusoid)", default="conv4"
+    )
     hidden: int = doc(
         "filters per Conv4 block (64; MAML used 32 on miniImageNet)", default=64, minimum=1, maximum=4096
     )
@@ -113,6 +115,12 @@ class ModelConfig:
     )
     mlp_hidden: list[int] = doc(
         "hidden layer sizes of the MLP", default_factory=lambda: [40, 40], minimum=1, maximum=65_536
+    )
+    widths: list[int] = doc(
+        "filters of ResNet-12's four blocks (MetaOptNet's 64-160-320-640; TADAM's 64-128-256-512)",
+        default_factory=lambda: [64, 160, 320, 640],
+        minimum=1,
+        maximum=4096,
     )
 
     def __post_init__(self) -> None:
@@ -269,7 +277,8 @@ def build_dataset(data: DataConfig, split: str) -> ClassIndexedDataset:
 
 
 def build_model(config: FewShotConfig, in_channels: int, head: bool) -> nn.Module:
-    """The backbone: Conv4 (with a ``ways``-output head if ``head``) or the MLP (1 -> hidden -> 1 for sinusoid)."""
+    """The backbone: Conv4 or ResNet-12 (with a ``ways``-output head if ``head``), or the MLP (1 -> hidden -> 1
+    for sinusoid)."""
     if config.model.kind == "mlp":
         out = 1 if config.data.dataset == "sinusoid" else config.data.ways
         return MLP(in_features=in_channels, out_features=out, hidden=tuple(config.model.mlp_hidden))
@@ -280,6 +289,8 @@ def build_model(config: FewShotConfig, in_channels: int, head: bool) -> nn.Modul
             f"a learner with a classifier head needs data.eval_ways == data.ways, got {config.data.test_ways} and "
             f"{config.data.ways}; train a separate model per number of ways"
         )
+    if config.model.kind == "resnet12":
+        return ResNet12(in_channels, ways=config.data.ways if head else None, widths=config.model.widths)
     return Conv4(
         in_channels=in_channels,
         image_size=config.data.image_size,

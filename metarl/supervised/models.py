@@ -1,6 +1,6 @@
-"""Backbones of the few-shot literature: the Conv4 image encoder and the sinusoid MLP.
+"""Backbones of the few-shot literature: the Conv4 image encoder, ResNet-12 and the sinusoid MLP.
 
-Both are ordinary ``nn.Module``s whose parameters are the meta-parameters; gradient learners run them through
+All are ordinary ``nn.Module``s whose parameters are the meta-parameters; gradient learners run them through
 :func:`metarl.core.functional_forward` with adapted parameter dicts, so they never mutate them in place.
 Batch norm keeps no running statistics (``track_running_stats=False``): every forward pass normalises with the
 statistics of the batch it sees (one task's support or query set), as in MAML, so an adapted copy of the
@@ -196,6 +196,85 @@ class Conv4(nn.Module):
         if self.head is None:
             return z
         return torch.baddbmm(params["head.bias"].unsqueeze(1), z, params["head.weight"].transpose(1, 2))
+
+    @property
+    def head_names(self) -> list[str]:
+        """Names of the head's parameters (what ANIL adapts)."""
+        return [f"head.{n}" for n, _ in self.head.named_parameters()] if self.head is not None else []
+
+
+class ResidualBlock(nn.Module):
+    """One ResNet-12 block: three ``conv3x3 -> BatchNorm`` layers with leaky ReLUs between, a ``conv1x1 ->
+    BatchNorm`` shortcut added to the third, a leaky ReLU, then a 2x2 max-pool (convolutions without bias: each
+    feeds a batch norm)."""
+
+    def __init__(self, in_channels: int, out_channels: int, slope: float = 0.1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        self.conv3 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels, track_running_stats=False),
+        )
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.bn1(self.conv1(x)), self.slope)
+        h = F.leaky_relu(self.bn2(self.conv2(h)), self.slope)
+        h = self.bn3(self.conv3(h))
+        return F.max_pool2d(F.leaky_relu(h + self.shortcut(x), self.slope), 2)
+
+
+class ResNet12(nn.Module):
+    """ResNet-12, the backbone of meta-transfer learning (Sun et al. 2019), TADAM and MetaOptNet.
+
+    Four :class:`ResidualBlock` s of ``widths`` filters (64-160-320-640 in MetaOptNet, 64-128-256-512 in TADAM),
+    each halving the resolution, then the spatial mean: an 84x84 image gives a ``widths[-1]``-dim embedding.
+    Batch norm uses per-batch statistics, as in :class:`Conv4`. With ``ways`` set, a linear head maps the
+    embedding to ``ways`` logits; without it the forward pass returns the embedding.
+
+    Args:
+        in_channels: 3 (miniImageNet) or 1 (Omniglot).
+        ways: number of output logits; ``None`` for an embedding network without head.
+        widths: filters of the four blocks.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, ways: int | None = None, widths: Sequence[int] = (64, 160, 320, 640)
+    ) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if in_channels < 1 or len(widths) != 4 or min(widths) < 1:
+            raise UserError(
+                f"ResNet-12 needs in_channels >= 1 and four block widths >= 1, got {in_channels} and {list(widths)}"
+            )
+        if ways is not None and ways < 1:
+            raise UserError(f"ways must be >= 1 or None, got {ways}")
+        self.in_channels, self.ways = in_channels, ways
+        self.embedding_dim = widths[-1]
+        channels = (in_channels, *widths)
+        self.features = nn.Sequential(
+            *(ResidualBlock(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:], strict=True))
+        )
+        self.head = nn.Linear(self.embedding_dim, ways) if ways is not None else None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, widths[-1])`` of images ``(B, C, H, W)`` (at least 16x16: four halvings)."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels or min(x.shape[-2:]) < 16:
+            raise UserError(
+                f"ResNet-12 expects images shaped (batch, {self.in_channels}, H, W) with H, W >= 16, "
+                f"got {tuple(x.shape)}"
+            )
+        return self.features(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, ways)`` with a head, else embeddings ``(B, embedding_dim)``."""
+        z = self.embed(x)
+        return self.head(z) if self.head is not None else z
 
     @property
     def head_names(self) -> list[str]:

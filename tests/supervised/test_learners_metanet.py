@@ -90,7 +90,9 @@ def test_meta_gradient_matches_finite_differences(first_order):
         assert analytic == pytest.approx(numeric, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["metanet-omniglot-5w1s", "metanet-omniglot-20w1s"])
+@pytest.mark.parametrize(
+    "name", ["metanet-omniglot-5w1s", "metanet-omniglot-20w1s", "metanet-miniimagenet-5w1s"]
+)
 def test_shipped_configs_run_on_synthetic_data(tmp_path, name):
     ways = 5 if "5w" in name else 20
     overrides = [

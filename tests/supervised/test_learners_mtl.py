@@ -13,7 +13,7 @@ from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.mtl import MetaTransferLearner, worst_classes
-from metarl.supervised.models import Conv4
+from metarl.supervised.models import Conv4, ResNet12
 from metarl.training import config_file, load_config
 
 
@@ -187,6 +187,51 @@ def test_hard_task_of_the_worst_classes_joins_the_next_meta_batch():
         learner_copy.train_step(second_batch, opt)
     torch.testing.assert_close(again.scales[0], learner.scales[0])
     assert not torch.equal(plain.scales[0], learner.scales[0])
+
+
+def test_resnet12_convolutions_are_scaled_and_not_shifted_having_no_bias():
+    """ResNet-12's 16 convolutions have no bias: SS scales each (one scale per filter) and shifts none, as the
+    reference code's Conv2dMtl; Conv4's convolutions get both."""
+    torch.manual_seed(0)
+    learner = MetaTransferLearner(
+        ResNet12(1, widths=(2, 2, 3, 3)), ways=2, pretrain_iterations=0, inner_steps=1
+    )
+    assert len(learner.scales) == 16 and len(learner.shifts) == 0
+    with torch.no_grad():
+        learner.scales[0].fill_(2.0)
+    params = learner.scaled_and_shifted()
+    torch.testing.assert_close(
+        params["features.0.conv1.weight"], 2.0 * learner.encoder.features[0].conv1.weight
+    )
+    assert not any(name.endswith("conv1.bias") for name in params)
+    batch = random_image_batch(0, 2, class_ids=torch.tensor([[0, 3], [2, 1]]), size=16, dtype=torch.float32)
+    loss, _ = learner.meta_loss(batch)
+    loss.backward()
+    assert all(s.grad is not None and torch.isfinite(s.grad).all() for s in learner.scales)
+    assert len(tiny().shifts) == len(tiny().scales) == 2
+
+
+def test_miniimagenet_config_runs_resnet12_on_synthetic_data(tmp_path):
+    overrides = [
+        "data.dataset=synthetic",
+        "data.image_size=16",
+        "data.val_split=null",
+        "data.queries=1",
+        "data.eval_queries=2",
+        "model.widths=[2, 2, 3, 3]",
+        "learner_options.pretrain_iterations=1",
+        "learner_options.inner_steps=2",
+        "learner_options.eval_inner_steps=2",
+        "iterations=3",
+        "eval_episodes=4",
+        "eval_batch=2",
+        "checkpoint_every=2",
+        f"run_root={tmp_path}",
+    ]
+    config = load_config(FewShotConfig, config_file("fewshot/mtl-miniimagenet-5w1s"), overrides)
+    assert config.model.kind == "resnet12" and config.learner_options["hard_tasks"]
+    result = runner.train(config, progress=False, echo=lambda _: None)
+    assert 0.0 <= result["mean"] <= 1.0 and result["iterations"] == 3
 
 
 @pytest.mark.parametrize("hard_tasks", [False, True])

@@ -1,12 +1,14 @@
-"""Conv4 and MLP backbones: output shapes, and batch norm with per-batch statistics only."""
+"""Conv4, ResNet-12 and MLP backbones: output shapes, and batch norm with per-batch statistics only."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from metarl.supervised.models import MLP, Conv4, conv4_feature_dim
+from metarl.errors import UserError
+from metarl.supervised.models import MLP, Conv4, ResNet12, conv4_feature_dim
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,28 @@ def test_conv4_embed_equals_its_blocks_in_order(downsample):
     torch.testing.assert_close(embedding, reference)
     for mine, ref in zip(grads, reference_grads, strict=True):
         torch.testing.assert_close(mine, ref)
+
+
+def test_resnet12_shapes_layers_and_residual_blocks():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 84, 84, generator=gen)
+    encoder, classifier = ResNet12(3), ResNet12(3, ways=5, widths=(8, 8, 16, 16))
+    assert encoder.embedding_dim == 640 and encoder(x).shape == (3, 640)
+    assert classifier(x).shape == (3, 5) and classifier.head_names == ["head.weight", "head.bias"]
+    convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 16 and all(c.bias is None for c in convs)  # 4 blocks x (3 + the 1x1 shortcut)
+    assert [c.out_channels for c in convs[3::4]] == [64, 160, 320, 640]  # each block's shortcut
+    assert not any("running" in name for name in encoder.state_dict())
+    block = encoder.features[0].double()
+    y = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    h = F.leaky_relu(block.bn1(block.conv1(y)), 0.1)
+    h = block.bn3(block.conv3(F.leaky_relu(block.bn2(block.conv2(h)), 0.1)))
+    expected = F.max_pool2d(F.leaky_relu(h + block.shortcut[1](block.shortcut[0](y)), 0.1), 2)
+    torch.testing.assert_close(block(y), expected)
+    with pytest.raises(UserError, match="H, W >= 16"):
+        encoder(torch.rand(2, 3, 8, 8))
+    with pytest.raises(UserError, match="four block widths"):
+        ResNet12(3, widths=(64, 128, 256))
 
 
 def test_conv4_has_four_blocks_of_64_filters():

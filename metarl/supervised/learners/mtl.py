@@ -6,8 +6,9 @@ Two phases of one run:
    over *all* training classes learn ordinary classification on the images of the sampled episodes, labelled
    with their dataset classes (``EpisodeBatch.class_ids``). The temporary classifier is then discarded.
 2. **Meta-transfer**: the backbone's weights are frozen; each convolution gets scaling and shifting (SS)
-   parameters, ``W * Phi_S1`` (one scale per filter) and ``b + Phi_S2`` (one shift per filter), initialised to 1
-   and 0, and a ``ways``-way classifier whose initialisation is meta-learned. Per task, the classifier adapts on
+   parameters, ``W * Phi_S1`` (one scale per filter) and ``b + Phi_S2`` (one shift per filter; convolutions without
+   a bias, as ResNet-12's, get only the scale, as in the reference code's ``Conv2dMtl``), initialised to 1 and 0,
+   and a ``ways``-way classifier whose initialisation is meta-learned. Per task, the classifier adapts on
    the frozen-but-scaled-and-shifted support features with ``inner_steps`` steps of :func:`metarl.core.adapt`
    (second order, through the classifier only); the query loss trains the SS parameters and the classifier's
    initialisation.
@@ -97,10 +98,13 @@ class MetaTransferLearner(FewShotLearner):
                 f"{inner_steps}, {inner_lr}"
             )
         self.encoder = encoder
-        self.convolutions = [n for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)]
-        convs = [encoder.get_submodule(n) for n in self.convolutions]
-        self.scales = nn.ParameterList([nn.Parameter(torch.ones(c.out_channels)) for c in convs])
-        self.shifts = nn.ParameterList([nn.Parameter(torch.zeros(c.out_channels)) for c in convs])
+        convs = {n: m for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)}
+        self.convolutions = list(convs)
+        self.shifted = [n for n, conv in convs.items() if conv.bias is not None]
+        self.scales = nn.ParameterList([nn.Parameter(torch.ones(c.out_channels)) for c in convs.values()])
+        self.shifts = nn.ParameterList(
+            [nn.Parameter(torch.zeros(convs[n].out_channels)) for n in self.shifted]
+        )
         self.classifier = nn.Linear(dim, ways)
         self.pretrain_head: nn.Linear | None = None
         self.ways = ways
@@ -164,8 +168,9 @@ class MetaTransferLearner(FewShotLearner):
     def scaled_and_shifted(self) -> dict[str, torch.Tensor]:
         """The frozen backbone's parameters with SS applied to every convolution: ``W * s``, ``b + t``."""
         params = {n: p.detach() for n, p in self.encoder.named_parameters()}
-        for name, scale, shift in zip(self.convolutions, self.scales, self.shifts, strict=True):
+        for name, scale in zip(self.convolutions, self.scales, strict=True):
             params[f"{name}.weight"] = params[f"{name}.weight"] * scale.view(-1, 1, 1, 1)
+        for name, shift in zip(self.shifted, self.shifts, strict=True):
             params[f"{name}.bias"] = params[f"{name}.bias"] + shift
         return params
 
