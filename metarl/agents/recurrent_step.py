@@ -17,9 +17,9 @@ import math
 import numba
 import numpy as np
 
-from metarl.agents.fused_gru import fast_sigmoid, fast_tanh
 from metarl.agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from metarl.agents.recurrent import OBSERVATION_CLIP, RecurrentActorCritic
+from metarl.fast_math import fast_sigmoid, fast_tanh
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -85,7 +85,7 @@ class RecurrentStep:
     a Gaussian head, exponentials ``(B, n)`` for a categorical one) and returns numpy arrays: the actions
     (``(B, A)`` float32 or ``(B,)`` int64), their log-probabilities ``(B,)``, the values ``(B,)`` and the new
     states ``(G, B, H)``. ``action_shape`` and ``action_dtype`` describe one trial's action. The weights are
-    copied: build a new step after the policy changes. Call it under :func:`metarl.agents.fused_gru.one_blas_thread`
+    copied: build a new step after the policy changes. Call it under :func:`metarl.fast_math.one_blas_thread`
     (its products are tiny; BLAS threads would only spin).
     """
 

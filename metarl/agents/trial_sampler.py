@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.fused_gru import one_blas_thread
 from metarl.agents.recurrent import RecurrentActorCritic
 from metarl.agents.recurrent_step import RecurrentStep
 from metarl.agents.sampler import EnvActions
 from metarl.envs import Task, make_batched_trials
 from metarl.errors import TrainingDiverged
+from metarl.fast_math import one_blas_thread
 
 
 @dataclass

@@ -13,6 +13,7 @@ from conftest import random_image_batch as image_batch
 from metarl.errors import UserError
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
+from metarl.supervised.learners import coordinate_lstm
 from metarl.supervised.learners.meta_lstm import MetaLSTM, preprocess
 from metarl.supervised.models import Conv4
 from metarl.training import config_file, load_config
@@ -157,3 +158,61 @@ def test_shipped_configs_run_on_synthetic_data(tmp_path):
         config = load_config(FewShotConfig, config_file(f"fewshot/{name}"), overrides)
         result = runner.train(config, progress=False, echo=lambda _: None)
         assert 0.0 <= result["mean"] <= 1.0 and result["iterations"] == 2
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_compiled_coordinate_step_equals_the_torch_modules(monkeypatch, input_grad):
+    """The compiled step (float32, in chunks: 5 here) against nn.LSTMCell and MetaLSTMCell: outputs, and the
+    gradients of every input and weight, within float32 and the rational tanh's few ulps."""
+    monkeypatch.setattr(coordinate_lstm, "CHUNK", 5)
+    torch.manual_seed(0)
+    hidden, rows = 6, 13
+    learner = MetaLSTM(Conv4(1, 8, ways=2, hidden=3, blocks=2), hidden=hidden)
+    with torch.no_grad():
+        learner.gates.input_gate.bias.fill_(-1.0)
+        learner.gates.forget_gate.bias.fill_(1.0)
+    inputs = [
+        torch.randn(rows, 4),
+        0.5 * torch.randn(rows, hidden),
+        torch.randn(rows, hidden),
+        torch.randn(rows),
+        torch.rand(rows),
+        torch.rand(rows),
+    ]
+    inputs = [x.requires_grad_(i > 0 or input_grad) for i, x in enumerate(inputs)]
+    weights = [torch.randn(rows, hidden), torch.randn(rows, hidden), torch.randn(rows), torch.randn(rows)]
+    params = list(learner.input_lstm.parameters()) + list(learner.gates.parameters())
+    results = []
+    for fused in (True, False):
+        step = (
+            learner._coordinate_step
+            if not fused
+            else lambda *x: coordinate_lstm.coordinate_step(
+                learner.input_lstm, learner.gates.input_gate, learner.gates.forget_gate, *x
+            )
+        )
+        outputs = step(*inputs)
+        loss = sum((w * o).sum() for w, o in zip(weights, outputs, strict=True))
+        wrt = [x for x in inputs if x.requires_grad] + params
+        results.append((outputs, torch.autograd.grad(loss, wrt)))
+    (fused_out, fused_grads), (torch_out, torch_grads) = results
+    for mine, reference in zip(fused_out + fused_grads, torch_out + torch_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=2e-5)
+    assert fused_grads[0].abs().sum() > 0
+
+
+def test_learner_takes_the_compiled_step_in_float32_and_gives_the_torch_numbers():
+    batch = image_batch(dtype=torch.float32)
+    losses, grads = [], []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        learner = MetaLSTM(Conv4(1, 8, ways=2, hidden=3, blocks=2), hidden=4, inner_steps=2, fused=fused)
+        loss, _ = learner.meta_loss(batch)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, list(learner.parameters())))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    for mine, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
+    assert coordinate_lstm.fused_available(torch.zeros(1)) and not coordinate_lstm.fused_available(
+        torch.zeros(1, dtype=torch.float64)
+    )

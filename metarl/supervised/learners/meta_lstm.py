@@ -20,10 +20,11 @@ Gates (paper section 3.2, shared across coordinates, so the meta-learner is smal
 The initial cell state ``c_0`` is the learner network's own initialisation, meta-learned with the LSTM.
 Meta-training backpropagates the query loss after ``inner_steps`` steps through the unrolled inner loop.
 The coordinate-wise layers run over every task's every parameter (16 tasks of a 112k-parameter Conv4 are 1.8M
-coordinates, each with 20 LSTM units): kept whole, their activations fill gigabytes and every elementwise op
-streams them through memory. So they run in chunks of ``chunk_coordinates`` coordinates whose activations are
-recomputed in the backward pass (:func:`torch.utils.checkpoint.checkpoint`): only each step's inputs are kept,
-and each chunk's work stays in cache.
+coordinates, each with 20 LSTM units). In float32 on the CPU they run as one compiled step
+(:mod:`~metarl.supervised.learners.coordinate_lstm`: BLAS products around one numba loop, forwards and
+backwards, keeping only each step's inputs). Otherwise the torch modules run in chunks of ``chunk_coordinates``
+coordinates whose activations are recomputed in the backward pass (:func:`torch.utils.checkpoint.checkpoint`):
+kept whole, their activations fill gigabytes and every elementwise op streams them through memory.
 ``first_order=True`` is the paper's approximation: the gradient and loss inputs are treated as constants (no
 gradient through the learner's gradients; the meta-gradient still flows through ``c`` and the gates).
 
@@ -46,6 +47,7 @@ from metarl.core import Params, loss_gradients, named_params, sgd_step, stack_ov
 from metarl.errors import UserError
 from metarl.supervised.data.episodes import EpisodeBatch
 from metarl.supervised.learners.base import FewShotLearner
+from metarl.supervised.learners.coordinate_lstm import coordinate_step, fused_available
 from metarl.supervised.learners.maml import per_task_losses, run_per_task
 
 
@@ -102,8 +104,9 @@ class MetaLSTM(FewShotLearner):
         hidden: units of the first, coordinate-wise LSTM layer (20).
         first_order: the paper's approximation: gradients and losses enter the LSTM as constants.
         vectorize: run the tasks of a batch in one call (``Conv4.forward_tasks`` / vmap), else a loop.
-        chunk_coordinates: coordinates per chunk of the coordinate-wise layers when gradients are recorded
-            (0: all at once, keeping every activation).
+        chunk_coordinates: coordinates per chunk of the torch coordinate-wise layers when gradients are
+            recorded (0: all at once, keeping every activation).
+        fused: the compiled coordinate-wise step for float32 on the CPU (False: always the torch modules).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class MetaLSTM(FewShotLearner):
         first_order: bool = False,
         vectorize: bool = True,
         chunk_coordinates: int = 8192,
+        fused: bool = True,
     ):
         super().__init__()
         if inner_steps < 1 or (eval_inner_steps is not None and eval_inner_steps < 1):
@@ -133,6 +137,7 @@ class MetaLSTM(FewShotLearner):
         if chunk_coordinates < 0:
             raise UserError(f"chunk_coordinates must be >= 0 (0: no chunks), got {chunk_coordinates}")
         self.chunk_coordinates = int(chunk_coordinates)
+        self.fused = bool(fused)
         self.input_lstm = nn.LSTMCell(4, hidden)
         self.gates = MetaLSTMCell(hidden)
 
@@ -180,8 +185,11 @@ class MetaLSTM(FewShotLearner):
         return h, cell, i_t, f_t
 
     def _coordinate_layers(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The LSTM layer and the gates over all coordinates: ``(h, cell, i_t, f_t)``, chunked and recomputed in
-        the backward pass when gradients are recorded."""
+        """The LSTM layer and the gates over all coordinates: ``(h, cell, i_t, f_t)``. In float32 on the CPU, the
+        compiled step of :mod:`~metarl.supervised.learners.coordinate_lstm`; otherwise the torch modules, in
+        chunks recomputed in the backward pass when gradients are recorded."""
+        if self.fused and fused_available(*inputs):
+            return coordinate_step(self.input_lstm, self.gates.input_gate, self.gates.forget_gate, *inputs)
         size = self.chunk_coordinates
         if not torch.is_grad_enabled() or size == 0 or inputs[0].shape[0] <= size:
             return self._coordinate_step(*inputs)
