@@ -68,17 +68,18 @@ def mann_loss(learner: MemoryAugmentedNetwork) -> LossFn:
         outputs = []
         for t in range(inputs.shape[0]):
             h, c = net.controller(torch.cat([inputs[t], previous[t], reads]).unsqueeze(0), (h, c))
-            keys = net.keys(h)[0].view(heads, width)
+            keys = torch.tanh(net.keys(h)[0]).view(heads, width)
+            adds = torch.tanh(net.adds(h)[0]).view(heads, width)
             gates = torch.sigmoid(net.write_gates(h)[0])
-            nth = sorted(usage)[heads - 1]
-            least_used = [1.0 if u <= nth else 0.0 for u in usage]
+            smallest = sorted(range(slots), key=lambda i: (usage[i], i))[:heads]  # ties to the lower index
+            least_used = [1.0 if i in smallest else 0.0 for i in range(slots)]
             oldest = min(range(slots), key=lambda i: (usage[i], i))
             memory[oldest] = torch.zeros_like(memory[oldest])
             w_write = [
                 [gates[r] * w_read[r][i] + (1 - gates[r]) * least_used[i] for i in range(slots)]
                 for r in range(heads)
             ]
-            memory = [memory[i] + sum(w_write[r][i] * keys[r] for r in range(heads)) for i in range(slots)]
+            memory = [memory[i] + sum(w_write[r][i] * adds[r] for r in range(heads)) for i in range(slots)]
             new_reads = []
             for r in range(heads):
                 sims = torch.stack([F.cosine_similarity(keys[r], m, dim=0, eps=1e-8) for m in memory])
