@@ -34,7 +34,12 @@ bench = _load("bench_fewshot")
 LEARNERS = {
     "mann": (
         lambda: MemoryAugmentedNetwork(
-            Conv4(1, 8, ways=None, blocks=2), ways=5, controller_size=16, memory_slots=8, memory_width=4, read_heads=2
+            Conv4(1, 8, ways=None, blocks=2),
+            ways=5,
+            controller_size=16,
+            memory_slots=8,
+            memory_width=4,
+            read_heads=2,
         ),
         ref.mann_loss,
         (2, 3, 8),
