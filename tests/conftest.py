@@ -28,6 +28,23 @@ if SHARED_DATA.is_dir():
 METAWORLD_SAMPLE_IDS = ("MetaRL/MW-ML1-reach-v3-v0", "MetaRL/MW-ML10-v0", "MetaRL/MW-ML45-v0")
 
 
+def synthetic_run_overrides(run_root: Path, *extra: str) -> list[str]:
+    """``key=value`` overrides that shrink a shipped few-shot config to a seconds-long run on the synthetic dataset
+    (16-pixel images, one query per class, 4 evaluation episodes, a checkpoint every 2 iterations), then ``extra``."""
+    return [
+        "data.dataset=synthetic",
+        "data.image_size=16",
+        "data.val_split=null",
+        "data.queries=1",
+        "data.eval_queries=2",
+        "eval_episodes=4",
+        "eval_batch=2",
+        "checkpoint_every=2",
+        f"run_root={run_root}",
+        *extra,
+    ]
+
+
 def env_ids_under_test() -> list[str]:
     """The registered ids the generic env tests parametrise over: all but most ML1 families of Meta-World."""
     return [i for i in registered_ids() if not i.startswith("MetaRL/MW-") or i in METAWORLD_SAMPLE_IDS]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_image_batch
+from conftest import random_image_batch, synthetic_run_overrides
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
@@ -95,20 +95,7 @@ def test_meta_gradient_matches_finite_differences(first_order):
 )
 def test_shipped_configs_run_on_synthetic_data(tmp_path, name):
     ways = 5 if "5w" in name else 20
-    overrides = [
-        "data.dataset=synthetic",
-        "data.image_size=16",
-        "data.val_split=null",
-        "data.queries=1",
-        "data.eval_queries=2",
-        "model.hidden=4",
-        "iterations=2",
-        "meta_batch_size=2",
-        "eval_episodes=4",
-        "eval_batch=2",
-        "checkpoint_every=2",
-        f"run_root={tmp_path}",
-    ]
+    overrides = synthetic_run_overrides(tmp_path, "model.hidden=4", "iterations=2", "meta_batch_size=2")
     config = load_config(FewShotConfig, config_file(f"fewshot/{name}"), overrides)
     assert config.learner_options["ways"] == config.data.ways == ways
     result = runner.train(config, progress=False, echo=lambda _: None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_image_batch
+from conftest import random_image_batch, synthetic_run_overrides
 
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
@@ -212,22 +212,14 @@ def test_resnet12_convolutions_are_scaled_and_not_shifted_having_no_bias():
 
 
 def test_miniimagenet_config_runs_resnet12_on_synthetic_data(tmp_path):
-    overrides = [
-        "data.dataset=synthetic",
-        "data.image_size=16",
-        "data.val_split=null",
-        "data.queries=1",
-        "data.eval_queries=2",
+    overrides = synthetic_run_overrides(
+        tmp_path,
         "model.widths=[2, 2, 3, 3]",
         "learner_options.pretrain_iterations=1",
         "learner_options.inner_steps=2",
         "learner_options.eval_inner_steps=2",
         "iterations=3",
-        "eval_episodes=4",
-        "eval_batch=2",
-        "checkpoint_every=2",
-        f"run_root={tmp_path}",
-    ]
+    )
     config = load_config(FewShotConfig, config_file("fewshot/mtl-miniimagenet-5w1s"), overrides)
     assert config.model.kind == "resnet12" and config.learner_options["hard_tasks"]
     result = runner.train(config, progress=False, echo=lambda _: None)
@@ -238,24 +230,16 @@ def test_miniimagenet_config_runs_resnet12_on_synthetic_data(tmp_path):
 def test_shipped_config_resumes_across_the_phase_switch(tmp_path, monkeypatch, hard_tasks):
     from metarl.training import RunDir, load_checkpoint, loop, read_metrics
 
-    overrides = [
-        "data.dataset=synthetic",
-        "data.image_size=16",
-        "data.val_split=null",
-        "data.queries=1",
-        "data.eval_queries=2",
+    overrides = synthetic_run_overrides(
+        tmp_path,
         "model.hidden=4",
         "learner_options.pretrain_iterations=3",
         "learner_options.inner_steps=2",
         "iterations=6",
         "meta_batch_size=2",
-        "eval_episodes=4",
-        "eval_batch=2",
-        "checkpoint_every=2",
         "log_every=1",
-        f"run_root={tmp_path}",
         f"learner_options.hard_tasks={str(hard_tasks).lower()}",
-    ]
+    )
     config = load_config(FewShotConfig, config_file("fewshot/mtl-omniglot-5w1s"), overrides)
     full = runner.train(config, run_dir=RunDir.create(tmp_path, "full"), progress=False, echo=lambda _: None)
     killed = RunDir.create(tmp_path, "killed")
