@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
 import pickle
 import sys
 
@@ -301,3 +302,24 @@ def test_shipped_goals_equal_metaworlds(benchmark):
         assert list(shipped[split]) == list(built[split])
         for name, goals in built[split].items():
             np.testing.assert_array_equal(shipped[split][name], goals)
+
+
+def test_spawned_workers_step_as_forked_ones(monkeypatch):
+    """Where fork is not available (macOS, Windows) the workers are spawned: they rebuild the envs from the tasks
+    they are sent, and the episodes are the same."""
+    from metarl.envs.metaworld import engine as engine_module
+
+    env = gym.make(REACH, horizon=15).unwrapped
+    tasks = [env.task("train", "reach-v3", 0), env.task("train", "reach-v3", 1)]
+    actions = np.random.default_rng(0).uniform(-1, 1, (15, 2, 1, 4))
+    episodes = []
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(
+            engine_module, "_process_context", lambda m=method: multiprocessing.get_context(m)
+        )
+        benv = MetaWorldBatchedEnv(env, tasks, 1, seed=0, num_workers=2)
+        assert benv._workers[0].process.__class__.__name__.lower().startswith(method)
+        obs = [benv.reset()] + [benv.step(a)[0] for a in actions]
+        benv.close()
+        episodes.append(np.array(obs))
+    np.testing.assert_array_equal(episodes[0], episodes[1])
