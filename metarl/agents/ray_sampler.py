@@ -130,15 +130,20 @@ class SliceSampler:
         sampler = self.sampler
         seed = int(seed) + start * sampler.episodes_per_task  # the seeds these copies have in the whole round
         engine, first_obs = sampler.engine_for(tasks, seed)
-        mine = {name: p[start:stop] for name, p in params.items()}
         policy = sampler.policy
-        return sampler.rollout(
-            engine,
-            first_obs,
-            features,
-            lambda obs, t: policy.act_with_noise(obs, mine, noise[t]),
-            min_steps,
-        )
+        round_tasks = next(iter(params.values())).shape[0]
+
+        def act(obs: torch.Tensor, t: int) -> torch.Tensor:
+            # The whole round's batch with these rows in place (zeros elsewhere): a BLAS product's rounding
+            # depends on its operands' memory alignment, so these rows get the in-process round's actions bit
+            # for bit only at the offsets they have there.
+            whole = obs.new_zeros((round_tasks, *obs.shape[1:]))
+            whole[start:stop] = obs
+            whole_noise = noise.new_zeros((round_tasks, *noise.shape[2:]))
+            whole_noise[start:stop] = noise[t]
+            return policy.act_with_noise(whole, params, whole_noise)[start:stop]
+
+        return sampler.rollout(engine, first_obs, features, act, min_steps)
 
 
 class WorkerLost(RuntimeError):

@@ -81,12 +81,22 @@ def test_task_slices_cover_every_task_in_order():
         assert max(b - a for a, b in slices) - min(b - a for a, b in slices) <= 1
 
 
-@pytest.mark.parametrize("env_id", [NAV, "MetaRL/Bandit-K5-v0", "MetaRL/TabularMDP-v0"])
-def test_slices_with_driver_noise_equal_the_whole_round_in_process(env_id):
-    sampler, params, tasks = _setup(env_id, {}, 5, 3)
+@pytest.mark.parametrize(
+    ("env_id", "env_kwargs"),
+    [
+        (NAV, {}),
+        ("MetaRL/Bandit-K5-v0", {}),
+        ("MetaRL/TabularMDP-v0", {}),
+        ("MetaRL/MW-ML1-reach-v3-v0", {"horizon": 10}),  # its rows sit at offsets a BLAS product rounds by
+    ],
+)
+def test_slices_with_driver_noise_equal_the_whole_round_in_process(env_id, env_kwargs):
+    if env_id.startswith("MetaRL/MW-"):
+        pytest.importorskip("metaworld")
+    sampler, params, tasks = _setup(env_id, env_kwargs, 5, 3)
     workers = [
         SliceSampler(
-            {"env_id": env_id, "env_kwargs": {}, "policy": sampler.policy, "episodes_per_task": 3}, []
+            {"env_id": env_id, "env_kwargs": env_kwargs, "policy": sampler.policy, "episodes_per_task": 3}, []
         )
         for _ in range(2)
     ]
@@ -180,13 +190,19 @@ def _both(local, distributed, params, tasks, seed):
 
 @pytest.mark.parametrize(
     ("env_id", "env_kwargs", "num_tasks", "episodes"),
-    [(NAV, {"horizon": 20}, 5, 3), ("MetaRL/HalfCheetahVel-v0", {"horizon": 10}, 2, 1)],
+    [
+        (NAV, {"horizon": 20}, 5, 3),
+        ("MetaRL/HalfCheetahVel-v0", {"horizon": 10}, 2, 1),
+        ("MetaRL/MW-ML1-reach-v3-v0", {"horizon": 10}, 2, 2),  # 39-float observations: unaligned task rows
+    ],
 )
 def test_ray_sampler_equals_in_process_sampler_bit_for_bit(
     ray_instance, env_id, env_kwargs, num_tasks, episodes
 ):
     if env_id.startswith("MetaRL/HalfCheetah"):
         pytest.importorskip("mujoco")
+    if env_id.startswith("MetaRL/MW-"):
+        pytest.importorskip("metaworld")
     local, params, tasks = _setup(env_id, env_kwargs, num_tasks, episodes)
     distributed = _ray_sampler(local)
     try:
