@@ -274,6 +274,7 @@ def test_making_an_env_without_metaworld_is_a_one_line_error(monkeypatch):
     monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.env", raising=False)
     monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.engine", raising=False)
     monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.sim", raising=False)
+    monkeypatch.delitem(sys.modules, "metarl.envs.metaworld.fast", raising=False)
     with pytest.raises(
         UserError, match=r'need the `metaworld` package .*pip install "metarl\[metaworld\]"'
     ) as info:

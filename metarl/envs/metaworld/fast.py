@@ -1,4 +1,4 @@
-"""Exact, faster versions of the two Meta-World helpers a step spends most of its Python time in.
+"""Exact, faster versions of the Meta-World helpers a step spends most of its Python time in.
 
 A Meta-World step on one core takes about 0.6 ms on ML10's families, of which the physics is about 0.1 ms. The
 rest is Meta-World's Python, which holds the GIL, so the batched engine's threads cannot overlap it. More than
@@ -8,7 +8,10 @@ half of it went to two helpers:
   building a Python object per contact: :func:`touching_object` reads the contact list's arrays instead;
 - ``Rotation.from_matrix(xmat).as_quat()`` (scipy), the object's quaternion in every observation, whose
   array-API wrapper and checks cost 70-100 µs for one 3x3 matrix: :class:`MatrixQuaternion` does scipy's
-  arithmetic on Python floats and hands anything but a clean rotation matrix to scipy.
+  arithmetic on Python floats and hands anything but a clean rotation matrix to scipy;
+- ``SawyerXYZEnv._get_curr_obs_combined_no_goal`` (the observation's hand and object part) interleaves the
+  objects' positions and quaternions with ``np.split`` and two ``np.hstack`` s per object:
+  :func:`current_observation` copies them into place.
 
 Both compute the same floating-point operations in the same order as the code they replace, so episodes are
 bit for bit Meta-World's (a test compares every family with Meta-World's own env). They are installed only on
@@ -25,7 +28,10 @@ import types
 from typing import Any
 
 import numpy as np
+from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from scipy.spatial.transform import Rotation
+
+_METAWORLD_CURRENT_OBSERVATION = SawyerXYZEnv._get_curr_obs_combined_no_goal
 
 # scipy's Rotation.from_matrix checks the Gram matrix against the identity with np.isclose(atol=1e-12,
 # rtol=1e-5) and orthogonalises (SVD) what fails. Matrices within these tighter bounds pass that check whatever
@@ -125,6 +131,28 @@ def touching_object(self, object_geom_id: int) -> bool:
     return left > 0 and right > 0
 
 
+def current_observation(self) -> np.ndarray:
+    """``SawyerXYZEnv._get_curr_obs_combined_no_goal``: the hand's position, the gripper's opening (finger
+    distance / 0.1, clipped to [0, 1]) and each object's position and quaternion, zero-padded to 14 entries; the
+    same values, copied into place (Meta-World's own code runs for an odd layout)."""
+    pos_hand = self.get_endeff_pos()
+    gripper = np.linalg.norm(self.data.body("rightclaw").xpos - self.data.body("leftclaw").xpos)
+    gripper = min(max(gripper / 0.1, 0.0), 1.0)  # np.clip's value, NaN included
+    positions, quaternions = self._get_pos_objects(), self._get_quat_objects()
+    objects = len(positions) // 3
+    if (
+        len(positions) != 3 * objects
+        or len(quaternions) != 4 * objects
+        or 7 * objects > self._obs_obj_max_len
+    ):
+        return _METAWORLD_CURRENT_OBSERVATION(self)
+    padded = np.zeros(self._obs_obj_max_len)
+    interleaved = padded[: 7 * objects].reshape(objects, 7)
+    interleaved[:, :3] = np.reshape(positions, (objects, 3))
+    interleaved[:, 3:] = np.reshape(quaternions, (objects, 4))
+    return np.concatenate((pos_hand, (gripper,), padded))
+
+
 def _pad_geoms(env: Any) -> tuple[int, int]:
     pads = env.__dict__.get("_metarl_pad_geoms")
     if pads is None:
@@ -136,10 +164,13 @@ def _pad_geoms(env: Any) -> tuple[int, int]:
 
 
 def fast_methods(env_cls: type) -> dict[str, Any]:
-    """The methods to put on a subclass of the Meta-World env class ``env_cls``: :func:`touching_object`, and
-    each of ``env_cls``'s methods that calls scipy's ``Rotation``, re-made with :class:`MatrixQuaternion` in
+    """The methods to put on a subclass of the Meta-World env class ``env_cls``: :func:`touching_object`,
+    :func:`current_observation` (unless the class has its own), and each of ``env_cls``'s methods that calls
+    scipy's ``Rotation``, re-made with :class:`MatrixQuaternion` in
     its place (the same code object and closure; only the name ``Rotation`` resolves differently)."""
     methods: dict[str, Any] = {"touching_object": touching_object}
+    if inspect.getattr_static(env_cls, "_get_curr_obs_combined_no_goal") is _METAWORLD_CURRENT_OBSERVATION:
+        methods["_get_curr_obs_combined_no_goal"] = current_observation
     for name, attr in inspect.getmembers_static(env_cls):
         if (
             isinstance(attr, types.FunctionType)

@@ -1,6 +1,7 @@
 """Meta-World's envs as metarl uses them: its task records, and envs of one task that share one ``MjModel``.
 
-The one module of the package that imports ``metaworld`` at the top: without it, importing it (what making an
+The module of the package that imports ``metaworld`` first (:mod:`~metarl.envs.metaworld.fast`, which it imports,
+also needs it): without it, importing it (what making an
 env does) raises a one-line :class:`~metarl.errors.UserError`.
 """
 
@@ -14,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from metarl.envs.metaworld.fast import fast_methods
 from metarl.envs.metaworld.tasks import MetaWorldTask
 from metarl.errors import UserError
 
@@ -27,6 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
         f"the Meta-World task distributions need the `metaworld` package ({exc.name} is missing): "
         'pip install "metarl[metaworld]"'
     ) from None
+
+from metarl.envs.metaworld.fast import fast_methods  # noqa: E402  (needs metaworld, checked above)
 
 
 def native_task(task: MetaWorldTask) -> MetaWorldNativeTask:
