@@ -1,8 +1,7 @@
 """Exact, faster versions of the Meta-World helpers a step spends most of its Python time in.
 
-A Meta-World step on one core takes about 0.6 ms on ML10's families, of which the physics is about 0.1 ms. The
-rest is Meta-World's Python, which holds the GIL, so the batched engine's threads cannot overlap it. More than
-half of it went to two helpers:
+A Meta-World step on one core took about 0.6 ms on ML10's families, of which the physics is about 0.1 ms. The
+rest is Meta-World's Python, and more than half of it went to three helpers:
 
 - ``SawyerXYZEnv.touching_object`` (the grasp term of the pick and push rewards) walks ``data.contact`` twice,
   building a Python object per contact: :func:`touching_object` reads the contact list's arrays instead;
@@ -13,7 +12,7 @@ half of it went to two helpers:
   objects' positions and quaternions with ``np.split`` and two ``np.hstack`` s per object:
   :func:`current_observation` copies them into place.
 
-Both compute the same floating-point operations in the same order as the code they replace, so episodes are
+All three compute the same floating-point operations in the same order as the code they replace, so episodes are
 bit for bit Meta-World's (a test compares every family with Meta-World's own env). They are installed only on
 metarl's subclasses of Meta-World's env classes (:func:`metarl.envs.metaworld.sim.make_metaworld_env`); Meta-World's
 own classes and modules are left as they are.
