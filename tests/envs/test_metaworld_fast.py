@@ -55,10 +55,21 @@ def test_quat_from_matrix_leaves_what_is_not_a_rotation_to_scipy():
 def test_metarls_envs_carry_the_fast_helpers_and_metaworlds_do_not():
     ours, theirs = make_metaworld_env("pick-place-v3"), ALL_V3_ENVIRONMENTS["pick-place-v3"]
     assert type(ours).touching_object is fast.touching_object
+    assert type(ours)._get_curr_obs_combined_no_goal is fast.current_observation
     assert type(ours)._get_quat_objects.__globals__["Rotation"] is fast.MatrixQuaternion
     assert theirs._get_quat_objects.__globals__["Rotation"] is Rotation
     assert theirs.touching_object is not fast.touching_object
     ours.close()
+
+    class OwnContactTest(theirs):  # a family with its own helper keeps it
+        def touching_object(self, object_geom_id):
+            return True
+
+    methods = fast.fast_methods(OwnContactTest)
+    assert (
+        "touching_object" not in methods
+        and methods["_get_curr_obs_combined_no_goal"] is fast.current_observation
+    )
 
 
 @pytest.mark.slow

@@ -30,8 +30,6 @@ import numpy as np
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 from scipy.spatial.transform import Rotation
 
-_METAWORLD_CURRENT_OBSERVATION = SawyerXYZEnv._get_curr_obs_combined_no_goal
-
 # scipy's Rotation.from_matrix checks the Gram matrix against the identity with np.isclose(atol=1e-12,
 # rtol=1e-5) and orthogonalises (SVD) what fails. Matrices within these tighter bounds pass that check whatever
 # the rounding of the Gram matrix; anything else goes to scipy, which then decides exactly as it always does.
@@ -144,7 +142,7 @@ def current_observation(self) -> np.ndarray:
         or len(quaternions) != 4 * objects
         or 7 * objects > self._obs_obj_max_len
     ):
-        return _METAWORLD_CURRENT_OBSERVATION(self)
+        return SawyerXYZEnv._get_curr_obs_combined_no_goal(self)
     padded = np.zeros(self._obs_obj_max_len)
     interleaved = padded[: 7 * objects].reshape(objects, 7)
     interleaved[:, :3] = np.reshape(positions, (objects, 3))
@@ -163,13 +161,19 @@ def _pad_geoms(env: Any) -> tuple[int, int]:
 
 
 def fast_methods(env_cls: type) -> dict[str, Any]:
-    """The methods to put on a subclass of the Meta-World env class ``env_cls``: :func:`touching_object`,
-    :func:`current_observation` (unless the class has its own), and each of ``env_cls``'s methods that calls
-    scipy's ``Rotation``, re-made with :class:`MatrixQuaternion` in
-    its place (the same code object and closure; only the name ``Rotation`` resolves differently)."""
-    methods: dict[str, Any] = {"touching_object": touching_object}
-    if inspect.getattr_static(env_cls, "_get_curr_obs_combined_no_goal") is _METAWORLD_CURRENT_OBSERVATION:
-        methods["_get_curr_obs_combined_no_goal"] = current_observation
+    """The methods to put on a subclass of the Meta-World env class ``env_cls``: :func:`touching_object` and
+    :func:`current_observation` where the class has Meta-World's own, and each of ``env_cls``'s methods that
+    calls scipy's ``Rotation``, re-made with :class:`MatrixQuaternion` in its place (the same code object and
+    closure; only the name ``Rotation`` resolves differently)."""
+    methods: dict[str, Any] = {
+        name: replacement
+        for name, replacement in (
+            ("touching_object", touching_object),
+            ("_get_curr_obs_combined_no_goal", current_observation),
+        )
+        if inspect.getattr_static(env_cls, name)
+        is getattr(SawyerXYZEnv, name)  # not overridden by the family
+    }
     for name, attr in inspect.getmembers_static(env_cls):
         if (
             isinstance(attr, types.FunctionType)
