@@ -121,12 +121,13 @@ class _CoordinateStep(torch.autograd.Function):
             torch.empty(rows),
             torch.empty(rows),
         ]
-        w_in, w_hid, bias = weights[0], weights[1], weights[2] + weights[3]
+        w_cell = torch.cat(weights[:2], 1)  # the cell's [W_ih | W_hh]: one product with [x | h]
+        bias = weights[2] + weights[3]
         gate_i, gate_f = _gate_arrays(weights[4], weights[5]), _gate_arrays(weights[6], weights[7])
         with one_blas_thread():
             for start in range(0, rows, CHUNK):
                 part = slice(start, start + CHUNK)
-                gates = torch.addmm(bias, inputs[0][part], w_in.t()).addmm_(inputs[1][part], w_hid.t())
+                gates = torch.addmm(bias, torch.cat((inputs[0][part], inputs[1][part]), 1), w_cell.t())
                 _forward(
                     gates.numpy(),
                     *(t[part].numpy() for t in inputs[2:]),
@@ -145,8 +146,10 @@ class _CoordinateStep(torch.autograd.Function):
         ] + [torch.zeros(rows) if g is None else g.detach().contiguous() for g in (d_i_out, d_f_out)]
         d_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         d_h, d_cell, d_c = torch.empty_like(h), torch.empty_like(cell), torch.empty(rows)
+        inputs_width = x.shape[1]
         d_i_prev, d_f_prev = torch.empty(rows), torch.empty(rows)
-        d_w_ih, d_w_hh = torch.zeros_like(w_ih), torch.zeros_like(w_hh)
+        w_cell = torch.cat((w_ih, w_hh), 1)
+        d_w_cell = torch.zeros_like(w_cell)
         d_bias = torch.zeros(4 * hidden)
         d_w_i, d_w_f = (
             torch.zeros(hidden + 2, dtype=torch.float64),
@@ -160,7 +163,8 @@ class _CoordinateStep(torch.autograd.Function):
         with one_blas_thread():
             for start in range(0, rows, CHUNK):
                 part = slice(start, start + CHUNK)
-                gates = torch.addmm(bias, x[part], w_ih.t()).addmm_(h[part], w_hh.t())
+                xh = torch.cat((x[part], h[part]), 1)
+                gates = torch.addmm(bias, xh, w_cell.t())
                 n = gates.shape[0]
                 d_part, h_part, z_part = d_gates[:n], new_h[:n], d_z[:n]
                 _backward(
@@ -174,11 +178,11 @@ class _CoordinateStep(torch.autograd.Function):
                     h_part.numpy(),
                     z_part.numpy(),
                 )
-                torch.mm(d_part, w_hh, out=d_h[part])
+                d_xh = d_part @ w_cell
+                d_h[part] = d_xh[:, inputs_width:]
                 if d_x is not None:
-                    torch.mm(d_part, w_ih, out=d_x[part])
-                d_w_ih.addmm_(d_part.t(), x[part])
-                d_w_hh.addmm_(d_part.t(), h[part])
+                    d_x[part] = d_xh[:, :inputs_width]
+                d_w_cell.addmm_(d_part.t(), xh)
                 d_bias += d_part.sum(0)
                 # the gate units' weights: [h', c, previous gate] against their pre-activation gradients
                 for column, (d_w, previous) in enumerate(((d_w_i, i_prev), (d_w_f, f_prev))):
@@ -194,8 +198,8 @@ class _CoordinateStep(torch.autograd.Function):
             d_c,
             d_i_prev,
             d_f_prev,
-            d_w_ih,
-            d_w_hh,
+            d_w_cell[:, :inputs_width].contiguous(),
+            d_w_cell[:, inputs_width:].contiguous(),
             d_bias,
             d_bias.clone(),
             d_w_i.float().reshape(w_i.shape),
