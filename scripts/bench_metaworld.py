@@ -35,8 +35,8 @@ import numpy as np
 
 import metarl  # noqa: F401  (registers the ids)
 from metarl.envs import make_batched
+from metarl.envs.batched import available_cores
 from metarl.envs.metaworld.sim import native_task
-from metarl.envs.mujoco.engine import available_cores
 from metarl.training.io import write_json_atomic
 
 ENV_ID = "MetaRL/MW-ML10-v0"

@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 import metarl  # noqa: F401  (registers the ids)
-from metarl.envs.mujoco.engine import MujocoBatchedEnv, available_cores
+from metarl.envs.batched import available_cores
+from metarl.envs.mujoco.engine import MujocoBatchedEnv
 from metarl.training.io import write_json_atomic
 
 ENV_IDS = ["MetaRL/HalfCheetahVel-v0", "MetaRL/AntVel-v0"]

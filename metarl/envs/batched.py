@@ -10,6 +10,7 @@ vector env's autoreset needs (:mod:`metarl.envs.vector`).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,6 +27,30 @@ from metarl.errors import UserError
 def _check_seed(seed: Any) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
         raise UserError(f"seed must be a non-negative integer or None, got {seed!r}")
+
+
+ENGINE_CORES_ENV_VAR = "METARL_ENGINE_CORES"
+
+
+def available_cores() -> int:
+    """CPU cores a batched engine of this process may use (its threads or worker processes):
+    ``$METARL_ENGINE_CORES`` when set (each Ray sampling actor holds one CPU and sets 1), else the cores the
+    process may run on.
+
+    Raises:
+        UserError: ``METARL_ENGINE_CORES`` is set but not a positive integer.
+    """
+    limit = os.environ.get(ENGINE_CORES_ENV_VAR, "").strip()
+    if limit:
+        if not limit.isdigit() or int(limit) < 1:
+            raise UserError(
+                f"{ENGINE_CORES_ENV_VAR} must be a positive integer (cores per engine), got {limit!r}"
+            )
+        return int(limit)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class BatchedEnv(ABC):

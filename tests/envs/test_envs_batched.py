@@ -12,7 +12,7 @@ import pytest
 from conftest import env_ids_under_test, is_metaworld
 
 import metarl  # noqa: F401  (registers the ids)
-from metarl.envs import GenericBatchedEnv, make_batched
+from metarl.envs import GenericBatchedEnv, make_batched, sample_tasks
 from metarl.envs.registration import ENV_SPECS
 
 NUM_TASKS, EPISODES, SHORT_HORIZON = 3, 2, 12
@@ -204,3 +204,25 @@ def test_tabular_mdp_transition_frequencies_follow_the_task():
     obs, reward, *_ = benv.step(np.zeros(benv.batch_shape, dtype=np.int64))
     np.testing.assert_allclose(obs[0].mean(axis=0), [0.2, 0.5, 0.3], atol=0.025)
     assert abs(reward.mean() - 2.0) < 0.05 and abs(reward.std() - 1.0) < 0.05
+
+
+def test_engines_take_their_cores_from_metarl_engine_cores(monkeypatch):
+    """``METARL_ENGINE_CORES`` caps an engine's threads (MuJoCo) or processes (Meta-World); a Ray actor sets 1."""
+    from metarl.envs.batched import ENGINE_CORES_ENV_VAR, available_cores
+    from metarl.errors import UserError
+
+    monkeypatch.setenv(ENGINE_CORES_ENV_VAR, "1")
+    assert available_cores() == 1
+    pytest.importorskip("mujoco")
+    tasks = sample_tasks(gym.make("MetaRL/HalfCheetahVel-v0").unwrapped, 2, 0)
+    engine = make_batched("MetaRL/HalfCheetahVel-v0", tasks, 2, seed=0)
+    assert engine.num_threads == 1
+    engine.close()
+    monkeypatch.setenv(ENGINE_CORES_ENV_VAR, "3")
+    engine = make_batched("MetaRL/HalfCheetahVel-v0", tasks, 2, seed=0)
+    assert engine.num_threads == 3
+    engine.close()
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(ENGINE_CORES_ENV_VAR, bad)
+        with pytest.raises(UserError, match="METARL_ENGINE_CORES must be a positive integer"):
+            available_cores()

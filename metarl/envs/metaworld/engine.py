@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from metarl.envs.base import TaskEnv
-from metarl.envs.batched import BatchedEnv
+from metarl.envs.batched import BatchedEnv, available_cores
 from metarl.envs.metaworld.sim import class_name, make_metaworld_env, native_task, new_model, preload_model
 from metarl.envs.metaworld.tasks import MetaWorldTask
-from metarl.envs.mujoco.engine import available_cores
 from metarl.memory import release_freed_memory
 
 _COMMANDS = ("load", "reset", "step", "close")

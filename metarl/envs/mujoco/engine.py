@@ -16,7 +16,6 @@ the solver's warm start exactly as in the single env. It also works on every muj
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,17 +25,9 @@ import numpy as np
 from gymnasium.utils import seeding
 
 from metarl.envs.base import Task, TaskEnv
-from metarl.envs.batched import BatchedEnv
+from metarl.envs.batched import BatchedEnv, available_cores
 from metarl.envs.mujoco.native_step import CopyAddresses, native_stepper, step_copies
 from metarl.memory import release_freed_memory
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class MujocoBatchedEnv(BatchedEnv):
