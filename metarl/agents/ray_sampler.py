@@ -24,7 +24,6 @@ from metarl.agents.episodes import Episodes
 from metarl.agents.policies import MLPPolicy
 from metarl.agents.sampler import BatchedSampler
 from metarl.envs import Task
-from metarl.envs.batched import ENGINE_CORES_ENV_VAR
 from metarl.envs.plugins import import_env_modules
 from metarl.errors import UserError
 
@@ -206,14 +205,7 @@ class RaySampler(BatchedSampler):
 
     def _new_actor(self) -> Any:
         ray = _ray()
-        # An actor holds one CPU of the cluster, so its engine steps on one core (no threads or worker processes
-        # of its own competing with the other actors).
-        remote = ray.remote(
-            num_cpus=1,
-            max_restarts=0,
-            max_task_retries=0,
-            runtime_env={"env_vars": {ENGINE_CORES_ENV_VAR: "1"}},
-        )(SliceSampler)
+        remote = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(SliceSampler)
         return remote.remote(self.worker_args(), self.imports)
 
     def _ensure_actors(self) -> None:

@@ -34,8 +34,7 @@ ENGINE_CORES_ENV_VAR = "METARL_ENGINE_CORES"
 
 def available_cores() -> int:
     """CPU cores a batched engine of this process may use (its threads or worker processes):
-    ``$METARL_ENGINE_CORES`` when set (each Ray sampling actor holds one CPU and sets 1), else the cores the
-    process may run on.
+    ``$METARL_ENGINE_CORES`` when set (to share a machine between runs), else the cores the process may run on.
 
     Raises:
         UserError: ``METARL_ENGINE_CORES`` is set but not a positive integer.

@@ -207,7 +207,7 @@ def test_tabular_mdp_transition_frequencies_follow_the_task():
 
 
 def test_engines_take_their_cores_from_metarl_engine_cores(monkeypatch):
-    """``METARL_ENGINE_CORES`` caps an engine's threads (MuJoCo) or processes (Meta-World); a Ray actor sets 1."""
+    """``METARL_ENGINE_CORES`` caps an engine's threads (MuJoCo) or processes (Meta-World)."""
     from metarl.envs.batched import ENGINE_CORES_ENV_VAR, available_cores
     from metarl.errors import UserError
 
