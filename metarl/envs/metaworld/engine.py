@@ -242,6 +242,7 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        self._sent = False  # whether the last command reached the worker
 
     def send(self, command: str, argument: Any) -> None:
         try:
