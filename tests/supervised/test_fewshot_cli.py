@@ -155,3 +155,28 @@ def test_every_reference_config_loads(path):
 
     config = load_config(FewShotConfig, path)
     assert path.stem.startswith(config.learner)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["maml-omniglot-20w1s", "mtl-omniglot-20w1s", "meta-lstm-omniglot-20w1s", "metanet-omniglot-20w1s"],
+)
+def test_20_way_configs_train_and_test_20_way_episodes(tmp_path, name):
+    from conftest import synthetic_run_overrides
+
+    from metarl.supervised import runner
+    from metarl.supervised.config import FewShotConfig
+    from metarl.training import load_config
+
+    overrides = synthetic_run_overrides(
+        tmp_path,
+        "model.hidden=4",
+        "iterations=2",
+        "meta_batch_size=2",
+        *(["learner_options.pretrain_iterations=1"] if name.startswith("mtl") else []),
+    )
+    config = load_config(FewShotConfig, CONFIGS / f"{name}.yaml", overrides)
+    assert config.data.ways == 20 and config.learner_options.get("ways", 20) == 20
+    result = runner.train(config, progress=False, echo=lambda _: None)
+    assert result["ways"] == 20 and result["iterations"] == 2
+    assert 0.0 <= result["mean"] <= 1.0
