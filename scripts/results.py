@@ -22,6 +22,7 @@ Three commands::
       "metric": "mean return",               # or "query accuracy" / "query MSE"
       "axis": "steps",                       # or "experience": episodes of experience (RL², PEARL, compare)
       "iterations": 500,                     # meta-iterations of the run
+      "train_seconds": 13153,                # a few-shot run's training wall-clock, when its eval.json has it
       "protocol": {"tasks": 40, "episodes_per_task": 20, "inner_lr": 0.1, ...},
       "learners": {"maml-trpo": {"steps": [0, 1, 2, 3], "mean": [...], "ci": [...]}, "pretrained": ...},
       # a few-shot learner's further per-episode metrics, [mean, ci]: "extra": {"verification_auc": [0.93, 0.001]}
@@ -39,8 +40,8 @@ the pages that discuss one result; for every CSV file ``NAME_eval.csv`` (as ``sc
 writes it) the evaluation as a table (also alone as ``NAME_eval.md``); for every ``NAME_curve.csv`` (that script's,
 or ``curve``'s: one metric of ``metrics.jsonl`` files against the runs' env steps) the learning curves as a plot
 ``NAME_curve.png`` (the curve file's columns: series, x, y, ...; the x axis is logarithmic when it spans more than
-two decades); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; and the list of
-metarl's
+two decades); the tables of ``duan2016/tables.json`` (``scripts/duan_tables.py``) as ``duan2016.md``; the few-shot
+summaries named ``ALGO-omniglot-{W}w{S}s`` side by side as ``fewshot-omniglot.md``; and the list of metarl's
 task distributions that have no committed summary yet. The generated folder is not committed.
 """
 
@@ -50,6 +51,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -133,6 +135,11 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
             "algo": evaluation["learner"],
             "metric": "query MSE" if regression else "query accuracy",
             "iterations": evaluation.get("iterations"),
+            **(
+                {"train_seconds": round(evaluation["train_seconds"])}
+                if evaluation.get("train_seconds") is not None
+                else {}
+            ),
             "protocol": {
                 "episodes": evaluation["episodes"],
                 "queries": evaluation["queries"],
@@ -276,6 +283,44 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+FEWSHOT_CELL = re.compile(r"^(?P<algo>.+)-(?P<dataset>omniglot)-(?P<ways>\d+)w(?P<shots>\d+)s$")
+
+
+def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omniglot") -> str:
+    """One table of every few-shot summary named ``ALGO-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``): a row
+    per learner and setting, grouped by setting, with the learner's accuracy after its last test step, the
+    paper's number, the meta-iterations and the training wall-clock (``train_seconds`` of the run's
+    ``eval.json``; blank for summaries extracted before it was kept)."""
+    rows = []
+    for name, summary in summaries.items():
+        match = FEWSHOT_CELL.match(name)
+        if summary["kind"] != "few-shot" or not match or match["dataset"] != dataset:
+            continue
+        learner = summary["learners"][summary["algo"]]
+        published = summary.get("published")
+        seconds = summary.get("train_seconds")
+        rows.append(
+            (
+                (int(match["ways"]), int(match["shots"]), summary["algo"]),
+                [
+                    f"{match['ways']}-way {match['shots']}-shot",
+                    summary["algo"],
+                    _with_ci(100 * learner["mean"][-1], 100 * learner["ci"][-1]),
+                    "" if published is None else f"{_number(published['value'])} ({published['source']})",
+                    f"{summary['iterations']:,}",
+                    "" if seconds is None else f"{seconds / 3600:.1f}",
+                    f"`{name}.json`",
+                ],
+            )
+        )
+    header = (
+        "| setting | learner | query accuracy (%) | published | meta-iterations | training (h) | summary |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(rows)]
+    return "\n".join(lines)
+
+
 def _protocol(summary: dict[str, Any]) -> str:
     shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in summary["protocol"].items())
     iterations = summary["iterations"]
@@ -361,10 +406,12 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
     link = out_dir.name
     sections: list[str] = []
     with_results: set[str] = set()
+    summaries: dict[str, dict[str, Any]] = {}
     for path in sorted(data_dir.glob("*.json")):
         summary = json.loads(path.read_text(encoding="utf-8"))
         if summary.get("format") != FORMAT:
             raise ValueError(f"{path}: not a result summary of format {FORMAT} (see scripts/results.py)")
+        summaries[path.stem] = summary
         if summary["kind"] == "meta-rl":
             with_results.add(summary["task"])
         title = f"{summary['task']}: {summary['algo']}"
@@ -400,6 +447,8 @@ def render(data_dir: Path = DATA_DIR, out_dir: Path = OUT_DIR) -> Path:
             )
             section += f"\nLearning curves (`{curve_path.name}`):\n\n![{name}]({link}/{name}_curve.png)\n"
         sections.append(section)
+    # the few-shot learners side by side (docs/results/omniglot.md)
+    _write_if_changed(out_dir / "fewshot-omniglot.md", f"{fewshot_comparison(summaries)}\n".encode())
     duan = data_dir / "duan2016" / "tables.json"
     if duan.exists():  # the references of RL² (scripts/duan_tables.py), shown on docs/results/duan2016.md
         tables = _sibling_script("duan_tables").markdown(json.loads(duan.read_text(encoding="utf-8")))

@@ -314,3 +314,21 @@ def test_a_curve_of_a_metric_the_run_never_logged_is_refused_in_one_line(tmp_pat
     assert exit_info.value.code == 2
     assert "no record with both charts/env_steps_total and meta/nope" in capsys.readouterr().err
     assert not (tmp_path / "x_curve.csv").exists()
+
+
+def test_the_few_shot_summaries_of_one_dataset_are_tabled_side_by_side_by_setting():
+    maml = results.summary_of({**FEW_SHOT_EVAL, "train_seconds": 7200.4})
+    assert maml["train_seconds"] == 7200
+    twenty = results.summary_of({**FEW_SHOT_EVAL, "learner": "protonet", "ways": 20})
+    twenty["published"] = {"value": 96.0, "source": "Snell et al. 2017, Table 1"}
+    mann = results.summary_of({**FEW_SHOT_EVAL, "learner": "mann"})  # its own sequence task: another name
+    table = results.fewshot_comparison(
+        {"protonet-omniglot-20w1s": twenty, "maml-omniglot-5w1s": maml, "mann-omniglot-5way": mann}
+    )
+    rows = table.splitlines()
+    assert rows[0].startswith("| setting | learner | query accuracy (%) | published |")
+    assert rows[2:] == [
+        "| 5-way 1-shot | maml | 95.00 ± 1.00 |  | 60,000 | 2.0 | `maml-omniglot-5w1s.json` |",
+        "| 20-way 1-shot | protonet | 95.00 ± 1.00 | 96.00 (Snell et al. 2017, Table 1) | 60,000 |  "
+        "| `protonet-omniglot-20w1s.json` |",
+    ]

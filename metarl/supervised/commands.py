@@ -76,6 +76,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     load_learner_weights(learner, state["learner"])
     result = evaluate_run_learner(config, learner, run, args.episodes)
     result["iterations"] = state["iteration"]
+    if "elapsed" in state:  # the training time of the network evaluated, as `fewshot train` reports it
+        result["train_seconds"] = float(state["elapsed"])
     write_json_atomic(target, result)
     print(f"{run.path} (iteration {state['iteration']}): {format_result(result)}; written to {target}")
     return 0

@@ -65,6 +65,7 @@ def test_train_then_evaluate_in_a_subprocess(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["mean"] == pytest.approx(result["mean"])  # same weights, same evaluation episodes
+    assert again["train_seconds"] == result["train_seconds"] > 0  # the training time of those weights
 
     extended = run_cli(
         "fewshot", "train", "--resume", str(run), "iterations=5", "--no-progress", cwd=tmp_path
