@@ -9,6 +9,9 @@ Usage::
 
     python scripts/lake_oneshot.py runs/siamese-omniglot-2w1s-s0 --data-root ../shared/data/omniglot
 
+The result file can be made a result summary: ``python scripts/results.py extract RUN/lake_oneshot.json --name
+siamese-omniglot-lake-runs``.
+
 The run's learner must not have seen the evaluation alphabets: train on the Lake "background" split
 (``data.split_scheme: lake``). The Vinyals training split contains 7 of the 20 evaluation alphabets, so a model
 trained on it is scored only on the runs whose 20 characters are all Vinyals test characters when
@@ -97,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": state["iteration"],
         "learner": config.learner,
         "train_split": f"{config.data.split_scheme}/{config.data.train_split}",
+        # the fields of a `metarl fewshot evaluate` result, so that scripts/results.py extract takes this file
+        "metric": "accuracy",
+        "dataset": "omniglot (Lake's within-alphabet runs)",
+        "split": "evaluation" if not args.vinyals_test_only else "evaluation (Vinyals test characters only)",
+        "ways": 20,
+        "shots": 1,
+        "queries": 1,
+        "episodes": len(selected),
+        "per_step": {"steps": [0], "mean": [mean], "ci": [ci]},
+        **({"train_seconds": float(state["elapsed"])} if "elapsed" in state else {}),
     }
     target = Path(args.output) if args.output else run.path / "lake_oneshot.json"
     write_json_atomic(target, result)

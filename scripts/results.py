@@ -144,7 +144,7 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
                 "episodes": evaluation["episodes"],
                 "queries": evaluation["queries"],
                 "split": evaluation["split"],
-                "eval_seed": evaluation["eval_seed"],
+                **({"eval_seed": evaluation["eval_seed"]} if "eval_seed" in evaluation else {}),
             },
             "learners": {
                 evaluation["learner"]: {

@@ -210,6 +210,14 @@ def test_lake_oneshot_script_scores_a_run_on_the_twenty_runs(shared_data, tmp_pa
     # Lake's runs: two per evaluation alphabet, 10 alphabets, each run within one alphabet.
     assert all(" + " not in a and a != "?" for a in result["alphabets"])
     assert sorted(set(result["alphabets"])) == sorted(result["alphabets"][::2])
+    results_script = script.parent / "results.py"  # the result is extracted as a few-shot summary
+    spec = importlib.util.spec_from_file_location("results", results_script)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    summary = results.summary_of(result)
+    assert summary["task"] == "omniglot (Lake's within-alphabet runs) 20-way 1-shot"
+    assert summary["learners"]["siamese"] == {"steps": [0], "mean": [result["mean"]], "ci": [result["ci95"]]}
+    assert summary["protocol"] == {"episodes": 20, "queries": 1, "split": "evaluation"}
 
     out = tmp_path / "clean.json"
     assert (
