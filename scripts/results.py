@@ -283,9 +283,6 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-FEWSHOT_CELL = re.compile(r"^(?P<algo>.+)-(?P<dataset>omniglot)-(?P<ways>\d+)w(?P<shots>\d+)s$")
-
-
 def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omniglot") -> str:
     """One table of every few-shot summary named ``ALGO-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``): a row
     per learner and setting, grouped by setting, with the learner's accuracy after its last test step, the
@@ -293,8 +290,8 @@ def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omn
     ``eval.json``; blank for summaries extracted before it was kept)."""
     rows = []
     for name, summary in summaries.items():
-        match = FEWSHOT_CELL.match(name)
-        if summary["kind"] != "few-shot" or not match or match["dataset"] != dataset:
+        match = re.fullmatch(rf".+-{re.escape(dataset)}-(?P<ways>\d+)w(?P<shots>\d+)s", name)
+        if summary["kind"] != "few-shot" or not match:
             continue
         learner = summary["learners"][summary["algo"]]
         published = summary.get("published")
