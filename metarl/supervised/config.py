@@ -85,8 +85,19 @@ class DataConfig:
         maximum=MAX_EXAMPLES,
     )
 
+    within_alphabet: bool = doc(
+        "Omniglot: draw each training episode's classes from one alphabet, the alphabet uniformly among those "
+        "with at least `ways` classes (harder negatives; Lake's one-shot runs are within-alphabet, and Koch et "
+        "al. sample their verification pairs alphabet by alphabet); evaluation episodes are unchanged",
+        default=False,
+    )
+
     def __post_init__(self) -> None:
         check_declared_bounds(self, "data.")
+        if self.within_alphabet and self.dataset != "omniglot":
+            raise UserError(
+                f"data.within_alphabet needs Omniglot's alphabets, not dataset {self.dataset!r}: set it to false"
+            )
 
     @property
     def test_ways(self) -> int:

@@ -77,7 +77,15 @@ def make_task_source(
     if data.dataset == "sinusoid":
         return SinusoidSource(SinusoidTasks(seed), tasks_per_batch, shots, queries)
     dataset = load_split(data, split, cache)
-    return EpisodeSampler(dataset, ways, shots, queries, tasks_per_batch=tasks_per_batch, seed=seed)
+    # Omniglot's class names are "Alphabet/characterNN[/rotNNN]"
+    groups = (
+        [name.split("/")[0] for name in dataset.class_names]
+        if data.within_alphabet and not evaluation
+        else None
+    )
+    return EpisodeSampler(
+        dataset, ways, shots, queries, tasks_per_batch=tasks_per_batch, seed=seed, groups=groups
+    )
 
 
 def load_split(data: DataConfig, split: str, cache: dict | None = None) -> ClassIndexedDataset:

@@ -87,3 +87,25 @@ def test_cache_warming_command_prints_split_sizes(shared_data, cache_dir, capsys
 def test_make_dataset_reads_omniglot_from_the_shared_data_root(shared_data, cache_dir):
     dataset = make_dataset("omniglot", shared_data, "val", cache_dir=cache_dir)
     assert isinstance(dataset, Omniglot) and dataset.num_classes == 688
+
+
+def test_within_alphabet_training_episodes_on_real_data(shared_data, cache_dir):
+    from metarl.supervised.config import DataConfig
+    from metarl.supervised.evaluate import make_task_source
+
+    data = DataConfig(
+        root=str(shared_data / "omniglot"),
+        cache_dir=str(cache_dir),
+        split_scheme="lake",
+        ways=20,
+        within_alphabet=True,
+    )
+    cache: dict = {}
+    train = make_task_source(data, "background", 8, seed=0, evaluation=False, cache=cache)
+    names = train.dataset.class_names
+    batch = train.sample()
+    alphabets = [{names[c].split("/")[0] for c in task} for task in batch.class_ids.tolist()]
+    assert all(len(a) == 1 for a in alphabets) and len(set.union(*alphabets)) > 1
+    test = make_task_source(data, "background", 8, seed=0, evaluation=True, cache=cache)
+    mixed = [{names[c].split("/")[0] for c in task} for task in test.sample().class_ids.tolist()]
+    assert all(len(a) > 1 for a in mixed)  # evaluation episodes keep the usual protocol

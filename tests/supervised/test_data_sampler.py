@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from metarl.errors import UserError
 from metarl.supervised.data import ClassIndexedDataset, EpisodeSampler
 
 
@@ -166,3 +167,32 @@ def test_sample_with_classes_draws_fresh_distinct_samples_of_exactly_those_class
     for bad in ([[0, 0, 1]], [[0, 1]], [[0, 1, 4]]):
         with pytest.raises(ValueError, match="class"):
             sampler.sample_with_classes(bad)
+
+
+def test_grouped_episodes_take_all_their_classes_from_one_group_drawn_uniformly():
+    # groups a (6 classes), b (4), c (2: too small for 3-way episodes)
+    groups = ["a"] * 6 + ["b"] * 4 + ["c"] * 2
+    sampler = EpisodeSampler(identity_dataset([4] * 12), 3, 1, 1, tasks_per_batch=50, seed=0, groups=groups)
+    seen = {"a": 0, "b": 0}
+    for _ in range(20):
+        classes = sampler.sample().class_ids.numpy()
+        assert (np.sort(classes, axis=1)[:, 1:] != np.sort(classes, axis=1)[:, :-1]).all()  # distinct
+        for row in classes:
+            (group,) = {groups[c] for c in row}
+            seen[group] += 1
+    assert abs(seen["a"] - seen["b"]) < 100  # groups drawn uniformly (500 each), not by their classes (6:4)
+    first, again = (
+        EpisodeSampler(
+            identity_dataset([4] * 12), 3, 1, 1, tasks_per_batch=50, seed=0, groups=groups
+        ).sample()
+        for _ in range(2)
+    )
+    assert torch.equal(first.class_ids, again.class_ids)  # seeded as without groups
+
+
+def test_grouped_sampling_errors_name_the_fix():
+    dataset = identity_dataset([4] * 4)
+    with pytest.raises(UserError, match="no group has 3 classes"):
+        EpisodeSampler(dataset, 3, 1, 1, groups=["a", "a", "b", "b"])
+    with pytest.raises(UserError, match="3 group names for 4 classes"):
+        EpisodeSampler(dataset, 2, 1, 1, groups=["a", "a", "b"])

@@ -181,3 +181,8 @@ def test_20_way_configs_train_and_test_20_way_episodes(tmp_path, name):
     result = runner.train(config, progress=False, echo=lambda _: None)
     assert result["ways"] == 20 and result["iterations"] == 2
     assert 0.0 <= result["mean"] <= 1.0
+
+
+def test_within_alphabet_needs_omniglot(capsys):
+    assert main(["fewshot", "train", "data.dataset=synthetic", "data.within_alphabet=true"]) == 2
+    assert "data.within_alphabet needs Omniglot's alphabets" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ class EpisodeSampler:
         queries: query samples per class (Q), may be 0.
         tasks_per_batch: tasks per :class:`EpisodeBatch` (the meta-batch size).
         seed: seed of the sampler's generator.
+        groups: one group name per class (e.g. Omniglot's alphabet): each task then first draws a group
+            uniformly among those with at least ``ways`` classes, and its classes within it.
 
     Raises:
         ValueError: if the dataset has fewer than ``ways`` classes or a class has fewer than ``shots + queries``
@@ -52,6 +54,7 @@ class EpisodeSampler:
         *,
         tasks_per_batch: int = 1,
         seed: int = 0,
+        groups: Sequence[str] | None = None,
     ):
         self.ways = _check_count("ways", ways, 1)
         self.shots = _check_count("shots", shots, 1)
@@ -75,6 +78,20 @@ class EpisodeSampler:
                 f"those classes from the dataset"
             )
         self._uniform_size = int(self._sizes[0]) if (self._sizes == self._sizes[0]).all() else None
+        self._groups: list[np.ndarray] | None = None
+        if groups is not None:
+            if len(groups) != dataset.num_classes:
+                raise UserError(
+                    f"got {len(groups)} group names for {dataset.num_classes} classes; give one per class"
+                )
+            names, group_of = np.unique(np.asarray(groups), return_inverse=True)
+            members = [np.flatnonzero(group_of == g) for g in range(len(names))]
+            self._groups = [m for m in members if len(m) >= self.ways]
+            if not self._groups:
+                raise UserError(
+                    f"no group has {self.ways} classes for a {self.ways}-way episode within one group (the "
+                    f"largest has {max(len(m) for m in members)}); lower ways or sample across groups"
+                )
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
@@ -86,12 +103,11 @@ class EpisodeSampler:
             ``(tasks, ways, shots + queries)``: sample indices into ``dataset.images`` (first ``shots`` = support).
         """
         rng = self.rng
-        classes = np.stack(
-            [
-                rng.choice(self.dataset.num_classes, self.ways, replace=False)
-                for _ in range(self.tasks_per_batch)
-            ]
-        )
+        if self._groups is None:
+            pools = [self.dataset.num_classes] * self.tasks_per_batch
+        else:
+            pools = [self._groups[g] for g in rng.integers(len(self._groups), size=self.tasks_per_batch)]
+        classes = np.stack([rng.choice(pool, self.ways, replace=False) for pool in pools])
         return classes, self._sample_examples(classes)
 
     def _sample_examples(self, classes: np.ndarray) -> np.ndarray:
