@@ -77,12 +77,8 @@ def make_task_source(
     if data.dataset == "sinusoid":
         return SinusoidSource(SinusoidTasks(seed), tasks_per_batch, shots, queries)
     dataset = load_split(data, split, cache)
-    # Omniglot's class names are "Alphabet/characterNN[/rotNNN]"
-    groups = (
-        [name.split("/")[0] for name in dataset.class_names]
-        if data.within_alphabet and not evaluation
-        else None
-    )
+    # data.within_alphabet is refused for any dataset but Omniglot (DataConfig), whose classes know their alphabet
+    groups = dataset.class_alphabets if data.within_alphabet and not evaluation else None
     return EpisodeSampler(
         dataset, ways, shots, queries, tasks_per_batch=tasks_per_batch, seed=seed, groups=groups
     )

@@ -214,6 +214,11 @@ class Omniglot(ClassIndexedDataset):
         stacked = np.concatenate(chunks)[:, None]
         super().__init__(stacked, np.concatenate([[0], np.cumsum(sizes)]), names)
 
+    @property
+    def class_alphabets(self) -> list[str]:
+        """The alphabet of each class (classes are named ``Alphabet/characterNN/rotNNN``)."""
+        return [name.split("/")[0] for name in self.class_names]
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Decode (or load from the cache) every split and print its size."""
