@@ -246,11 +246,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="RL²/PEARL: episodes played on each held-out task (default: config, else the agent's trial length)",
     )
-    p.add_argument(
+    baselines = p.add_mutually_exclusive_group()
+    baselines.add_argument(
         "--baselines",
         nargs="*",
         choices=["pretrained", "random-init", "oracle", "sb3-ppo"],
         help="baselines (default: the config's evaluation.baselines; sb3-ppo needs metarl[sb3])",
+    )
+    baselines.add_argument(
+        "--no-baselines",
+        dest="baselines",
+        action="store_const",
+        const=[],
+        help="the meta-learner alone, no baselines (the same as --baselines with no names)",
     )
     p.add_argument(
         "--baseline-iterations", type=int, help="TRPO iterations of pretrained/oracle (default: the run's)"

@@ -69,6 +69,10 @@ def test_train_then_evaluate_tiny_run(tmp_path):
     assert json.loads(other.read_text())["episodes_per_task"] == 2 and str(other) in result.stdout
     assert other.with_suffix(".png").stat().st_size > 1000
     assert ((run / "eval.json").read_bytes(), (run / "adaptation_curve.png").read_bytes()) == before
+    alone = run / "eval-alone.json"
+    result = metarl("evaluate", str(run), *args[:-2], "--no-baselines", "--output", str(alone))
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(alone.read_text())["learners"]) == {"maml-trpo"}
     result = metarl("evaluate", str(run), *args, "--output", str(run / "eval.txt"))
     assert result.returncode == 2 and "output (--output) must name a .json file" in result.stderr
     # --resume extends the budget; changing the algorithm of a run is refused with exit status 2.
