@@ -37,12 +37,14 @@ def rendered_intervals(data_dir: Path = results.DATA_DIR) -> dict[tuple[str, str
 
 def typed_results(text: str, intervals: dict[tuple[str, str], set[str]]) -> list[str]:
     """The rendered intervals ``text`` types, as "mean ± ci (summary)"; a % after either number (as the
-    accuracy pages write them) and ``+-`` for ``±`` count as typing it too."""
+    accuracy pages write them), ``+-`` for ``±``, and both numbers rounded to one decimal count as typing it too."""
     found = []
     for (mean, ci), sources in intervals.items():
-        pattern = rf"(?<![\d.]){re.escape(mean)}%?\s*(?:±|\+-|\+/-)\s*{re.escape(ci)}(?!\d)"
-        if re.search(pattern, text):
-            found.append(f"{mean} ± {ci} ({', '.join(sorted(sources))})")
+        for m, c in {(mean, ci), (f"{float(mean):.1f}", f"{float(ci):.1f}")}:
+            pattern = rf"(?<![\d.]){re.escape(m)}%?\s*(?:±|\+-|\+/-)\s*{re.escape(c)}(?![\d.]\d|\d)"
+            if re.search(pattern, text):
+                found.append(f"{mean} ± {ci} ({', '.join(sorted(sources))})")
+                break
     return found
 
 
@@ -70,6 +72,7 @@ def test_the_guard_sees_a_typed_result_in_the_forms_pages_write():
         assert typed_results(f"| MAML-TRPO | **{mean} ± {ci}** |", intervals)
         assert typed_results(f"reaches {mean}% ± {ci}% on", intervals)
         assert typed_results(f"({mean} +- {ci})", intervals)
+        assert typed_results(f"({float(mean):.1f} ± {float(ci):.1f}).", intervals)  # rounded to one decimal
         assert not typed_results(f"{mean} ± {ci}1 and 1{mean} ± {ci}", intervals)  # other numbers
     accuracy = next(pair for pair, source in intervals.items() if "relation-omniglot-5w1s.json" in source)
     relation = json.loads((ROOT / "docs/results/data/relation-omniglot-5w1s.json").read_text())["learners"]
