@@ -4,8 +4,8 @@ Each case runs a few iterations of a real algorithm, every inner-loop path inclu
 curvature, several inner steps, first order, Meta-SGD, DiCE, Reptile-PG, evaluation's fine-tuning and the
 TRPO-trained baselines; MAML, first-order MAML, Meta-SGD, ANIL, Reptile and the metric learners on few-shot
 tasks), and compares every logged number and the final parameters with ``fixtures/same_numbers.json``, which
-was recorded at commit f7109f5, before the redesign. They must be equal to the bit; a case whose summation order
-changed on purpose would say so next to its tolerance.
+was recorded at commit f7109f5, before the redesign. The meta-RL cases must be equal to the bit; the few-shot
+cases, all convolutional, to 1e-4 relative, since the convolution kernels (and their last bits) depend on the CPU.
 
 Record again (only when a change of numbers is intended and explained): ``METARL_RECORD=1 pytest
 tests/test_same_numbers.py``.
@@ -154,7 +154,27 @@ def _check(case: str, numbers: dict) -> None:
     expected = recorded[case]
     if case in RL_CASES:  # the one intended change: the one run loop logs iteration i (from 1) at step i
         expected["metrics"]["steps"] = [step + 1 for step in expected["metrics"]["steps"]]
-    assert numbers == expected
+        assert numbers == expected
+    else:  # convolutions: oneDNN picks its kernels by the CPU's instruction set, so other CPUs differ in the
+        # last bits (on an AVX2-only EPYC the parameter norms were 1.6e-6 apart from the recording)
+        got, want = _flat(numbers), _flat(expected)
+        assert got.keys() == want.keys()
+        # the signed sum of all parameters cancels, so its error is absolute (0.01 seen), not relative
+        assert got.pop("/params/sum") == pytest.approx(want.pop("/params/sum"), abs=0.05)
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def _flat(numbers: dict, prefix: str = "") -> dict[str, float]:
+    """Every number of a nested record, by its path; hashes left out (they match only to the bit)."""
+    flat: dict[str, float] = {}
+    items = numbers.items() if isinstance(numbers, dict) else enumerate(numbers)
+    for key, value in items:
+        path = f"{prefix}/{key}"
+        if isinstance(value, (dict, list)):
+            flat.update(_flat(value, path))
+        elif key != "sha256":
+            flat[path] = float(value)
+    return flat
 
 
 @pytest.mark.parametrize("case", list(RL_CASES))
