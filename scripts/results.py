@@ -128,6 +128,8 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
         task = evaluation["dataset"]
         if not regression:
             task += f" {evaluation['ways']}-way {evaluation['shots']}-shot"
+        if evaluation.get("split_scheme", "vinyals") != "vinyals":  # Omniglot's other splits are other tasks
+            task += f" ({evaluation['split_scheme']} split)"
         return {
             "format": FORMAT,
             "kind": "few-shot",
@@ -144,6 +146,7 @@ def summary_of(evaluation: dict[str, Any]) -> dict[str, Any]:
                 "episodes": evaluation["episodes"],
                 "queries": evaluation["queries"],
                 "split": evaluation["split"],
+                **({"split_scheme": evaluation["split_scheme"]} if "split_scheme" in evaluation else {}),
                 **({"eval_seed": evaluation["eval_seed"]} if "eval_seed" in evaluation else {}),
             },
             "learners": {

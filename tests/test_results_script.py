@@ -45,6 +45,7 @@ FEW_SHOT_EVAL = {
     "learner": "maml",
     "dataset": "omniglot",
     "split": "test",
+    "split_scheme": "vinyals",
     "ways": 5,
     "shots": 1,
     "queries": 15,
@@ -71,6 +72,9 @@ def test_few_shot_summary():
         "query accuracy",
     )
     assert summary["learners"] == {"maml": FEW_SHOT_EVAL["per_step"]}
+    assert summary["protocol"]["split_scheme"] == "vinyals"
+    finn = results.summary_of({**FEW_SHOT_EVAL, "split_scheme": "finn"})
+    assert finn["task"] == "omniglot 5-way 1-shot (finn split)" and finn["protocol"]["split_scheme"] == "finn"
 
 
 def test_extract_rejects_other_json():

@@ -38,7 +38,11 @@ class DataConfig:
         "default $METARL_DATA/<dataset>, else ~/.cache/metarl/data/<dataset> ($METARL_CACHE/data/<dataset>)",
         default=None,
     )
-    split_scheme: Literal["vinyals", "lake"] = doc("Omniglot split scheme", default="vinyals")
+    split_scheme: Literal["vinyals", "lake", "finn"] = doc(
+        "Omniglot split scheme: 'vinyals' (alphabet-disjoint 1028/172/423 characters), 'lake' (background/"
+        "evaluation alphabets) or 'finn' (MAML's code: 1100/100/423 characters shuffled irrespective of alphabet)",
+        default="vinyals",
+    )
     train_split: str = doc("split to meta-train on", default="train")
     val_split: str | None = doc("split for validation during training (None: no validation)", default="val")
     test_split: str = doc("split of the final evaluation", default="test")

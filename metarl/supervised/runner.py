@@ -253,6 +253,7 @@ def evaluate_run_learner(
         learner=config.learner,
         dataset=config.data.dataset,
         split=config.data.test_split,
+        **({"split_scheme": config.data.split_scheme} if config.data.dataset == "omniglot" else {}),
         ways=config.data.test_ways,
         shots=config.data.test_shots,
         queries=config.data.eval_queries,

@@ -204,6 +204,10 @@ def test_bad_options_raise_value_errors(omniglot_root, tmp_path):
         Omniglot(omniglot_root, "train", split_scheme="snell", cache_dir=cache)
     with pytest.raises(ValueError, match="pass split_scheme='lake'"):
         Omniglot(omniglot_root, "background", cache_dir=cache)
+    with pytest.raises(ValueError, match="unknown split 'background' for split_scheme='finn'"):
+        Omniglot(omniglot_root, "background", split_scheme="finn", cache_dir=cache)
+    with pytest.raises(ValueError, match="needs all 1623 Omniglot characters, found 7"):
+        Omniglot(omniglot_root, "train", split_scheme="finn", cache_dir=cache)
     with pytest.raises(ValueError, match="rotations"):
         Omniglot(omniglot_root, "background", split_scheme="lake", rotations=(90, 90), cache_dir=cache)
     with pytest.raises(ValueError, match="rotations"):

@@ -62,6 +62,26 @@ def test_lake_split_has_all_1623_characters_and_vinyals_partitions_them(shared_d
     }
 
 
+def test_finn_split_shuffles_characters_across_alphabets(shared_data, cache_dir):
+    root = shared_data / "omniglot"
+    parts = {
+        split: Omniglot(root, split, split_scheme="finn", rotations=(0,), cache_dir=cache_dir).characters
+        for split in ("train", "val", "test", "trainval")
+    }
+    assert {split: len(c) for split, c in parts.items()} == {
+        "train": 1100,
+        "val": 100,
+        "test": 423,
+        "trainval": 1200,
+    }
+    assert parts["trainval"] == parts["train"] + parts["val"]
+    assert len(set(parts["trainval"]) | set(parts["test"])) == 1623  # disjoint, and all of Omniglot
+    alphabets = {split: {c.split("/")[0] for c in chars} for split, chars in parts.items()}
+    assert len(alphabets["test"]) > 40 and alphabets["test"] <= alphabets["train"]  # unlike Vinyals' split
+    again = Omniglot(root, "test", split_scheme="finn", rotations=(0,), cache_dir=cache_dir)
+    assert again.characters == parts["test"]  # seeded: the same characters on every machine
+
+
 def test_rotated_classes_and_episodes_on_real_data(shared_data, cache_dir):
     dataset = Omniglot(shared_data / "omniglot", "val", cache_dir=cache_dir)
     upright = dataset.class_images(0)[:, 0]

@@ -22,7 +22,7 @@ from metarl.supervised.data.base import ClassIndexedDataset
 from metarl.supervised.data.cache import cached, file_sha256, fingerprint, resolve_cache_dir
 from metarl.supervised.data.download import OMNIGLOT_FILES, download_omniglot_file
 from metarl.supervised.data.imaging import check_image_size, check_resample, decode_image, open_zip
-from metarl.supervised.data.omniglot_splits import VINYALS_SOURCES, vinyals_characters
+from metarl.supervised.data.omniglot_splits import VINYALS_SOURCES, finn_characters, vinyals_characters
 
 OMNIGLOT_PARTS = {"background": "images_background.zip", "evaluation": "images_evaluation.zip"}
 LAKE_SPLITS = {
@@ -135,11 +135,14 @@ class Omniglot(ClassIndexedDataset):
           split files (``Alphabet/characterNN/rot000`` ...).
         - ``split_scheme="lake"`` (Lake et al. 2015): ``split`` "background" (or "train") = 964 characters of 30
           alphabets, "evaluation" (or "test") = 659 characters of 20 alphabets.
+        - ``split_scheme="finn"`` (the code of Finn et al. 2017, and learn2learn's): all characters shuffled with a
+          fixed seed irrespective of alphabet; "train" / "val" / "test" / "trainval" = 1100 / 100 / 423 / 1200
+          characters. Test alphabets are seen in training, which makes it easier than the other two.
 
     Args:
         root: folder holding the zips (e.g. ``../shared/data/omniglot``); created by ``download=True``.
         split: part of the split scheme (see above).
-        split_scheme: "vinyals" or "lake".
+        split_scheme: "vinyals", "lake" or "finn".
         image_size: side of the square images (28 in most papers, 105 for the originals).
         rotations: rotations in degrees (subset of 0, 90, 180, 270), each a separate class.
         resample: "lanczos", "bilinear", "bicubic" or "nearest".
@@ -178,8 +181,10 @@ class Omniglot(ClassIndexedDataset):
                     f"unknown split {split!r} for split_scheme='lake'; choose one of {sorted(LAKE_SPLITS)}"
                 )
             parts, characters = (LAKE_SPLITS[split],), None
+        elif split_scheme == "finn":
+            parts, characters = ("background", "evaluation"), None
         else:
-            raise UserError(f"unknown split_scheme {split_scheme!r}; choose 'vinyals' or 'lake'")
+            raise UserError(f"unknown split_scheme {split_scheme!r}; choose 'vinyals', 'lake' or 'finn'")
         if not self.root.is_dir() and not download:
             raise MissingFileError(
                 f"Omniglot root {self.root} is not a folder: point root at a folder with images_background.zip and "
@@ -194,8 +199,10 @@ class Omniglot(ClassIndexedDataset):
             )
             for i, character in enumerate(part_characters):
                 located[character] = (images, int(offsets[i]), int(offsets[i + 1]))
-            if characters is None:
-                characters = part_characters
+        if split_scheme == "lake":
+            characters = part_characters
+        elif split_scheme == "finn":
+            characters = finn_characters(split, list(located))
         missing = [c for c in characters if c not in located]
         if missing:
             raise UserError(

@@ -6,9 +6,15 @@ separate classes. Every alphabet lies wholly in one part except Gurmukhi, whose 
 42-45 in test. Train takes 25 background and 8 evaluation alphabets, val 5 background alphabets and test the
 remaining 12 evaluation alphabets plus the end of Gurmukhi. Entries are ``(alphabet, first, last)`` character
 numbers, in the order of the reference files, so :func:`vinyals_characters` reproduces them line for line.
+
+The Finn et al. (2017) split (:func:`finn_characters`) is a seeded shuffle of all characters, irrespective of alphabet.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
 
 from metarl.errors import UserError
 
@@ -92,3 +98,35 @@ def vinyals_characters(split: str) -> list[str]:
         for alphabet, first, last in VINYALS_SPLITS[split]
         for n in range(first, last + 1)
     ]
+
+
+# Finn et al. (2017)'s split, as their code (cbfinn/maml ``data_generator.py``) and learn2learn's MAML example make
+# it: all 1623 characters shuffled irrespective of alphabet, the first 1100 to train, the next 100 to validate and the
+# last 423 to test, so test characters come from alphabets seen in training. Their permutation depends on the order
+# ``os.listdir`` returns, which no file system fixes; ours is a seeded permutation of the sorted characters: the same
+# sizes and the same kind of split, not the same characters.
+FINN_SPLITS: dict[str, tuple[int, int]] = {
+    "train": (0, 1100),
+    "val": (1100, 1200),
+    "trainval": (0, 1200),
+    "test": (1200, 1623),
+}
+FINN_SEED = 1
+OMNIGLOT_CHARACTERS = 1623
+
+
+def finn_characters(split: str, characters: Sequence[str]) -> list[str]:
+    """The characters of a part of the Finn et al. split, from all of Omniglot's ``"Alphabet/characterNN"``."""
+    if split not in FINN_SPLITS:
+        raise UserError(
+            f"unknown split {split!r} for split_scheme='finn'; choose one of {sorted(FINN_SPLITS)}"
+        )
+    if len(set(characters)) != OMNIGLOT_CHARACTERS:
+        raise UserError(
+            f"the Finn et al. split needs all {OMNIGLOT_CHARACTERS} Omniglot characters, found {len(set(characters))}: "
+            "use the official images_background.zip and images_evaluation.zip (download=True)"
+        )
+    order = sorted(set(characters))
+    permutation = np.random.default_rng(FINN_SEED).permutation(len(order))
+    start, stop = FINN_SPLITS[split]
+    return [order[i] for i in permutation[start:stop]]
