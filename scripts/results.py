@@ -287,23 +287,26 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omniglot") -> str:
-    """One table of every few-shot summary named ``ALGO-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``): a row
-    per learner and setting, grouped by setting, with the learner's accuracy after its last test step, the
-    paper's number, the meta-iterations and the training wall-clock (``train_seconds`` of the run's
-    ``eval.json``; blank for summaries extracted before it was kept)."""
+    """One table of every few-shot summary named ``ALGO-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``), or
+    ``...-{W}w{S}s-SCHEME`` for a split other than Vinyals' (``maml-omniglot-5w1s-finn``): a row per learner,
+    setting and split, grouped by setting, with the learner's accuracy after its last test step, the paper's
+    number, the meta-iterations and the training wall-clock (``train_seconds`` of the run's ``eval.json``; blank
+    for summaries extracted before it was kept)."""
     rows = []
     for name, summary in summaries.items():
-        match = re.fullmatch(rf".+-{re.escape(dataset)}-(?P<ways>\d+)w(?P<shots>\d+)s", name)
+        match = re.fullmatch(rf".+-{re.escape(dataset)}-(?P<ways>\d+)w(?P<shots>\d+)s(-[a-z]+)?", name)
         if summary["kind"] != "few-shot" or not match:
             continue
+        scheme = summary["protocol"].get("split_scheme", "vinyals")
         learner = summary["learners"][summary["algo"]]
         published = summary.get("published")
         seconds = summary.get("train_seconds")
         rows.append(
             (
-                (int(match["ways"]), int(match["shots"]), summary["algo"]),
+                (int(match["ways"]), int(match["shots"]), scheme != "vinyals", scheme, summary["algo"]),
                 [
                     f"{match['ways']}-way {match['shots']}-shot",
+                    scheme,
                     summary["algo"],
                     _with_ci(100 * learner["mean"][-1], 100 * learner["ci"][-1]),
                     "" if published is None else f"{_number(published['value'])} ({published['source']})",
@@ -313,10 +316,8 @@ def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omn
                 ],
             )
         )
-    header = (
-        "| setting | learner | query accuracy (%) | published | meta-iterations | training (h) | summary |"
-    )
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    header = "| setting | split | learner | query accuracy (%) | published | meta-iterations | training (h) | summary |"
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cells) + " |" for _, cells in sorted(rows)]
     return "\n".join(lines)
 

@@ -326,13 +326,20 @@ def test_the_few_shot_summaries_of_one_dataset_are_tabled_side_by_side_by_settin
     twenty = results.summary_of({**FEW_SHOT_EVAL, "learner": "protonet", "ways": 20})
     twenty["published"] = {"value": 96.0, "source": "Snell et al. 2017, Table 1"}
     mann = results.summary_of({**FEW_SHOT_EVAL, "learner": "mann"})  # its own sequence task: another name
+    finn = results.summary_of({**FEW_SHOT_EVAL, "split_scheme": "finn"})
     table = results.fewshot_comparison(
-        {"protonet-omniglot-20w1s": twenty, "maml-omniglot-5w1s": maml, "mann-omniglot-5way": mann}
+        {
+            "protonet-omniglot-20w1s": twenty,
+            "maml-omniglot-5w1s-finn": finn,
+            "maml-omniglot-5w1s": maml,
+            "mann-omniglot-5way": mann,
+        }
     )
     rows = table.splitlines()
-    assert rows[0].startswith("| setting | learner | query accuracy (%) | published |")
+    assert rows[0].startswith("| setting | split | learner | query accuracy (%) | published |")
     assert rows[2:] == [
-        "| 5-way 1-shot | maml | 95.00 ± 1.00 |  | 60,000 | 2.0 | `maml-omniglot-5w1s.json` |",
-        "| 20-way 1-shot | protonet | 95.00 ± 1.00 | 96.00 (Snell et al. 2017, Table 1) | 60,000 |  "
+        "| 5-way 1-shot | vinyals | maml | 95.00 ± 1.00 |  | 60,000 | 2.0 | `maml-omniglot-5w1s.json` |",
+        "| 5-way 1-shot | finn | maml | 95.00 ± 1.00 |  | 60,000 |  | `maml-omniglot-5w1s-finn.json` |",
+        "| 20-way 1-shot | vinyals | protonet | 95.00 ± 1.00 | 96.00 (Snell et al. 2017, Table 1) | 60,000 |  "
         "| `protonet-omniglot-20w1s.json` |",
     ]
