@@ -78,8 +78,12 @@ def test_finn_split_shuffles_characters_across_alphabets(shared_data, cache_dir)
     assert len(set(parts["trainval"]) | set(parts["test"])) == 1623  # disjoint, and all of Omniglot
     alphabets = {split: {c.split("/")[0] for c in chars} for split, chars in parts.items()}
     assert len(alphabets["test"]) > 40 and alphabets["test"] <= alphabets["train"]  # unlike Vinyals' split
-    again = Omniglot(root, "test", split_scheme="finn", rotations=(0,), cache_dir=cache_dir)
-    assert again.characters == parts["test"]  # seeded: the same characters on every machine
+    # seeded: the same characters on every machine (recorded when the split was added)
+    assert parts["test"][:3] == [
+        "Manipuri/character12",
+        "Malay_(Jawi_-_Arabic)/character09",
+        "Malay_(Jawi_-_Arabic)/character24",
+    ]
 
 
 def test_rotated_classes_and_episodes_on_real_data(shared_data, cache_dir):

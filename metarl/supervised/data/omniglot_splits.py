@@ -121,12 +121,12 @@ def finn_characters(split: str, characters: Sequence[str]) -> list[str]:
         raise UserError(
             f"unknown split {split!r} for split_scheme='finn'; choose one of {sorted(FINN_SPLITS)}"
         )
-    if len(set(characters)) != OMNIGLOT_CHARACTERS:
+    order = sorted(set(characters))
+    if len(order) != OMNIGLOT_CHARACTERS:
         raise UserError(
-            f"the Finn et al. split needs all {OMNIGLOT_CHARACTERS} Omniglot characters, found {len(set(characters))}: "
+            f"the Finn et al. split needs all {OMNIGLOT_CHARACTERS} Omniglot characters, found {len(order)}: "
             "use the official images_background.zip and images_evaluation.zip (download=True)"
         )
-    order = sorted(set(characters))
     permutation = np.random.default_rng(FINN_SEED).permutation(len(order))
     start, stop = FINN_SPLITS[split]
     return [order[i] for i in permutation[start:stop]]
