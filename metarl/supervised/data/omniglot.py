@@ -200,7 +200,7 @@ class Omniglot(ClassIndexedDataset):
             for i, character in enumerate(part_characters):
                 located[character] = (images, int(offsets[i]), int(offsets[i + 1]))
         if split_scheme == "lake":
-            characters = part_characters
+            characters = list(located)  # the one part's characters, in the zip's order
         elif split_scheme == "finn":
             characters = finn_characters(split, list(located))
         missing = [c for c in characters if c not in located]
