@@ -12,7 +12,7 @@ from conftest import random_image_batch, synthetic_run_overrides
 from metarl.supervised import runner
 from metarl.supervised.config import FewShotConfig
 from metarl.supervised.data.episodes import EpisodeBatch
-from metarl.supervised.learners.mtl import MetaTransferLearner, worst_classes
+from metarl.supervised.learners.mtl import MetaTransferLearner, scaled_and_shifted_tensors, worst_classes
 from metarl.supervised.models import Conv4, ResNet12
 from metarl.training import config_file, load_config
 
@@ -42,20 +42,20 @@ def tiny(pretrain_iterations=0, **options) -> MetaTransferLearner:
 def test_inner_loop_equals_a_textbook_loop_on_scaled_and_shifted_features():
     learner, batch = tiny(), image_batch()
     logits = learner.adapted_logits(batch, steps=2)
-    convs = [m for m in learner.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in learner.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for t in range(batch.num_tasks):
         copy = Conv4(1, 8, ways=None, hidden=3, blocks=2).double()
         copy.load_state_dict(learner.encoder.state_dict())
-        with torch.no_grad():
-            for conv, mine, scale, shift in zip(
-                [m for m in copy.modules() if isinstance(m, torch.nn.Conv2d)],
-                convs,
+        with torch.no_grad():  # SS on each convolution's batch norm, which would normalise it away before
+            for norm, mine, scale, shift in zip(
+                [m for m in copy.modules() if isinstance(m, torch.nn.BatchNorm2d)],
+                norms,
                 learner.scales,
                 learner.shifts,
                 strict=True,
             ):
-                conv.weight.copy_(mine.weight * scale.view(-1, 1, 1, 1))
-                conv.bias.copy_(mine.bias + shift)
+                norm.weight.copy_(mine.weight * scale)
+                norm.bias.copy_(mine.bias + shift)
             features = copy(torch.cat([batch.support_x[t], batch.query_x[t]]))
         support, query = features[:4], features[4:]
         w = learner.classifier.weight.detach().clone()
@@ -98,10 +98,15 @@ def test_pretraining_trains_the_backbone_on_dataset_classes_then_switches_phase(
     optimizer = torch.optim.Adam(learner.parameters(), 1e-2)
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
     loss, _ = learner.pretrain_loss(batch)
-    labels = batch.class_ids.gather(1, torch.cat([batch.support_y, batch.query_y], 1)).flatten()
-    images = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
-    expected = F.cross_entropy(learner.pretrain_head(learner.encoder(images)), labels)
-    torch.testing.assert_close(loss, expected)
+    labels = batch.class_ids.gather(1, torch.cat([batch.support_y, batch.query_y], 1))
+    images = torch.cat([batch.support_x, batch.query_x], 1)
+    per_episode = [  # each episode normalised with its own batch statistics, as in meta-transfer
+        F.cross_entropy(learner.pretrain_head(learner.encoder(images[t])), labels[t], reduction="sum")
+        for t in range(batch.num_tasks)
+    ]
+    torch.testing.assert_close(loss, sum(per_episode) / labels.numel())
+    pooled = F.cross_entropy(learner.pretrain_head(learner.encoder(images.flatten(0, 1))), labels.flatten())
+    assert abs(float(loss.detach() - pooled.detach())) > 1e-6  # the statistics of all episodes at once differ
     for _ in range(2):
         assert learner.train_step(batch, optimizer)["pretraining"] == 1.0
     after = dict(learner.named_parameters())
@@ -189,26 +194,55 @@ def test_hard_task_of_the_worst_classes_joins_the_next_meta_batch():
     assert not torch.equal(plain.scales[0], learner.scales[0])
 
 
-def test_resnet12_convolutions_are_scaled_and_not_shifted_having_no_bias():
-    """ResNet-12's 16 convolutions have no bias: SS scales each (one scale per filter) and shifts none, as the
-    reference code's Conv2dMtl; Conv4's convolutions get both."""
+def test_scaling_and_shifting_changes_the_features_where_a_batch_norm_follows():
+    """Batch norm with batch statistics normalises away a per-filter scale and shift of the convolution before
+    it; SS on the batch norm's output does change the features (and its gradient is not zero)."""
+    learner, batch = tiny(), image_batch()
+    images = torch.cat([batch.support_x[0], batch.query_x[0]])
+    encoder = learner.encoder
+    conv_scaled = {n: p.detach() for n, p in encoder.named_parameters()}
+    conv_scaled["features.0.0.weight"] = conv_scaled["features.0.0.weight"] * 2.0
+    conv_scaled["features.0.0.bias"] = conv_scaled["features.0.0.bias"] + 0.5
+    plain = encoder(images)
+    # equal but for the normalisation's eps
+    torch.testing.assert_close(
+        torch.func.functional_call(encoder, conv_scaled, (images,)), plain, atol=1e-3, rtol=0
+    )
+    ss = torch.func.functional_call(encoder, learner.scaled_and_shifted(), (images,))
+    assert (ss - plain).abs().max() > 0.05
+    assert learner.scaled == ["features.0.1.weight", "features.1.1.weight"]
+    assert learner.shifted == ["features.0.1.bias", "features.1.1.bias"]
+    learner.meta_loss(batch)[0].backward()
+    assert all(float(p.grad.abs().max()) > 1e-6 for p in [*learner.scales, *learner.shifts])
+
+
+def test_resnet12_batch_norms_are_scaled_and_shifted():
+    """ResNet-12's 16 convolutions (no bias) each feed a batch norm: SS scales and shifts those 16 outputs."""
     torch.manual_seed(0)
     learner = MetaTransferLearner(
         ResNet12(1, widths=(2, 2, 3, 3)), ways=2, pretrain_iterations=0, inner_steps=1
     )
-    assert len(learner.scales) == 16 and len(learner.shifts) == 0
+    assert len(learner.scales) == len(learner.shifts) == 16
+    assert (
+        learner.scaled[0] == "features.0.bn1.weight" and learner.shifted[-1] == "features.3.shortcut.1.bias"
+    )
     with torch.no_grad():
         learner.scales[0].fill_(2.0)
     params = learner.scaled_and_shifted()
-    torch.testing.assert_close(
-        params["features.0.conv1.weight"], 2.0 * learner.encoder.features[0].conv1.weight
-    )
-    assert not any(name.endswith("conv1.bias") for name in params)
+    torch.testing.assert_close(params["features.0.bn1.weight"], 2.0 * learner.encoder.features[0].bn1.weight)
+    torch.testing.assert_close(params["features.0.conv1.weight"], learner.encoder.features[0].conv1.weight)
     batch = random_image_batch(0, 2, class_ids=torch.tensor([[0, 3], [2, 1]]), size=16, dtype=torch.float32)
     loss, _ = learner.meta_loss(batch)
     loss.backward()
     assert all(s.grad is not None and torch.isfinite(s.grad).all() for s in learner.scales)
-    assert len(tiny().shifts) == len(tiny().scales) == 2
+
+
+def test_a_convolution_without_batch_norm_is_scaled_and_shifted_itself():
+    encoder = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Conv2d(3, 2, 3, bias=False)
+    )
+    scaled, shifted, filters = scaled_and_shifted_tensors(encoder)
+    assert scaled == ["0.weight", "2.weight"] and shifted == ["0.bias", None] and filters == [3, 2]
 
 
 def test_miniimagenet_config_runs_resnet12_on_synthetic_data(tmp_path):

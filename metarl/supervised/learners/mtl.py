@@ -5,13 +5,25 @@ Two phases of one run:
 1. **Pre-training** (the first ``pretrain_iterations`` meta-iterations): the backbone and a temporary classifier
    over *all* training classes learn ordinary classification on the images of the sampled episodes, labelled
    with their dataset classes (``EpisodeBatch.class_ids``). The temporary classifier is then discarded.
-2. **Meta-transfer**: the backbone's weights are frozen; each convolution gets scaling and shifting (SS)
-   parameters, ``W * Phi_S1`` (one scale per filter) and ``b + Phi_S2`` (one shift per filter; convolutions without
-   a bias, as ResNet-12's, get only the scale, as in the reference code's ``Conv2dMtl``), initialised to 1 and 0,
-   and a ``ways``-way classifier whose initialisation is meta-learned. Per task, the classifier adapts on
-   the frozen-but-scaled-and-shifted support features with ``inner_steps`` steps of :func:`metarl.core.adapt`
+2. **Meta-transfer**: the backbone's weights are frozen; each convolution's filters get scaling and shifting
+   (SS) parameters, one scale ``Phi_S1`` and one shift ``Phi_S2`` per filter, initialised to 1 and 0, and a
+   ``ways``-way classifier whose initialisation is meta-learned. Per task, the classifier adapts on the
+   frozen-but-scaled-and-shifted support features with ``inner_steps`` steps of :func:`metarl.core.adapt`
    (second order, through the classifier only); the query loss trains the SS parameters and the classifier's
    initialisation.
+
+**Where SS applies.** The paper scales and shifts the convolution itself, ``W * Phi_S1`` and ``b + Phi_S2``. The
+backbones here follow every convolution with a batch norm that uses the statistics of the batch it sees, and a
+per-filter scale and shift of a convolution is normalised away by it (the gradient of a positive scale is zero
+but for the ``eps`` of the normalisation). So when a batch norm follows the convolution (the one registered
+right after it), SS scales and shifts that batch norm's output, ``gamma * Phi_S1`` and ``beta + Phi_S2``: the
+same one-scale-one-shift per filter on the same frozen layer, placed where it changes the features. (The
+reference code keeps its batch norms' own ``gamma`` and ``beta`` trainable in meta-transfer, which moves the same
+place.) A convolution without a batch norm after it is scaled and shifted as in the paper (shifted only if it has
+a bias).
+
+Pre-training normalises each episode's images together, as the meta-transfer phase and evaluation do, so the
+backbone is trained with the batch statistics it is used with.
 
 The phase is a buffer of the learner (``pretrain_done``), so checkpoints resume in the right phase.
 
@@ -63,6 +75,38 @@ def worst_classes(logits: torch.Tensor, query_y: torch.Tensor, ways: int) -> tor
     return torch.where(lowest, loss, torch.full_like(loss, -torch.inf)).argmax(-1)
 
 
+def scaled_and_shifted_tensors(encoder: nn.Module) -> tuple[list[str], list[str | None], list[int]]:
+    """Per convolution of ``encoder``: the parameter SS scales, the one it shifts (``None``: none) and the
+    number of filters. A batch norm registered right after the convolution, with as many channels, takes both
+    (its ``weight`` and ``bias``); otherwise the convolution's own ``weight`` and ``bias`` (if any)."""
+    scaled: list[str] = []
+    shifted: list[str | None] = []
+    filters: list[int] = []
+    pending: tuple[str, nn.Conv2d] | None = None
+
+    def own(name: str, conv: nn.Conv2d) -> None:
+        scaled.append(f"{name}.weight")
+        shifted.append(f"{name}.bias" if conv.bias is not None else None)
+        filters.append(conv.out_channels)
+
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if pending is not None:
+                own(*pending)
+            pending = (name, module)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and pending is not None:
+            if module.affine and module.num_features == pending[1].out_channels:
+                scaled.append(f"{name}.weight")
+                shifted.append(f"{name}.bias")
+                filters.append(module.num_features)
+            else:
+                own(*pending)
+            pending = None
+    if pending is not None:
+        own(*pending)
+    return scaled, shifted, filters
+
+
 class MetaTransferLearner(FewShotLearner):
     """MTL with scaling-and-shifting of a pre-trained backbone (see the module docstring).
 
@@ -98,12 +142,11 @@ class MetaTransferLearner(FewShotLearner):
                 f"{inner_steps}, {inner_lr}"
             )
         self.encoder = encoder
-        convs = {n: m for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)}
-        self.convolutions = list(convs)
-        self.shifted = [n for n, conv in convs.items() if conv.bias is not None]
-        self.scales = nn.ParameterList([nn.Parameter(torch.ones(c.out_channels)) for c in convs.values()])
+        self.scaled, shifted, filters = scaled_and_shifted_tensors(encoder)
+        self.shifted = [name for name in shifted if name is not None]
+        self.scales = nn.ParameterList([nn.Parameter(torch.ones(n)) for n in filters])
         self.shifts = nn.ParameterList(
-            [nn.Parameter(torch.zeros(convs[n].out_channels)) for n in self.shifted]
+            [nn.Parameter(torch.zeros(n)) for n, name in zip(filters, shifted, strict=True) if name]
         )
         self.classifier = nn.Linear(dim, ways)
         self.pretrain_head: nn.Linear | None = None
@@ -145,9 +188,9 @@ class MetaTransferLearner(FewShotLearner):
         """All-class cross-entropy of the batch's images with their dataset classes."""
         if self.pretrain_head is None or batch.class_ids is None:
             raise UserError("MTL pre-training needs the training classes (class_ids) from a dataset sampler")
-        images = torch.cat([batch.support_x, batch.query_x], 1)
+        support, query = encode_tasks(self.encoder, batch)  # each episode's batch statistics, as in phase 2
         labels = batch.class_ids.gather(1, torch.cat([batch.support_y, batch.query_y], 1))
-        logits = self.pretrain_head(self.encoder(images.flatten(0, 1)))
+        logits = self.pretrain_head(torch.cat([support, query], 1).flatten(0, 1))
         loss = F.cross_entropy(logits, labels.flatten())
         return loss, {"accuracy": float((logits.argmax(-1) == labels.flatten()).float().mean())}
 
@@ -166,12 +209,14 @@ class MetaTransferLearner(FewShotLearner):
 
     # -- phase 2 --------------------------------------------------------------------------------------------
     def scaled_and_shifted(self) -> dict[str, torch.Tensor]:
-        """The frozen backbone's parameters with SS applied to every convolution: ``W * s``, ``b + t``."""
+        """The frozen backbone's parameters with SS applied to every filter (see the module docstring):
+        ``gamma * s`` and ``beta + t`` of the batch norm after a convolution, else ``W * s`` and ``b + t``."""
         params = {n: p.detach() for n, p in self.encoder.named_parameters()}
-        for name, scale in zip(self.convolutions, self.scales, strict=True):
-            params[f"{name}.weight"] = params[f"{name}.weight"] * scale.view(-1, 1, 1, 1)
+        for name, scale in zip(self.scaled, self.scales, strict=True):
+            weight = params[name]
+            params[name] = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
         for name, shift in zip(self.shifted, self.shifts, strict=True):
-            params[f"{name}.bias"] = params[f"{name}.bias"] + shift
+            params[name] = params[name] + shift
         return params
 
     def adapted_logits(self, batch: EpisodeBatch, steps: int, first_order: bool = False) -> torch.Tensor:
