@@ -193,13 +193,15 @@ def learning_curve(
     ``y_label``; returns its path.
 
     Raises:
-        ValueError: a file without a record that has both keys.
+        ValueError: a file that does not exist or has no record with both keys.
     """
     from metarl.training.io import atomic_open
     from metarl.training.logger import read_metrics
 
     rows = []
     for label, metrics_path, metric in series:
+        if not Path(metrics_path).is_file():
+            raise ValueError(f"{metrics_path} does not exist: pass a run's metrics.jsonl")
         records = [r for r in read_metrics(metrics_path) if metric in r and x in r]
         if not records:
             raise ValueError(f"{metrics_path} has no record with both {x} and {metric}")
@@ -287,14 +289,17 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omniglot") -> str:
-    """One table of every few-shot summary named ``ALGO-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``), or
+    """One table of every few-shot summary named ``LEARNER-DATASET-{W}w{S}s`` (``protonet-omniglot-20w1s``), or
     ``...-{W}w{S}s-SCHEME`` for a split other than Vinyals' (``maml-omniglot-5w1s-finn``): a row per learner,
-    setting and split, grouped by setting, with the learner's accuracy after its last test step, the paper's
+    setting and split, grouped by setting, the learner named as in the summary's name (so variants of one
+    algorithm stay apart: ``mtl-ss``, ``mtl-ss-ht``), with its accuracy after its last test step, the paper's
     number, the meta-iterations and the training wall-clock (``train_seconds`` of the run's ``eval.json``; blank
     for summaries extracted before it was kept)."""
     rows = []
     for name, summary in summaries.items():
-        match = re.fullmatch(rf".+-{re.escape(dataset)}-(?P<ways>\d+)w(?P<shots>\d+)s(-[a-z]+)?", name)
+        match = re.fullmatch(
+            rf"(?P<learner>.+)-{re.escape(dataset)}-(?P<ways>\d+)w(?P<shots>\d+)s(-[a-z]+)?", name
+        )
         if summary["kind"] != "few-shot" or not match:
             continue
         scheme = summary["protocol"].get("split_scheme", "vinyals")
@@ -303,11 +308,11 @@ def fewshot_comparison(summaries: dict[str, dict[str, Any]], dataset: str = "omn
         seconds = summary.get("train_seconds")
         rows.append(
             (
-                (int(match["ways"]), int(match["shots"]), scheme != "vinyals", scheme, summary["algo"]),
+                (int(match["ways"]), int(match["shots"]), scheme != "vinyals", scheme, match["learner"]),
                 [
                     f"{match['ways']}-way {match['shots']}-shot",
                     scheme,
-                    summary["algo"],
+                    match["learner"],
                     _with_ci(100 * learner["mean"][-1], 100 * learner["ci"][-1]),
                     "" if published is None else f"{_number(published['value'])} ({published['source']})",
                     f"{summary['iterations']:,}",

@@ -318,6 +318,10 @@ def test_a_curve_of_a_metric_the_run_never_logged_is_refused_in_one_line(tmp_pat
     assert exit_info.value.code == 2
     assert "no record with both charts/env_steps_total and meta/nope" in capsys.readouterr().err
     assert not (tmp_path / "x_curve.csv").exists()
+    argv[7] = str(tmp_path / "missing.jsonl")
+    with pytest.raises(SystemExit) as exit_info:
+        results.main(argv)
+    assert exit_info.value.code == 2 and "missing.jsonl does not exist" in capsys.readouterr().err
 
 
 def test_the_few_shot_summaries_of_one_dataset_are_tabled_side_by_side_by_setting():
@@ -327,8 +331,11 @@ def test_the_few_shot_summaries_of_one_dataset_are_tabled_side_by_side_by_settin
     twenty["published"] = {"value": 96.0, "source": "Snell et al. 2017, Table 1"}
     mann = results.summary_of({**FEW_SHOT_EVAL, "learner": "mann"})  # its own sequence task: another name
     finn = results.summary_of({**FEW_SHOT_EVAL, "split_scheme": "finn"})
+    mtl = results.summary_of({**FEW_SHOT_EVAL, "learner": "mtl"})
     table = results.fewshot_comparison(
         {
+            "mtl-ss-ht-omniglot-5w1s": mtl,  # two variants of one algorithm: named as their summaries
+            "mtl-ss-omniglot-5w1s": mtl,
             "protonet-omniglot-20w1s": twenty,
             "maml-omniglot-5w1s-finn": finn,
             "maml-omniglot-5w1s": maml,
@@ -339,6 +346,8 @@ def test_the_few_shot_summaries_of_one_dataset_are_tabled_side_by_side_by_settin
     assert rows[0].startswith("| setting | split | learner | query accuracy (%) | published |")
     assert rows[2:] == [
         "| 5-way 1-shot | vinyals | maml | 95.00 ± 1.00 |  | 60,000 | 2.0 | `maml-omniglot-5w1s.json` |",
+        "| 5-way 1-shot | vinyals | mtl-ss | 95.00 ± 1.00 |  | 60,000 |  | `mtl-ss-omniglot-5w1s.json` |",
+        "| 5-way 1-shot | vinyals | mtl-ss-ht | 95.00 ± 1.00 |  | 60,000 |  | `mtl-ss-ht-omniglot-5w1s.json` |",
         "| 5-way 1-shot | finn | maml | 95.00 ± 1.00 |  | 60,000 |  | `maml-omniglot-5w1s-finn.json` |",
         "| 20-way 1-shot | vinyals | protonet | 95.00 ± 1.00 | 96.00 (Snell et al. 2017, Table 1) | 60,000 |  "
         "| `protonet-omniglot-20w1s.json` |",

@@ -89,7 +89,13 @@ def plot_adaptation_curves(
         all_steps.update(steps)
     if log_x:
         axes.set_xscale("symlog", linthresh=1.0)
-    if all(float(s).is_integer() for s in all_steps) and len(all_steps) <= 20:
+    # a tick at every step of a short, small-integer axis (steps, episodes); matplotlib's own ticks otherwise,
+    # where a label at each of many large values (tasks or env steps seen) would overlap
+    if (
+        all(float(s).is_integer() for s in all_steps)
+        and len(all_steps) <= 20
+        and max(all_steps, default=0) < 1000
+    ):
         axes.set_xticks(sorted(all_steps), [f"{s:g}" for s in sorted(all_steps)])
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
